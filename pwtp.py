@@ -1,0 +1,220 @@
+"""Pixel-Wise Temporal Projection (PWTP): the paper's Sec. 3.1-3.2 and 3.4, Eq. 1-8.
+
+Read this file beside Sec. 3 of the paper and `../shared/paper/EQUATIONS.md` (the equations the
+text lost). The whole idea in three sentences:
+
+  * Every pixel position n of a segment of T frames has a *temporal profile* x_n: a T x C matrix
+    (row t = the colour of that pixel in frame t).
+  * PWTP predicts, for every pixel, a small subspace A_n (T x D, D < T) of "what this pixel would
+    look like if nothing moved" and projects x_n onto it (Eq. 1). The subspace is input-specific:
+    it is computed from how the neighbourhood of n changes over time (Eq. 2-4).
+  * What the subspace cannot explain, the projection residual e_n = x_n - x_hat_n (Eq. 5), is the
+    *dynamic appearance*; averaged over the T frames it is one picture per segment (Eq. 6).
+    The relative size of the residual, ENoPR (Eq. 7-8), is PWTP's own training loss L_p.
+
+Shapes used throughout (the paper's letters):
+    N  = batch x segments       (PWTP runs on every segment independently)
+    T  = frames per segment      D = dimension of the subspace (proj_dim), 1 <= D < T
+    C  = image channels (3)      H, W = image size
+    C' = conv channels (24)      H', W' = size after the strided conv (H/8, W/8 by default)
+    L  = T(T-1)/2 frame pairs
+
+Public API: `PWTP`, `PWTPOutput`, and the equation functions `temporal_relation_descriptor`
+(Eq. 3), `project` (Eq. 1), `dynamic_appearance` (Eq. 6), `enopr` (Eq. 7; batch mean = Eq. 8).
+"""
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PWTPOutput(NamedTuple):
+    """Every intermediate of the paper, so a student can look at each one."""
+    da: torch.Tensor        # (N, C, H, W)      dynamic appearance, Eq. 6
+    x_hat: torch.Tensor     # (N, T, C, H, W)   projection of the clip on its subspaces, Eq. 1
+    residual: torch.Tensor  # (N, T, C, H, W)   projection residual e = x - x_hat, Eq. 5
+    A: torch.Tensor         # (N, H, W, T, D)   per-pixel subspace bases, Eq. 4
+    enopr: torch.Tensor     # (N,)              ||E|| / ||X|| per segment, Eq. 7
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 3: the temporal relation descriptor
+# ---------------------------------------------------------------------------------------------
+def temporal_relation_descriptor(u: torch.Tensor) -> torch.Tensor:
+    """Eq. 3: r_m = [<u_m^i, u_m^j>]_{1 <= i < j <= T}, every pair of frames of position m.
+
+    u: (N, T, C', H', W') features of the locally aggregated frames (Eq. 2).
+    returns r: (N, H', W', L) with L = T(T-1)/2, pairs in ascending (i, j) order.
+
+    Why dot products between *frames* (not between channels): the descriptor should say how the
+    neighbourhood of m evolves in time -- which frames look alike and which differ -- and nothing
+    about what the neighbourhood looks like. A static pixel gives a Gram matrix of equal entries,
+    a pixel crossed by a moving edge gives a block pattern; the MLP of Eq. 4 reads that pattern and
+    chooses the subspace. The diagonal (the frames' own energies) and the lower triangle
+    (a copy of the upper one) carry no extra temporal relation, so they are dropped.
+    """
+    N, T, Cp, Hp, Wp = u.shape
+    u = u.permute(0, 3, 4, 1, 2)                    # (N, H', W', T, C')  one T x C' matrix per position
+    gram = u @ u.transpose(-1, -2)                  # (N, H', W', T, T)   all frame-pair similarities at once
+    i, j = torch.triu_indices(T, T, offset=1, device=u.device)  # the L pairs i < j, row-major = ascending (i, j)
+    return gram[..., i, j]                          # (N, H', W', L)     one gather picks every pair
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 1: projection of every pixel's temporal profile onto its own subspace
+# ---------------------------------------------------------------------------------------------
+def project(x: torch.Tensor, A: torch.Tensor, ridge: float = 1e-6):
+    """Eq. 1: beta_n = (A_n^T A_n)^{-1} A_n^T x_n,  x_hat_n = A_n beta_n, for every pixel n.
+
+    x: (N, T, C, H, W) the clip;  A: (N, H, W, T, D) one T x D basis per pixel, any D <= T.
+    returns x_hat: (N, T, C, H, W) and beta: (N, H, W, D, C) (the mapping coefficients).
+
+    The inverse in Eq. 1 is never formed: beta is the solution of the D x D *normal equations*
+    (A^T A) beta = A^T x, which is cheaper and better conditioned than inverting. A small ridge
+    `ridge * mean(diag(A^T A)) * I` keeps the solve finite when the MLP happens to produce nearly
+    dependent columns (the paper only asks that they be independent; nothing forces it). Being
+    relative to the scale of A, it shrinks a well-conditioned projection by a relative ~1e-6 only,
+    about the precision of float32 anyway. The small solve runs in float32 even under float16/bfloat16 autocast: a D x D
+    system with squared entries overflows or loses every digit in half precision.
+    """
+    out_dtype = x.dtype
+    work = torch.promote_types(torch.promote_types(x.dtype, A.dtype), torch.float32)  # >= float32
+    x32, A32 = x.to(work), A.to(work)
+    D = A32.shape[-1]
+    # A^T A and A^T x as single contractions over the time axis t.
+    AtA = torch.einsum("nhwtd,nhwte->nhwde", A32, A32)        # (N, H, W, D, D)
+    Atx = torch.einsum("nhwtd,ntchw->nhwdc", A32, x32)        # (N, H, W, D, C)
+    eye = torch.eye(D, device=A32.device, dtype=A32.dtype)
+    scale = AtA.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).unsqueeze(-1)  # (N, H, W, 1, 1)
+    AtA = AtA + (ridge * scale + 1e-12) * eye                # ridge-regularised normal matrix
+    if D == 1:
+        # The paper's default: a 1 x 1 "system" is a division, no batched solver needed.
+        beta = Atx / AtA                                      # (N, H, W, 1, C)
+    else:
+        # AtA is symmetric positive definite (thanks to the ridge): Cholesky is the right solver.
+        L = torch.linalg.cholesky(AtA)                        # (N, H, W, D, D)
+        beta = torch.cholesky_solve(Atx, L)                   # (N, H, W, D, C)
+    x_hat = torch.einsum("nhwtd,nhwdc->ntchw", A32, beta)     # (N, T, C, H, W)  = A beta = P x
+    return x_hat.to(out_dtype), beta.to(out_dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 6 and Eq. 7-8: dynamic appearance and ENoPR
+# ---------------------------------------------------------------------------------------------
+def dynamic_appearance(residual: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: DA_n = (1/T) sum_t e_n^t -- one picture per segment.
+
+    residual: (N, T, C, H, W) -> (N, C, H, W).
+
+    Why averaging a residual is not trivially zero: e_n = (I - P_n) x_n, so DA_n = sum_t w_{n,t}
+    x_n^t with w_n = (1/T)(I - P_n) 1. Those weights sum to (1/T)||(I - P_n) 1||^2 >= 0, which is
+    0 exactly when the constant (static) direction 1 lies in the subspace of A_n. So DA is a
+    per-pixel, input-adaptive temporal contrast of the frames -- a cousin of the dynamic image
+    (whose weights also sum to 0; see baselines.py): static pixels vanish, changing pixels keep
+    their moving appearance.
+    """
+    return residual.mean(dim=1)
+
+
+def enopr(x: torch.Tensor, residual: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 7: ENoPR = ||E||_2 / ||X||_2 per segment, norms over time, channels and space.
+
+    x, residual: (N, T, C, H, W) -> (N,). The batch loss of Eq. 8 is its mean, L_p = enopr.mean().
+
+    Relative, not absolute: a bright, busy clip should not weigh more than a dark one, and the
+    value reads as a fraction (0 = the subspace explains the clip, 1 = it explains nothing; the
+    paper reports 0.08-0.72). `eps` keeps an all-black clip (||X|| = 0, hence E = 0) at 0 instead
+    of 0/0, with a finite gradient.
+    """
+    work = torch.promote_types(x.dtype, torch.float32)          # norms of half tensors overflow
+    e = residual.to(work).flatten(1)                            # (N, T*C*H*W)
+    X = x.to(work).flatten(1)
+    return torch.linalg.vector_norm(e, dim=1) / torch.linalg.vector_norm(X, dim=1).clamp_min(eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 4: the MLP that turns relation descriptors into subspace bases
+# ---------------------------------------------------------------------------------------------
+class Bottleneck(nn.Module):
+    """One residual bottleneck of Appendix C: z <- z + FC_up(GELU(FC_down(BN(z))))."""
+
+    def __init__(self, width: int, ratio: float):
+        super().__init__()
+        hidden = int(ratio * width)                  # floor(rho * w)
+        self.bn = nn.BatchNorm1d(width)              # BatchNorm, not LayerNorm (Appendix C)
+        self.down = nn.Linear(width, hidden)
+        self.up = nn.Linear(hidden, width)
+
+    def forward(self, z):                            # z: (M, w), M = every position of every segment
+        return z + self.up(F.gelu(self.down(self.bn(z))))
+
+
+class PWTP(nn.Module):
+    """Pixel-Wise Temporal Projection (Sec. 3.1-3.2): T frames in, one dynamic-appearance frame out.
+
+    Defaults are the paper's (Sec. 4, Table 8 config #7): T = 8, D = 1, a 9 x 9 conv with stride 8
+    and 24 channels, an MLP of expansion 2 with one bottleneck block of ratio 1/4: 9,686 parameters.
+    """
+
+    def __init__(self, frames=8, proj_dim=1, kernel_size=9, stride=8, channels=24, expansion=2,
+                 bottleneck_ratio=0.25, blocks=1, in_channels=3):
+        super().__init__()
+        if frames < 2:
+            raise ValueError(f"PWTP: frames (T) must be >= 2 to have a temporal relation, got {frames}")
+        if not 1 <= proj_dim < frames:
+            raise ValueError(f"PWTP: proj_dim (D) must satisfy 1 <= D < T = {frames}, got D = {proj_dim}; "
+                             "D = T would explain every clip perfectly and leave no residual")
+        self.frames, self.proj_dim, self.stride = frames, proj_dim, stride
+        # Eq. 2: Phi, a per-frame 2D conv that aggregates a k x k neighbourhood. The stride makes
+        # the descriptor cheap (the subspace changes slowly across space), Eq. 4 upsamples back.
+        self.phi = nn.Conv2d(in_channels, channels, kernel_size, stride=stride,
+                             padding=kernel_size // 2, bias=True)
+        L = frames * (frames - 1) // 2               # number of frame pairs in Eq. 3
+        width = int(expansion * L)                   # w = e * L
+        # Eq. 4 / Appendix C: FC(L -> w), GELU, K bottlenecks, FC(w -> T*D). The last layer keeps
+        # PyTorch's random init: a zero init would give A = 0, i.e. no subspace at all.
+        self.fc_in = nn.Linear(L, width)
+        self.blocks = nn.Sequential(*[Bottleneck(width, bottleneck_ratio) for _ in range(blocks)])
+        self.fc_out = nn.Linear(width, frames * proj_dim)
+
+    def subspaces(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 2-4: x (N, T, C, H, W) -> A (N, H, W, T, D), one basis per pixel."""
+        N, T, C, H, W = x.shape
+        u = self.phi(x.flatten(0, 1))                # (N*T, C', H', W')   Eq. 2, every frame alike
+        u = u.unflatten(0, (N, T))                   # (N, T, C', H', W')
+        r = temporal_relation_descriptor(u)          # (N, H', W', L)      Eq. 3
+        Hp, Wp = r.shape[1:3]
+        z = F.gelu(self.fc_in(r.flatten(0, 2)))      # (N*H'*W', w)        the MLP sees each position alone
+        z = self.blocks(z)
+        a = self.fc_out(z)                           # (N*H'*W', T*D)
+        a = a.view(N, Hp, Wp, T * self.proj_dim).permute(0, 3, 1, 2)   # (N, T*D, H', W')  T*D maps
+        if (Hp, Wp) != (H, W):
+            # Eq. 4: the T*D maps are upsampled bilinearly to the frame size, so neighbouring pixels
+            # share smoothly varying subspaces.
+            a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)
+        return a.permute(0, 2, 3, 1).reshape(N, H, W, T, self.proj_dim)   # (N, H, W, T, D)
+
+    def forward(self, x: torch.Tensor) -> PWTPOutput:
+        """x: (N, T, C, H, W) segments (N = batch x segments) -> PWTPOutput (see its fields)."""
+        if x.dim() != 5 or x.shape[1] != self.frames:
+            raise ValueError(f"PWTP expects segments of shape (N, T={self.frames}, C, H, W), got {tuple(x.shape)}")
+        A = self.subspaces(x)                        # (N, H, W, T, D)     Eq. 2-4
+        x_hat, _beta = project(x, A)                 # (N, T, C, H, W)     Eq. 1
+        residual = x - x_hat                         # (N, T, C, H, W)     Eq. 5
+        return PWTPOutput(da=dynamic_appearance(residual),   # (N, C, H, W)  Eq. 6
+                          x_hat=x_hat, residual=residual, A=A,
+                          enopr=enopr(x, residual))          # (N,)          Eq. 7
+
+
+if __name__ == "__main__":
+    # A quick look: parameter count and cost of the default module, and DA of a random clip.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = PWTP(frames=6)
+    x = torch.randn(8, 6, 3, 224, 224)               # S = 8 segments of T = 6 frames, 224 x 224
+    with FlopCounterMode(display=False) as fc:
+        out = m(x)
+    print(f"PWTP(T=6): {sum(p.numel() for p in m.parameters()):,} parameters, "
+          f"{fc.get_total_flops() / 2 / 1e9:.3f} G multiply-adds for S=8 x 224^2 (paper: 0.23 G)")
+    print("shapes:", {k: tuple(v.shape) for k, v in out._asdict().items()})
