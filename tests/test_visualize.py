@@ -1,0 +1,178 @@
+"""visualize.py writes readable PNGs of the right size, on a tiny synthetic video made here with PyAV."""
+import csv
+import json
+import os
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+
+import visualize
+
+SIZE, FRAMES = 48, 24
+
+
+def write_video(path, size=SIZE, frames=FRAMES, fps=12):
+    """A red square sliding left to right over a fixed textured background (mpeg4, high quality)."""
+    import av
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    bg = np.stack([128 + 60 * np.sin(xx / 3.0), 128 + 60 * np.cos(yy / 4.0),
+                   128 + 40 * np.sin((xx + yy) / 5.0)], -1).clip(0, 255).astype(np.uint8)
+    sq = size // 4
+    with av.open(path, "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        s.options = {"qscale": "2"}
+        for t in range(frames):
+            img = bg.copy()
+            x0 = int((size - sq) * t / (frames - 1))
+            img[size // 2 - sq // 2: size // 2 + sq // 2, x0:x0 + sq] = (230, 40, 40)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(str(tmp_path_factory.mktemp("vid") / "square.mp4"))
+
+
+def check_png(path, figsize, dpi):
+    assert os.path.isfile(path) and os.path.getsize(path) > 1000
+    img = mpimg.imread(path)
+    assert img.shape[:2] == visualize.figure_pixels(figsize, dpi)
+    # Not a blank canvas: a readable figure has plenty of distinct pixel values.
+    assert img[..., :3].std() > 0.05
+
+
+def test_segment_starts_follow_tsn_test_sampling():
+    # tick = (F - T + 1) / S, start_k = int(tick/2 + tick*k): F=24, T=4, S=3 -> tick 7 -> 3, 10, 17.
+    assert visualize.segment_starts(24, 3, 4) == [3, 10, 17]
+    # A video shorter than one segment still yields starts (frames past the end repeat the last).
+    assert visualize.segment_starts(3, 2, 8) == [0, 0]
+
+
+def test_load_clip_shapes_and_range(video):
+    clip, starts, n = visualize.load_clip(video, segments=3, frames=4, size=32)
+    assert n == FRAMES and len(starts) == 3
+    assert clip.shape == (3, 4, 3, 32, 32) and clip.dtype == torch.float32
+    assert 0.0 <= clip.min().item() and clip.max().item() <= 1.0
+    # The square is red and moves right: in the last segment's frames the red mass is further right.
+    red = (clip[:, :, 0] - clip[:, :, 1]).clamp(min=0).mean(1)  # (S, H, W)
+    cols = torch.arange(32, dtype=torch.float32)
+    centre = [(r.sum(0) * cols).sum() / r.sum() for r in red]
+    assert centre[0] < centre[1] < centre[2]
+
+
+def test_da_without_checkpoint_writes_png(video, tmp_path):
+    out = str(tmp_path / "da.png")
+    visualize.main(["da", "--video", video, "--segments", "2", "--frames", "4", "--size", "32",
+                    "--fit-steps", "3", "--dpi", "40", "--out", out])
+    check_png(out, visualize.da_figsize(2), 40)
+
+
+def test_da_rgb_display_writes_png(video, tmp_path):
+    out = str(tmp_path / "da_rgb.png")
+    visualize.main(["da", "--video", video, "--segments", "3", "--frames", "4", "--size", "32",
+                    "--fit-steps", "2", "--display", "rgb", "--dpi", "30", "--out", out])
+    check_png(out, visualize.da_figsize(3), 30)
+
+
+def test_fit_lowers_enopr_and_da_lives_on_the_moving_square(video):
+    # The unsupervised use: fitting PWTP to one clip by ENoPR alone must lower ENoPR, and the
+    # residual left over (DA) must be stronger where the square moves than on the static background.
+    clip01, _, _ = visualize.load_clip(video, segments=2, frames=4, size=32)
+    x = visualize.normalise(clip01)
+    pwtp, hist = visualize.fit_pwtp(x, steps=60, lr=1e-2, log_every=0)
+    assert hist[-1] < 0.6 * hist[0]
+    reps = visualize.representations(pwtp, x)
+    da = reps["da"].abs().sum(1)  # (S, H, W)
+    band = torch.zeros(32, dtype=torch.bool)
+    band[12:20] = True  # the rows the square slides along (size/4 = 8 rows around the centre)
+    assert da[:, band].mean() > 3 * da[:, ~band].mean()
+    # RGB difference and dynamic image vanish on the static rows too (up to codec noise).
+    for key in ("rgbdiff", "dynimg"):
+        r = reps[key].abs().sum(1)
+        assert r[:, band].mean() > 3 * r[:, ~band].mean()
+
+
+def test_da_with_checkpoint_writes_png(video, tmp_path):
+    backbones = pytest.importorskip("backbones")
+    model = backbones.build_model("tsm", 3, input="da", segments=2, frames=4, small=True, crop_size=32)
+    ckpt = str(tmp_path / "best.pt")
+    torch.save({"model": model.state_dict(), "model_config": model.config}, ckpt)
+    out = str(tmp_path / "da_ckpt.png")
+    visualize.main(["da", "--video", video, "--checkpoint", ckpt, "--segments", "2", "--size", "32",
+                    "--dpi", "40", "--out", out])
+    check_png(out, visualize.da_figsize(2), 40)
+    # The PWTP used is the checkpoint's: its weights equal the saved ones.
+    pwtp, _ = visualize.pwtp_from_checkpoint(ckpt)
+    for k, v in model.pwtp.state_dict().items():
+        torch.testing.assert_close(pwtp.state_dict()[k], v)
+
+
+def test_checkpoint_without_pwtp_is_a_clear_error(video, tmp_path):
+    backbones = pytest.importorskip("backbones")
+    model = backbones.build_model("tsm", 3, input="rgb", segments=2, frames=4, small=True, crop_size=32)
+    ckpt = str(tmp_path / "rgb.pt")
+    torch.save({"model": model.state_dict(), "model_config": model.config}, ckpt)
+    with pytest.raises(ValueError, match="no PWTP"):
+        visualize.main(["da", "--video", video, "--checkpoint", ckpt, "--out", str(tmp_path / "x.png")])
+
+
+def test_missing_video_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--video"):
+        visualize.main(["da", "--video", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "x.png")])
+
+
+def fabricate_run(run, with_loss_p=True, with_metrics=True, rows=80):
+    os.makedirs(run, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with open(os.path.join(run, "log.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "lr", "clips_per_s"])
+        for i in range(rows):
+            s = 5 * i
+            lc = 2 * np.exp(-s / 150) + 0.3 + rng.normal(0, 0.05)
+            lp = f"{0.6 * np.exp(-s / 100) + 0.15:.4f}" if with_loss_p else ""
+            alpha = f"{0.4 + 0.1 * rng.random():.3f}" if with_loss_p else ""
+            w.writerow([s, s // 100, f"{lc:.4f}", lp, alpha, "", f"{0.01 * (1 - i / rows):.5f}", "10.0"])
+    if with_metrics:
+        with open(os.path.join(run, "metrics.json"), "w") as f:
+            json.dump([{"epoch": e, "train_loss": 1.5 - 0.3 * e, "val_top1": 30 + 15 * e,
+                        "val_top5": 60 + 10 * e, "val_mean_class_acc": 28 + 15 * e,
+                        "val_enopr": (0.5 - 0.08 * e) if with_loss_p else None} for e in range(4)], f)
+
+
+@pytest.mark.parametrize("with_loss_p,with_metrics", [(True, True), (False, False)])
+def test_curves_writes_png(tmp_path, with_loss_p, with_metrics):
+    run = str(tmp_path / "run")
+    fabricate_run(run, with_loss_p, with_metrics)
+    out = str(tmp_path / "curves.png")
+    visualize.main(["curves", "--run", run, "--dpi", "50", "--out", out])
+    check_png(out, visualize.CURVES_SIZE, 50)
+
+
+def test_read_log_turns_empty_cells_into_nan(tmp_path):
+    run = str(tmp_path / "run")
+    fabricate_run(run, with_loss_p=False, with_metrics=False, rows=5)
+    log = visualize.read_log(os.path.join(run, "log.csv"))
+    assert np.isnan(log["loss_p"]).all() and np.isnan(log["lam"]).all()
+    np.testing.assert_array_equal(log["step"], [0, 5, 10, 15, 20])
+
+
+def test_curves_without_log_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="log.csv"):
+        visualize.main(["curves", "--run", str(tmp_path), "--out", str(tmp_path / "c.png")])
+
+
+def test_schedule_writes_png(tmp_path):
+    out = str(tmp_path / "schedule.png")
+    visualize.main(["schedule", "--steps", "200", "--lam-min", "0.1", "--ab", "1,1", "0.5,2",
+                    "--dpi", "50", "--out", out])
+    check_png(out, visualize.SCHEDULE_SIZE, 50)

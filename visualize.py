@@ -1,0 +1,592 @@
+"""Pictures of dynamic appearance, of a training run, and of the Eq. 13 scale schedule.
+
+Three subcommands, each writing one PNG:
+
+    python visualize.py da --video FILE [--checkpoint RUN_DIR/best.pt] --out da.png
+    python visualize.py curves --run RUN_DIR --out curves.png
+    python visualize.py schedule --out schedule.png
+
+`da` is the one to look at first. For each of S segments (T consecutive frames each, TSN's test-time
+sampling) it draws one column:
+
+    mean of the T frames   the "average of frames" the paper shows beside DA (Fig. 1, 4): what the
+                           static appearance looks like, and where things moved (motion blur)
+    DA                     the projection residual averaged over time (Eq. 5-6, pwtp.py)
+    RGB difference         TSN's baseline (baselines.py), a fixed temporal contrast
+    dynamic image          approximate rank pooling (baselines.py), another fixed contrast
+
+The three last rows are SIGNED images (they are zero where nothing changes), so they are drawn either
+as the luminance of the signed image with a diverging colour map (white = 0, one colour bar per row,
+symmetric range shared by the segments of that row), or, with `--display rgb`, as RGB with 0 mapped
+to mid-grey and the row's range stretched to the display range. Each row title says which.
+
+Where the PWTP comes from:
+* with `--checkpoint`, the PWTP inside a trained model (train.py's checkpoint dict: "model",
+  "model_config"), i.e. DA as the jointly trained network sees it;
+* without, a fresh PWTP is fitted to this one clip by minimising ENoPR (Eq. 7-8) with Adam for
+  `--fit-steps` steps. That is the "unsupervised" use of Sec. 1: no labels, just "explain each
+  pixel's temporal profile with a D-dimensional subspace, and show me what it could not explain".
+  It works on any video out of the box.
+
+`curves` reads RUN_DIR/log.csv and RUN_DIR/metrics.json (written by train.py) and draws L_c, L_p,
+alpha or lambda, the learning rate and validation accuracy over training, plus the L_c-L_p scatter
+coloured by step of Fig. 3 (the paper's evidence that the two objectives are positively correlated
+early in training). `schedule` draws Eq. 13 for several (a, b), like Fig. 8.
+
+Figures have a fixed size in inches and are saved without tight cropping, so their pixel size is
+predictable (the tests check it); `--dpi` scales them.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display: works on headless training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+# ImageNet statistics: the models are trained on ImageNet-normalised clips (CONTRACT, data.py), so a
+# checkpoint's PWTP must see the same numbers. The fitted PWTP gets them too, to keep both modes alike.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
+LUMA = (0.299, 0.587, 0.114)
+
+# Layout of the `da` figure, in inches (pixels = inches * dpi): one PANEL square per image,
+# a colour-bar column on the right, a band at the top for the title.
+DA_PANEL, DA_CBAR, DA_TITLE, DA_LABEL = 2.0, 0.9, 1.0, 0.5
+DA_ROWS = 4
+CURVES_SIZE = (16.0, 9.0)
+SCHEDULE_SIZE = (8.0, 5.0)
+
+
+def da_figsize(segments):
+    """(width, height) in inches of the `da` figure for S segments: S panels + label + colour bars."""
+    return (DA_LABEL + DA_PANEL * segments + DA_CBAR, DA_TITLE + DA_PANEL * DA_ROWS)
+
+
+def figure_pixels(figsize, dpi):
+    """(height, width) in pixels of a saved figure: what imread returns as shape[:2]."""
+    return int(round(figsize[1] * dpi)), int(round(figsize[0] * dpi))
+
+
+# ---------------------------------------------------------------------------------------------
+# Video -> clip
+# ---------------------------------------------------------------------------------------------
+def decode_frames(path, size):
+    """Decode every frame of `path` with PyAV, resized so the short side is `size`.
+
+    Returns uint8 frames (F, H, W, 3). Frames are shrunk as they are decoded so a long video costs
+    F * size^2 bytes, not F full-resolution frames. A file PyAV cannot read is an error naming the
+    file: visualising one video, there is nothing sensible to skip to.
+    """
+    import av  # imported here so `curves` and `schedule` run without PyAV
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"visualize.py da: --video {path!r} does not exist")
+    frames = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ValueError(f"visualize.py da: --video {path!r} has no video stream")
+            for frame in container.decode(video=0):
+                img = torch.from_numpy(frame.to_ndarray(format="rgb24"))  # (H, W, 3) uint8
+                frames.append(resize_short_side(img, size))
+    except av.error.FFmpegError as e:
+        if not frames:
+            raise ValueError(f"visualize.py da: cannot decode --video {path!r}: {e}") from e
+        # A truncated file: keep what decoded, as data loaders usually do.
+        print(f"warning: {path}: decoding stopped after {len(frames)} frames ({e})", file=sys.stderr)
+    if not frames:
+        raise ValueError(f"visualize.py da: --video {path!r} decoded to zero frames")
+    return torch.stack(frames)  # (F, H', W', 3)
+
+
+def resize_short_side(img, size):
+    """(H, W, 3) uint8 -> (H', W', 3) uint8 with min(H', W') = size (bilinear, antialiased)."""
+    H, W = img.shape[:2]
+    scale = size / min(H, W)
+    h, w = max(size, round(H * scale)), max(size, round(W * scale))
+    x = img.permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=scale < 1)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)  # (h, w, 3)
+
+
+def segment_starts(num_frames, segments, frames):
+    """TSN's test-time sparse sampling: S equal parts, T consecutive frames from the middle of each.
+
+    tick = (F - T + 1) / S, start_k = int(tick / 2 + tick * k); a video shorter than T frames
+    (or with fewer than S*T) simply gets overlapping or repeated windows -- the last frame repeats
+    past the end, so every video yields a clip.
+    """
+    tick = max(num_frames - frames + 1, 1) / segments
+    return [int(tick / 2 + tick * k) for k in range(segments)]
+
+
+def load_clip(path, segments, frames, size):
+    """Video file -> (clip, starts, num_frames).
+
+    clip: float (S, T, 3, size, size) in [0, 1] (centre crop), starts: first frame of each segment.
+    """
+    video = decode_frames(path, size)  # (F, H, W, 3) uint8
+    F_ = video.shape[0]
+    starts = segment_starts(F_, segments, frames)
+    idx = torch.tensor([[min(s + t, F_ - 1) for t in range(frames)] for s in starts])  # (S, T)
+    clip = video[idx.flatten()]  # (S*T, H, W, 3)
+    H, W = clip.shape[1:3]
+    top, left = (H - size) // 2, (W - size) // 2
+    clip = clip[:, top:top + size, left:left + size]  # centre crop (S*T, size, size, 3)
+    clip = clip.permute(0, 3, 1, 2).float().div(255)  # (S*T, 3, size, size) in [0, 1]
+    return clip.view(segments, frames, 3, size, size), starts, F_
+
+
+def normalise(x):
+    """[0, 1] pixels -> ImageNet-normalised, channel axis -3."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
+    return (x - mean) / std
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the PWTP comes from
+# ---------------------------------------------------------------------------------------------
+def fit_pwtp(x, steps, lr=3e-3, proj_dim=1, seed=0, log_every=50):
+    """Fit a fresh PWTP to one clip by minimising ENoPR alone (Eq. 7-8): the unsupervised use.
+
+    x: (S, T, C, H, W) normalised segments of ONE video. Returns (pwtp in eval mode, enopr history).
+    Nothing but the clip is needed: PWTP learns, for every pixel, the D-dimensional temporal
+    subspace that explains its profile best. The static part of the scene is explained perfectly
+    (the all-ones direction), what moves is not, and that unexplained residual is DA.
+    """
+    from pwtp import PWTP
+
+    torch.manual_seed(seed)
+    pwtp = PWTP(frames=x.shape[1], proj_dim=proj_dim, in_channels=x.shape[2])
+    opt = torch.optim.Adam(pwtp.parameters(), lr=lr)
+    history = []
+    pwtp.train()
+    for step in range(steps):
+        loss = pwtp(x).enopr.mean()  # L_p, Eq. 8
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"visualize.py da: ENoPR became {loss.item()} at fit step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"fit step {step:4d}  ENoPR {loss.item():.4f}", file=sys.stderr)
+    # Eval mode: the MLP's BatchNorm uses the running statistics it gathered on this very clip.
+    return pwtp.eval(), history
+
+
+def _strip_prefix(state, prefix):
+    # DistributedDataParallel ("module.") and torch.compile ("_orig_mod.") rename every key.
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def pwtp_from_checkpoint(path):
+    """Rebuild the trained model from train.py's checkpoint dict and return (model.pwtp, model).
+
+    The checkpoint holds numpy RNG state and plain Python objects beside the weights, so it is
+    loaded with weights_only=False: only load checkpoints you trust (your own runs).
+    """
+    import backbones
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"visualize.py da: --checkpoint {path!r} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    for key in ("model", "model_config"):
+        if not isinstance(ckpt, dict) or key not in ckpt:
+            raise ValueError(f"visualize.py da: --checkpoint {path!r} has no {key!r} entry; "
+                             "expected a checkpoint written by train.py (keys 'model', 'model_config', ...)")
+    config = dict(ckpt["model_config"])
+    config["pretrained"] = None  # the weights come from the checkpoint; never touch the network
+    model = backbones.build_model(**config)
+    state = _strip_prefix(_strip_prefix(ckpt["model"], "module."), "_orig_mod.")
+    model.load_state_dict(state)
+    model.eval()
+    if getattr(model, "input", None) != "da" or getattr(model, "pwtp", None) is None:
+        raise ValueError(f"visualize.py da: --checkpoint {path!r} is a model with input="
+                         f"{getattr(model, 'input', '?')!r}; it has no PWTP, so there is no DA to show")
+    return model.pwtp, model
+
+
+# ---------------------------------------------------------------------------------------------
+# da
+# ---------------------------------------------------------------------------------------------
+def representations(pwtp, x):
+    """x: (S, T, C, H, W) normalised -> dict of (S, C, H, W) tensors and the per-segment ENoPR."""
+    import baselines
+
+    with torch.no_grad():
+        out = pwtp(x)
+        return {
+            "da": out.da,  # (S, C, H, W), Eq. 6
+            "rgbdiff": baselines.rgb_difference(x),  # (S, C, H, W)
+            "dynimg": baselines.dynamic_image(x),  # (S, C, H, W)
+            "enopr": out.enopr,  # (S,)
+        }
+
+
+def _luminance(img):
+    """(S, 3, H, W) signed -> (S, H, W): Rec. 601 weighted channel sum (still signed)."""
+    w = torch.tensor(LUMA, dtype=img.dtype).view(1, 3, 1, 1)
+    return (img * w).sum(1)
+
+
+def _row_range(v):
+    """Symmetric display range of a signed row: the 99.5th percentile of |v|, so a handful of
+    extreme pixels do not wash everything else out; never 0 (a static clip is all zeros)."""
+    r = float(np.percentile(np.abs(v), 99.5))
+    return r if r > 0 else 1.0
+
+
+def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
+    """Draw the `da` figure. clip01: (S, T, 3, H, W) in [0, 1]; reps: from `representations`."""
+    S, T = clip01.shape[:2]
+    fig = plt.figure(figsize=da_figsize(S), dpi=dpi)
+    W_in, H_in = da_figsize(S)
+    # Explicit axes positions (fractions of the figure) so nothing depends on tight_layout.
+    def ax_at(row, col):
+        left = (DA_LABEL + col * DA_PANEL + 0.05) / W_in
+        bottom = (DA_PANEL * (DA_ROWS - 1 - row) + 0.05) / H_in
+        return fig.add_axes([left, bottom, (DA_PANEL - 0.1) / W_in, (DA_PANEL - 0.35) / H_in])
+
+    rows = [
+        ("mean", "mean of the T frames\n(RGB)"),
+        ("da", "dynamic appearance\n(PWTP residual, Eq. 6)"),
+        ("rgbdiff", "RGB difference\n(TSN, mean of diffs)"),
+        ("dynimg", "dynamic image\n(approx. rank pooling)"),
+    ]
+    how = ("luminance, diverging map, white = 0" if display == "diverging"
+           else "RGB, 0 = grey, ±p99.5 stretched to display range")
+    for r, (key, label) in enumerate(rows):
+        if key == "mean":
+            imgs = clip01.mean(1).permute(0, 2, 3, 1).clamp(0, 1).numpy()  # (S, H, W, 3)
+            vmax = None
+        elif display == "diverging":
+            imgs = _luminance(reps[key]).numpy()  # (S, H, W) signed
+            vmax = _row_range(imgs)
+        else:
+            v = reps[key].permute(0, 2, 3, 1).numpy()  # (S, H, W, 3) signed
+            vmax = _row_range(v)
+            imgs = np.clip(0.5 + 0.5 * v / vmax, 0, 1)
+        im = None
+        for s in range(S):
+            ax = ax_at(r, s)
+            if key != "mean" and display == "diverging":
+                im = ax.imshow(imgs[s], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            else:
+                ax.imshow(imgs[s], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"segment {s + 1}\nframes {starts[s]}-{starts[s] + T - 1}", fontsize=9)
+            if key == "da":
+                ax.set_xlabel(f"ENoPR {reps['enopr'][s].item():.3f}", fontsize=8)
+            if s == 0:
+                ax.set_ylabel(label, fontsize=9)
+        # One colour bar per signed row, on the right, labelled with how the row is drawn.
+        if key != "mean":
+            cax = fig.add_axes([(DA_LABEL + S * DA_PANEL + 0.1) / W_in,
+                                (DA_PANEL * (DA_ROWS - 1 - r) + 0.15) / H_in,
+                                0.15 / W_in, (DA_PANEL - 0.55) / H_in])
+            if display == "diverging":
+                cb = fig.colorbar(im, cax=cax)
+                cb.set_label("signed luminance\n(normalised input units)", fontsize=7)
+            else:
+                # The RGB rows still get a scale: grey ramp from -vmax to +vmax.
+                sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(-vmax, vmax),
+                                                  cmap="gray")
+                cb = fig.colorbar(sm, cax=cax)
+                cb.set_label("per-channel value\n(grey = 0)", fontsize=7)
+            cb.ax.tick_params(labelsize=7)
+    # Wrap the title to the figure width (~13 characters per inch at 10 pt) so it is never cut off.
+    text = textwrap.fill(title, width=max(40, int(W_in * 13))) + f"\nsigned rows: {how}"
+    fig.suptitle(text, fontsize=10, y=1 - 0.05 / H_in, va="top")
+    return fig
+
+
+def cmd_da(args):
+    if args.segments < 1 or args.frames < 2 or args.size < 16:
+        raise SystemExit("visualize.py da: need --segments >= 1, --frames >= 2 and --size >= 16")
+    if args.fit_steps < 0:
+        raise SystemExit("visualize.py da: --fit-steps must be >= 0")
+    if args.checkpoint:
+        pwtp, model = pwtp_from_checkpoint(args.checkpoint)
+        T = model.frames
+        if args.frames_given and args.frames != T:
+            raise SystemExit(f"visualize.py da: --frames {args.frames} but the checkpoint's PWTP was "
+                             f"trained on T = {T} frames per segment; leave --frames out")
+    else:
+        T = args.frames
+    clip01, starts, num_frames = load_clip(args.video, args.segments, T, args.size)  # (S, T, 3, h, w)
+    x = normalise(clip01)  # (S, T, 3, h, w)
+    if args.checkpoint:
+        source = f"PWTP from {args.checkpoint}"
+    else:
+        torch.manual_seed(args.seed)
+        pwtp, hist = fit_pwtp(x, args.fit_steps, lr=args.lr, proj_dim=args.proj_dim, seed=args.seed)
+        source = (f"fresh PWTP (D={args.proj_dim}) fitted to this clip by ENoPR, {args.fit_steps} Adam steps"
+                  + (f", ENoPR {hist[0]:.3f} -> {hist[-1]:.3f}" if hist else ""))
+    reps = representations(pwtp, x)
+    title = (f"{os.path.basename(args.video)}: {args.segments} segments x {T} frames "
+             f"({num_frames} frames decoded), {args.size}x{args.size}; {source}")
+    fig = plot_da(clip01, reps, starts, display=args.display, title=title, dpi=args.dpi)
+    save(fig, args.out, args.dpi)
+    print(f"wrote {args.out}  (mean ENoPR {reps['enopr'].mean().item():.4f})")
+
+
+# ---------------------------------------------------------------------------------------------
+# curves
+# ---------------------------------------------------------------------------------------------
+LOG_COLUMNS = ("step", "epoch", "loss_c", "loss_p", "alpha", "lam", "lr", "clips_per_s")
+
+
+def read_log(path):
+    """log.csv -> dict column -> float array (NaN for empty cells). Missing file/column: clear error."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"visualize.py curves: {path} not found (expected train.py's log.csv in --run)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("step", "loss_c") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"visualize.py curves: {path} lacks column(s) {missing}; "
+                             f"expected the header {','.join(LOG_COLUMNS)}")
+        rows = list(reader)
+
+    def num(v):
+        try:
+            return float(v) if v not in (None, "") else math.nan
+        except ValueError:
+            return math.nan
+
+    return {c: np.array([num(r.get(c)) for r in rows], dtype=float) for c in LOG_COLUMNS}
+
+
+def read_metrics(path):
+    """metrics.json -> list of per-epoch dicts, or None if it is not there yet (an early run)."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, list):
+        raise ValueError(f"visualize.py curves: {path} should hold a list of per-epoch dicts")
+    return data
+
+
+def _empty(ax, msg):
+    ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="0.4")
+
+
+def _plot_series(ax, step, y, label, color, smooth=True):
+    ok = np.isfinite(y)
+    if ok.sum() == 0:
+        return False
+    ax.plot(step[ok], y[ok], color=color, lw=0.8 if smooth else 1.5,
+            alpha=0.5 if (smooth and ok.sum() > 50) else 1.0,
+            marker="." if ok.sum() <= 50 else None, label=label)
+    if smooth and ok.sum() > 50:  # a running mean over ~1/25 of the run makes the trend readable
+        k = max(2, ok.sum() // 25)
+        smooth = np.convolve(y[ok], np.ones(k) / k, mode="valid")
+        ax.plot(step[ok][k - 1:], smooth, color=color, lw=2, label=f"{label} (running mean {k})")
+    return True
+
+
+def plot_curves(log, metrics, title="", dpi=100):
+    fig, axes = plt.subplots(2, 3, figsize=CURVES_SIZE, dpi=dpi)
+    step = log["step"]
+    (a_c, a_p, a_w), (a_lr, a_acc, a_sc) = axes
+
+    if not _plot_series(a_c, step, log["loss_c"], "L_c", "C0"):
+        _empty(a_c, "no L_c logged")
+    a_c.set(title="recognition loss L_c", xlabel="step", ylabel="L_c (cross-entropy)")
+
+    if not _plot_series(a_p, step, log["loss_p"], "L_p", "C1"):
+        _empty(a_p, "no L_p logged\n(input without PWTP)")
+    a_p.set(title="projection loss L_p (ENoPR, Eq. 7-8)", xlabel="step", ylabel="L_p")
+
+    # alpha (MGDA, Eq. 12) and lambda (constant / Eq. 13 schedule) share a panel: a run logs one.
+    has_a = _plot_series(a_w, step, log["alpha"], "alpha (MGDA, Eq. 12)", "C2")
+    has_l = _plot_series(a_w, step, log["lam"], "lambda (L_c + lambda L_p)", "C3")
+    if not (has_a or has_l):
+        _empty(a_w, "no alpha / lambda logged\n(strategy without one)")
+    else:
+        a_w.legend(fontsize=8)
+    a_w.set(title="task weight: " + " & ".join(n for n, h in (("alpha", has_a), ("lambda", has_l)) if h)
+            if (has_a or has_l) else "task weight", xlabel="step", ylabel="weight")
+
+    if not _plot_series(a_lr, step, log["lr"], "lr", "C4", smooth=False):
+        _empty(a_lr, "no learning rate logged")
+    a_lr.set(title="learning rate", xlabel="step", ylabel="lr")
+
+    if metrics:
+        ep = np.array([m.get("epoch", i) for i, m in enumerate(metrics)], dtype=float)
+        acc_max = 0.0
+        for key, name, c in (("val_top1", "top-1", "C0"), ("val_top5", "top-5", "C1"),
+                             ("val_mean_class_acc", "mean class acc.", "C2")):
+            y = np.array([m.get(key) if m.get(key) is not None else np.nan for m in metrics], dtype=float)
+            if np.isfinite(y).any():
+                a_acc.plot(ep, y, marker="o", color=c, label=name)
+                acc_max = max(acc_max, float(np.nanmax(y)))
+        en = np.array([m.get("val_enopr") if m.get("val_enopr") is not None else np.nan
+                       for m in metrics], dtype=float)
+        if np.isfinite(en).any():
+            tw = a_acc.twinx()
+            tw.plot(ep, en, marker="s", ls="--", color="C3", label="val ENoPR")
+            tw.set_ylabel("val ENoPR (dashed)", color="C3")
+            tw.tick_params(axis="y", colors="C3")
+        # One legend for both y axes, placed where it hides the fewest points.
+        handles = a_acc.get_legend_handles_labels()
+        if np.isfinite(en).any():
+            h2 = tw.get_legend_handles_labels()
+            handles = (handles[0] + h2[0], handles[1] + h2[1])
+            tw.legend(*handles, fontsize=8, loc="best")
+        elif handles[0]:
+            a_acc.legend(*handles, fontsize=8, loc="best")
+    else:
+        _empty(a_acc, "no metrics.json yet\n(written after each epoch)")
+    # train.py may log accuracy as a fraction or in percent: label whichever the numbers are.
+    unit = "%" if metrics and acc_max > 1.0 else "fraction"
+    a_acc.set(title="validation accuracy", xlabel="epoch", ylabel=f"accuracy ({unit})")
+
+    ok = np.isfinite(log["loss_c"]) & np.isfinite(log["loss_p"])
+    if ok.any():
+        sc = a_sc.scatter(log["loss_p"][ok], log["loss_c"][ok], c=step[ok], cmap="viridis", s=10)
+        cb = fig.colorbar(sc, ax=a_sc)
+        cb.set_label("step")
+    else:
+        _empty(a_sc, "needs both L_c and L_p\n(a run with PWTP)")
+    a_sc.set(title="L_c vs L_p over training (Fig. 3)", xlabel="L_p (ENoPR)", ylabel="L_c")
+
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def cmd_curves(args):
+    if not os.path.isdir(args.run):
+        raise SystemExit(f"visualize.py curves: --run {args.run!r} is not a directory")
+    log = read_log(os.path.join(args.run, "log.csv"))
+    metrics = read_metrics(os.path.join(args.run, "metrics.json"))
+    fig = plot_curves(log, metrics, title=f"training run {os.path.abspath(args.run)}", dpi=args.dpi)
+    save(fig, args.out, args.dpi)
+    print(f"wrote {args.out}  ({len(log['step'])} log rows, {len(metrics or [])} epochs)")
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule
+# ---------------------------------------------------------------------------------------------
+DEFAULT_AB = ("1,1", "1,2", "1,0.5", "0.5,1", "0.5,4", "0.8,0.25")
+
+
+def plot_schedule(steps, lam_max, lam_min, ab, dpi=100):
+    from mgda import scale_schedule
+
+    fig, ax = plt.subplots(figsize=SCHEDULE_SIZE, dpi=dpi)
+    t = np.arange(steps + 1)
+    for a, b in ab:
+        lam = [scale_schedule(int(s), steps, lam_max, lam_min, a, b) for s in t]
+        ax.plot(t, lam, lw=2, label=f"a = {a:g}, b = {b:g}")
+    ax.axhline(lam_min, color="0.5", ls=":", lw=1)
+    ax.set_title("Eq. 13 scale schedule (ours, see EQUATIONS.md; like the paper's Fig. 8)\n"
+                 r"$\lambda(t) = \lambda_{min} + (\lambda_{max} - \lambda_{min})\,"
+                 r"\left[\frac{1}{2}\left(1 + \cos\left(\pi \min\left(1, \frac{t}{a\,t_{max}}\right)"
+                 r"\right)\right)\right]^{b}$", fontsize=10)
+    ax.set(xlabel=f"training step t (t_max = {steps})",
+           ylabel=r"$\lambda(t)$  (weight of $L_p$ in $L_c + \lambda L_p$)")
+    ax.legend(title="a: fraction of training to decay over\nb: sharpness", fontsize=8, title_fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def cmd_schedule(args):
+    ab = []
+    for item in args.ab:
+        try:
+            a, b = (float(v) for v in item.split(","))
+        except ValueError:
+            raise SystemExit(f"visualize.py schedule: --ab expects pairs like 0.5,2 ; got {item!r}")
+        ab.append((a, b))
+    if args.steps < 1:
+        raise SystemExit("visualize.py schedule: --steps must be >= 1")
+    fig = plot_schedule(args.steps, args.lam_max, args.lam_min, ab, dpi=args.dpi)
+    save(fig, args.out, args.dpi)
+    print(f"wrote {args.out}")
+
+
+# ---------------------------------------------------------------------------------------------
+def save(fig, out, dpi):
+    """Save atomically (temp file + rename) so a reader never sees half a PNG; no tight bbox, so the
+    pixel size is figsize * dpi exactly."""
+    d = os.path.dirname(os.path.abspath(out))
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".{os.path.basename(out)}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("da", help="mean frame / DA / RGB difference / dynamic image per segment",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--video", required=True, help="any video file PyAV can decode")
+    d.add_argument("--checkpoint", default=None,
+                   help="train.py checkpoint (RUN_DIR/best.pt); without it a fresh PWTP is fitted to the clip")
+    d.add_argument("--segments", type=int, default=4, help="S: segments (columns)")
+    d.add_argument("--frames", type=int, default=None,
+                   help="T: consecutive frames per segment (default 8; a checkpoint fixes it)")
+    d.add_argument("--size", type=int, default=112, help="short side resize, then centre crop size^2")
+    d.add_argument("--fit-steps", type=int, default=200, help="Adam steps minimising ENoPR (no checkpoint)")
+    d.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate of the fit")
+    d.add_argument("--proj-dim", type=int, default=1, help="D of the fitted PWTP")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--display", choices=("diverging", "rgb"), default="diverging",
+                   help="signed images as luminance with a diverging map, or as grey-centred RGB")
+    d.add_argument("--dpi", type=int, default=100)
+    d.add_argument("--out", default="da.png")
+
+    c = sub.add_parser("curves", help="L_c, L_p, alpha/lambda, LR, accuracy and the Fig. 3 scatter",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--run", required=True, help="RUN_DIR with log.csv (and metrics.json)")
+    c.add_argument("--dpi", type=int, default=100)
+    c.add_argument("--out", default="curves.png")
+
+    s = sub.add_parser("schedule", help="Eq. 13 for several (a, b), like Fig. 8",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--steps", type=int, default=1000, help="t_max: total training steps")
+    s.add_argument("--lam-max", type=float, default=1.0)
+    s.add_argument("--lam-min", type=float, default=0.0)
+    s.add_argument("--ab", nargs="+", default=list(DEFAULT_AB), help="(a, b) pairs as a,b")
+    s.add_argument("--dpi", type=int, default=100)
+    s.add_argument("--out", default="schedule.png")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.cmd == "da":
+        args.frames_given = args.frames is not None
+        if args.frames is None:
+            args.frames = 8
+    {"da": cmd_da, "curves": cmd_curves, "schedule": cmd_schedule}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
