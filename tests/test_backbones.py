@@ -1,0 +1,311 @@
+"""Tests for backbones.py: the temporal shift, the small configurations, parameter counts, FLOPs,
+torchvision-format checkpoint loading, and a TSM-R18 DA model that overfits 8 clips."""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import backbones
+from backbones import BasicBlock, build_model, temporal_shift
+
+HAVE_BASELINES = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "baselines.py"))
+
+
+def n_params(module_or_list):
+    ps = module_or_list.parameters() if hasattr(module_or_list, "parameters") else module_or_list
+    return sum(p.numel() for p in ps)
+
+
+# ---------------------------------------------------------------------------------------------
+# The temporal shift
+# ---------------------------------------------------------------------------------------------
+def test_temporal_shift_moves_exactly_the_right_channels():
+    B, S, C, H, W = 2, 4, 16, 3, 2
+    x = torch.arange(B * S * C * H * W, dtype=torch.float32).view(B * S, C, H, W) + 1  # all distinct, non-zero
+    out = temporal_shift(x, S).view(B, S, C, H, W)
+    xv = x.view(B, S, C, H, W)
+    fold = C // 8  # 2
+    for t in range(S):
+        # channels [0, fold): frame t receives frame t+1, zero at the last frame
+        exp = xv[:, t + 1, :fold] if t < S - 1 else torch.zeros_like(xv[:, t, :fold])
+        assert torch.equal(out[:, t, :fold], exp)
+        # channels [fold, 2 fold): frame t receives frame t-1, zero at the first frame
+        exp = xv[:, t - 1, fold:2 * fold] if t > 0 else torch.zeros_like(xv[:, t, fold:2 * fold])
+        assert torch.equal(out[:, t, fold:2 * fold], exp)
+        # the remaining 3/4 are untouched
+        assert torch.equal(out[:, t, 2 * fold:], xv[:, t, 2 * fold:])
+    # nothing leaks between the two clips of the batch: clip 1's first frame gets zeros, not clip 0's last
+    assert (out[1, 0, fold:2 * fold] == 0).all() and (out[0, S - 1, :fold] == 0).all()
+    with pytest.raises(ValueError, match="segments"):
+        temporal_shift(x[:7], S)
+
+
+def test_shift_sits_in_the_residual_branch_of_the_block():
+    # Frame 0's output of a block may depend on frame 1 only through the shifted channels [0, C/8).
+    torch.manual_seed(0)
+    blk = BasicBlock(16, 16, segments=2).eval()
+    x = torch.randn(2, 16, 6, 6)                                       # one clip, S = 2 frames
+    y0 = blk(x)[0]
+    x_other = x.clone()
+    x_other[1, 2:] += 5.0                                              # frame 1, channels NOT shifted to frame 0
+    assert torch.allclose(blk(x_other)[0], y0)
+    x_shifted = x.clone()
+    x_shifted[1, :2] += 5.0                                            # frame 1, channels shifted into frame 0
+    assert not torch.allclose(blk(x_shifted)[0], y0)
+    # and the identity path is unshifted: with the residual branch zeroed the block is relu(x)
+    for bn in (blk.bn2,):
+        torch.nn.init.zeros_(bn.weight), torch.nn.init.zeros_(bn.bias)
+    assert torch.allclose(blk(x), F.relu(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small configurations: shapes, gradients, inputs, parameter groups, rebuild from config
+# ---------------------------------------------------------------------------------------------
+SMALL = [("tsm", dict(depth=18)), ("tsm", dict(depth=50)), ("x3d_xs", {}), ("x3d_m", {}),
+         ("vit_b16", dict(crop_size=64))]
+
+
+@pytest.mark.parametrize("inp", ["da", "rgb", "rgbdiff", "dynimg"])
+@pytest.mark.parametrize("backbone,kw", SMALL, ids=[f"{b}{k.get('depth', '')}" for b, k in SMALL])
+def test_small_config_forward_backward(backbone, kw, inp):
+    if inp in ("rgbdiff", "dynimg") and not HAVE_BASELINES:
+        pytest.skip("baselines.py not in the repo yet")
+    torch.manual_seed(0)
+    B, S, T, K = 2, 3, 4, 5
+    m = build_model(backbone, K, input=inp, segments=S, frames=T, small=True, dropout=0.0, **kw)
+    assert (m.segments, m.frames, m.input) == (S, T, inp)
+    clip = torch.randn(B, S * T, 3, 64, 64)
+    out = m(clip)
+    assert out.logits.shape == (B, K) and torch.isfinite(out.logits).all()
+    if inp == "da":
+        assert out.pwtp.da.shape == (B * S, 3, 64, 64) and out.pwtp.enopr.shape == (B * S,)
+    else:
+        assert out.pwtp is None and m.shared_parameters() == []
+    # The classification loss ALONE must reach every parameter (for DA: through the DA frames into PWTP).
+    F.cross_entropy(out.logits, torch.arange(B) % K).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {name}"
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, f"zero/non-finite gradient at {name}"
+    # Parameter groups: shared (PWTP) and recognition (backbone + head) partition the model; head within.
+    ids = lambda ps: {id(p) for p in ps}
+    shared, recog, head = ids(m.shared_parameters()), ids(m.recognition_parameters()), ids(m.head_parameters())
+    assert shared.isdisjoint(recog) and shared | recog == ids(m.parameters())
+    assert head and head <= recog and n_params(m.head_parameters()) == (m.net.head().in_features + 1) * K
+    # build_model(**config) rebuilds the same architecture
+    m2 = build_model(**m.config)
+    assert {k: v.shape for k, v in m2.state_dict().items()} == {k: v.shape for k, v in m.state_dict().items()}
+
+
+def test_bad_inputs_give_clear_errors():
+    m = build_model("tsm", 3, segments=2, frames=4, small=True, depth=18)
+    with pytest.raises(ValueError, match="S\\*T=2\\*4"):
+        m(torch.randn(1, 7, 3, 32, 32))
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        build_model("resnet", 3)
+    with pytest.raises(ValueError, match="input must be one of"):
+        build_model("tsm", 3, input="flow")
+    with pytest.raises(ValueError, match="crop_size"):
+        build_model("vit_b16", 3, segments=1, frames=4, small=True, crop_size=64)(torch.randn(1, 4, 3, 32, 32))
+
+
+def test_vit_positional_embedding_is_duplicated_per_segment():
+    # One stored table of 1 + P positions whatever S is; because every frame gets the same embedding and
+    # the head averages all tokens, the prediction cannot depend on the order of the S frames.
+    torch.manual_seed(0)
+    m = build_model("vit_b16", 4, input="rgb", segments=3, frames=1, small=True, crop_size=32).eval()
+    assert m.net.encoder.pos_embedding.shape == (1, 1 + (32 // 16) ** 2, 64)
+    clip = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        a, b = m(clip).logits, m(clip[:, [2, 0, 1]]).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    # whereas TSM's shift is order-aware
+    t = build_model("tsm", 4, input="rgb", segments=3, frames=1, small=True, depth=18).eval()
+    with torch.no_grad():
+        assert not torch.allclose(t(clip).logits, t(clip[:, [2, 0, 1]]).logits, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's figures
+# ---------------------------------------------------------------------------------------------
+def meta_count(*args, **kw):
+    with torch.device("meta"):                                         # shapes only: no memory, no init cost
+        return n_params(build_model(*args, **kw))
+
+
+def test_parameter_counts_match_the_papers():
+    tsm = meta_count("tsm", 174, input="rgb", depth=50)
+    assert 23.8e6 <= tsm < 23.9e6                                      # Table 1: 23.8 M
+    da_extra = meta_count("tsm", 174, input="da", depth=50, segments=8, frames=6) - tsm
+    assert abs(da_extra / 7.13e3 - 1) < 0.02                           # Table 7: 23.8 M + 7.13 K
+    x3d = meta_count("x3d_xs", 174, input="rgb", segments=4, frames=8)
+    assert 3.325e6 <= x3d < 3.335e6                                    # Table 1: 3.33 M
+    assert abs(meta_count("x3d_m", 400, input="rgb") - 3.79e6) < 0.01e6  # X3D paper: 3.79 M on K400
+    assert meta_count("x3d_xs", 174, input="da", segments=4, frames=8) - x3d == 9686  # PWTP config #7
+    # ViT-B/16: torchvision's figure with the 1000-class head; the paper's 86.3 M lies between the
+    # 174-class (85.9 M) and 1000-class (86.6 M) counts of this layout.
+    assert meta_count("vit_b16", 1000, input="rgb") == 86_567_656
+    assert 85.9e6 <= meta_count("vit_b16", 174, input="rgb") < 86.6e6
+
+
+def test_tsm_r50_flops_per_frame():
+    with torch.device("meta"):
+        m = build_model("tsm", 1000, input="rgb", segments=1, frames=1, depth=50).eval()
+        with FlopCounterMode(display=False) as fc:
+            m(torch.empty(1, 1, 3, 224, 224))
+    macs = fc.get_total_flops() / 2                                    # the counter reports 2 FLOPs per MAC
+    assert abs(macs / 4.1e9 - 1) < 0.05, macs
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision-format checkpoints, built from the published layout (NOT from our model)
+# ---------------------------------------------------------------------------------------------
+def tv_resnet_keys(depth, classes=1000):
+    """Key -> shape of torchvision's resnet{depth}().state_dict(), written from its documented layout."""
+    def bn(prefix, c):
+        return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+                f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+    blocks = {18: [2, 2, 2, 2], 50: [3, 4, 6, 3]}[depth]
+    bottleneck = depth >= 50
+    keys = {"conv1.weight": (64, 3, 7, 7), **bn("bn1", 64)}
+    cin = 64
+    for stage, n in enumerate(blocks, start=1):
+        planes = 64 * 2 ** (stage - 1)
+        cout = planes * (4 if bottleneck else 1)
+        for b in range(n):
+            p = f"layer{stage}.{b}"
+            if bottleneck:
+                keys[f"{p}.conv1.weight"] = (planes, cin, 1, 1); keys.update(bn(f"{p}.bn1", planes))
+                keys[f"{p}.conv2.weight"] = (planes, planes, 3, 3); keys.update(bn(f"{p}.bn2", planes))
+                keys[f"{p}.conv3.weight"] = (cout, planes, 1, 1); keys.update(bn(f"{p}.bn3", cout))
+            else:
+                keys[f"{p}.conv1.weight"] = (planes, cin, 3, 3); keys.update(bn(f"{p}.bn1", planes))
+                keys[f"{p}.conv2.weight"] = (planes, planes, 3, 3); keys.update(bn(f"{p}.bn2", planes))
+            if b == 0 and (cin != cout or stage > 1):
+                keys[f"{p}.downsample.0.weight"] = (cout, cin, 1, 1); keys.update(bn(f"{p}.downsample.1", cout))
+            cin = cout
+    keys["fc.weight"], keys["fc.bias"] = (classes, cin), (classes,)
+    return keys
+
+
+def tv_vit_b16_keys(classes=1000, legacy_mlp_names=False):
+    """Key -> shape of torchvision's vit_b_16().state_dict() (optionally with the old linear_1/2 names)."""
+    d, m = 768, 3072
+    keys = {"class_token": (1, 1, d), "conv_proj.weight": (d, 3, 16, 16), "conv_proj.bias": (d,),
+            "encoder.pos_embedding": (1, 197, d)}
+    l1, l2 = ("linear_1", "linear_2") if legacy_mlp_names else ("0", "3")
+    for i in range(12):
+        p = f"encoder.layers.encoder_layer_{i}"
+        keys.update({f"{p}.ln_1.weight": (d,), f"{p}.ln_1.bias": (d,),
+                     f"{p}.self_attention.in_proj_weight": (3 * d, d), f"{p}.self_attention.in_proj_bias": (3 * d,),
+                     f"{p}.self_attention.out_proj.weight": (d, d), f"{p}.self_attention.out_proj.bias": (d,),
+                     f"{p}.ln_2.weight": (d,), f"{p}.ln_2.bias": (d,),
+                     f"{p}.mlp.{l1}.weight": (m, d), f"{p}.mlp.{l1}.bias": (m,),
+                     f"{p}.mlp.{l2}.weight": (d, m), f"{p}.mlp.{l2}.bias": (d,)})
+    keys.update({"encoder.ln.weight": (d,), "encoder.ln.bias": (d,),
+                 "heads.head.weight": (classes, d), "heads.head.bias": (classes,)})
+    return keys
+
+
+def fake_checkpoint(keys):
+    """One distinct constant per key, stored as an expanded scalar (tiny in memory and on disk)."""
+    sd = {}
+    for i, (k, shape) in enumerate(keys.items()):
+        if k.endswith("num_batches_tracked"):
+            sd[k] = torch.tensor(7)
+        else:
+            sd[k] = torch.full((1,) * max(len(shape), 1), 0.5 + i / len(keys)).expand(shape if shape else (1,))
+    return sd
+
+
+def test_fixtures_match_torchvision_published_counts():
+    # Guard the fixtures themselves against typos: torchvision's documented parameter counts.
+    count = lambda keys: sum(torch.Size(s).numel() for k, s in keys.items()
+                             if not k.split(".")[-1] in ("running_mean", "running_var", "num_batches_tracked"))
+    assert count(tv_resnet_keys(18)) == 11_689_512
+    assert count(tv_resnet_keys(50)) == 25_557_032
+    assert count(tv_vit_b16_keys()) == 86_567_656
+
+
+@pytest.mark.parametrize("backbone,depth,keys", [
+    ("tsm", 18, tv_resnet_keys(18)), ("tsm", 50, tv_resnet_keys(50)),
+    ("vit_b16", 50, tv_vit_b16_keys()), ("vit_b16", 50, tv_vit_b16_keys(legacy_mlp_names=True))],
+    ids=["resnet18", "resnet50", "vit_b16", "vit_b16_legacy_names"])
+def test_torchvision_checkpoint_loads_strictly(backbone, depth, keys, tmp_path):
+    sd = fake_checkpoint(keys)
+    path = tmp_path / "tv.pth"
+    torch.save(sd, path)
+    m = build_model(backbone, 7, input="rgb", segments=2, frames=1, depth=depth, pretrained=str(path))
+    own = m.net.state_dict()
+    legacy = {"mlp.linear_1.": "mlp.0.", "mlp.linear_2.": "mlp.3."}
+    for k, v in sd.items():
+        kk = k
+        for a, b in legacy.items():
+            kk = kk.replace(a, b)
+        if kk.startswith(("fc.", "heads.head.")):
+            assert own[kk].shape[0] == 7                               # the head was replaced, not loaded
+        else:
+            assert torch.equal(own[kk], v.to(own[kk].dtype)), kk
+    assert m.config["pretrained"] is None                              # rebuilds without the file
+
+
+def test_bad_checkpoint_is_reported_not_ignored():
+    sd = fake_checkpoint(tv_resnet_keys(18))
+    del sd["layer2.0.conv1.weight"]
+    sd["layer3.1.bn2.weight"] = torch.zeros(3)
+    sd["layer9.weight"] = torch.zeros(1)
+    with torch.device("meta"):
+        net = build_model("tsm", 5, input="rgb", depth=18).net
+    with pytest.raises(ValueError) as e:
+        backbones.load_pretrained(net, sd)
+    msg = str(e.value)
+    assert "layer2.0.conv1.weight" in msg and "layer9.weight" in msg and "layer3.1.bn2.weight" in msg
+
+
+def test_imagenet_download_failure_is_a_clear_error(monkeypatch):
+    def offline(url, **kw):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="resnet18-.*Offline"):
+        build_model("tsm", 5, input="rgb", depth=18, pretrained="imagenet")
+    with pytest.raises(ValueError, match="no ImageNet checkpoint"):
+        build_model("x3d_xs", 5, input="rgb", pretrained="imagenet")
+
+
+# ---------------------------------------------------------------------------------------------
+# A TSM-R18 DA model memorises 8 synthetic clips
+# ---------------------------------------------------------------------------------------------
+def synthetic_clips(n=8, classes=4, S=2, T=4, size=32, seed=0):
+    """Each clip: a bright square moving in one of `classes` directions over random noise."""
+    g = torch.Generator().manual_seed(seed)
+    clips = 0.3 * torch.randn(n, S * T, 3, size, size, generator=g)
+    labels = torch.arange(n) % classes
+    dirs = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+    for i in range(n):
+        dy, dx = dirs[int(labels[i]) % 4]
+        y0, x0 = torch.randint(8, size - 16, (2,), generator=g).tolist()
+        for f in range(S * T):
+            y, x = y0 + 2 * dy * f // 2, x0 + 2 * dx * f // 2
+            clips[i, f, :, y:y + 6, x:x + 6] += 2.0
+    return clips, labels
+
+
+def test_tsm_r18_da_overfits_eight_clips():
+    torch.manual_seed(0)
+    clips, labels = synthetic_clips()
+    m = build_model("tsm", 4, input="da", segments=2, frames=4, depth=18, small=True, dropout=0.0)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for step in range(30):                                             # converges in ~10 steps; stop early
+        out = m(clips)
+        ce = F.cross_entropy(out.logits, labels)
+        loss = ce + out.pwtp.enopr.mean()                              # L_c + L_p, PWTP trains too
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(ce.item())
+        if losses[-1] < 0.1 * losses[0]:
+            break
+    assert losses[-1] < 0.1 * losses[0], losses
