@@ -1,0 +1,1195 @@
+"""Video data for Dynamic Appearance: the paper's datasets read from their official archives,
+TSN sampling, PyAV decoding, train/test transforms, resumable loaders, and a synthetic motion set.
+
+Why this file exists
+--------------------
+The paper trains on UCF101, HMDB51, Something-Something V1 and (Mini-)Kinetics (Sec. 4). Users should
+point `--data-root` at the archives exactly as they unpack them and train; nobody extracts frames or
+writes list files first. So every dataset is read in its *official* layout (listed in `LAYOUTS`), videos
+are decoded on the fly with PyAV, and only the frames a clip needs are decoded (seek, then decode forward).
+
+A clip is S segments x T frames (Sec. 3, "DA_{SxT}"): PWTP (pwtp.py) turns each segment of T consecutive
+RGB frames into one dynamic-appearance frame, so the sampler must give *consecutive* frames inside each
+segment. Two samplers, as the paper says (Appendix A, "Settings the paper fixes" in EQUATIONS.md):
+  * TSN sparse sampling (ucf101, hmdb51, sthv1, list, synthetic): the video is cut into S equal parts and
+    T consecutive frames are taken from each; random offset when training, centred when testing.
+  * dense sampling (kinetics400, minikinetics): S*T consecutive frames; random start when training,
+    evenly spaced clips when testing.
+
+Public API (the team contract, CONTRACT.md "data.py"):
+  build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1,
+                crops=1, seed=0) -> VideoDataset
+      train item: (clip, label), clip float (S*T, C, H, W), ImageNet-normalised
+      test item:  (clip, label), clip float (V, S*T, C, H, W), V = clips*crops views (V may be 1)
+  build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
+                subset=None, overfit=None, seed=0, clips=1, crops=1)
+      -> Loaders(train, val, num_classes, classes, train_sampler)
+  write_synthetic(out, classes=4, videos_per_class=12, size=64, frames=32, seed=0)
+  ensure_synthetic(root), default_synthetic_root()
+  sparse_indices(...), dense_indices(...), read_frames(path, indices), count_frames(path)
+CLI:
+  python data.py synth   --out DIR [--classes 4 --videos-per-class 12 --size 64 --frames 32 --seed 0]
+  python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
+  python data.py bench   [--width 320 --height 240 --length 150 --segments 8 --frames 8 --crop-size 224]
+"""
+import argparse
+import collections
+import csv
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from typing import NamedTuple
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ImageNet statistics: the ResNet/TSM and ViT backbones are ImageNet-pretrained (EQUATIONS.md, "Facts").
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+# TSN multi-scale crop: the crop side is one of these fractions of the short side (height and width may
+# differ by at most one step), then the crop is resized to crop_size x crop_size.
+MULTISCALE = (1.0, 0.875, 0.75, 0.66)
+# Decode from the start (no seek) when the first needed frame is this close to it: a seek lands on the
+# previous key frame anyway, and decoding a few frames is cheaper than the seek's bookkeeping.
+SEEK_MIN_FRAME = 32
+DATASETS = ("ucf101", "hmdb51", "sthv1", "kinetics400", "minikinetics", "list", "synthetic")
+DENSE_DATASETS = ("kinetics400", "minikinetics")  # Appendix A: dense sampling for Kinetics
+
+# The layouts this file reads. Shown verbatim in every "missing root / file / folder" error.
+LAYOUTS = {
+    "ucf101": """ROOT/UCF-101/<Class>/v_<Class>_gXX_cYY.avi          (UCF101.rar unpacked)
+ROOT/ucfTrainTestlist/classInd.txt                       ("1 ApplyEyeMakeup", 1-based ids)
+ROOT/ucfTrainTestlist/trainlist0K.txt, testlist0K.txt    K = 1, 2, 3
+    trainlist line: "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"; testlist line: path only""",
+    "hmdb51": """ROOT/hmdb51_org/<class>/<name>.avi                       (each class .rar unpacked)
+ROOT/testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt
+    line: "<name>.avi 1" (1 = train, 2 = test, 0 = unused)""",
+    "sthv1": """ROOT/20bn-something-something-v1/<id>/00001.jpg, 00002.jpg, ...   (JPEG frame folders)
+ROOT/something-something-v1-labels.csv       one label per line (line order = class id)
+ROOT/something-something-v1-train.csv        "<id>;<label>"
+ROOT/something-something-v1-validation.csv   "<id>;<label>"   (the test split here; only split 1)""",
+    "kinetics400": """either folders:  ROOT/train/<label>/<video>.mp4 and ROOT/val/<label>/<video>.mp4
+or official CSVs: ROOT/{train,val}.csv (also accepted: validate.csv, kinetics_train.csv,
+    kinetics_val.csv, kinetics400_train.csv, kinetics-400_train.csv, ..., or under ROOT/annotations/),
+    columns label,youtube_id,time_start,time_end,split; videos found anywhere under ROOT/train and
+    ROOT/val (also videos_train/, videos_val/, validate/) named <youtube_id>_<start:06d>_<end:06d>.<ext>
+    or <youtube_id>.<ext>. CSV rows whose video is absent are dropped with a warning.""",
+    "minikinetics": """the kinetics400 layout (folders or CSVs, see there), plus Mini-Kinetics-200's id lists
+ROOT/train_ytid_list.txt and ROOT/val_ytid_list.txt (one YouTube id per line; also looked for under
+ROOT/minikinetics/ and ROOT/annotations/). Classes = the labels left after filtering (200).""",
+    "list": """ROOT/train.txt and ROOT/val.txt (split 1; also test.txt), or ROOT/train_split<K>.txt and
+ROOT/val_split<K>.txt (or test_split<K>.txt) for split K; optional ROOT/classes.txt (line i = name of
+label i). mmaction2-style lines "relative/path label" (video file or JPEG frame folder), or
+"relative/path num_frames label" for frame folders; paths relative to ROOT (or absolute).""",
+    "synthetic": """the ucf101 layout, written by `python data.py synth --out ROOT` (or automatically on first use
+when ROOT does not exist; default ROOT = ~/.cache/dynamic-appearance/synth-v1).""",
+}
+
+
+def layout_error(name, root, what):
+    """A FileNotFoundError naming what is missing and showing the layout `name` expects."""
+    return FileNotFoundError(
+        f"{name}: {what} (data root: {root!r}).\nExpected layout for --dataset {name}:\n{LAYOUTS[name]}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layout parsers. Each returns (classes, samples) for one split: classes = list of names (index = label),
+# samples = list of (path, label). Paths that do not exist are dropped with one warning (a missing whole
+# folder/list is an error instead).
+# ---------------------------------------------------------------------------------------------------
+
+def read_lines(path):
+    """Non-empty stripped lines of a text file; handles CRLF (the official UCF101 lists) and a BOM."""
+    with open(path, "r", encoding="utf-8-sig", newline=None) as f:  # newline=None: \r\n -> \n
+        return [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+
+
+class _Resolver:
+    """Existence checks by directory listing (one listdir per folder instead of one stat per file) with a
+    case-insensitive fallback: the official UCF101 lists say HandstandPushups/v_HandStandPushups_... ."""
+
+    def __init__(self):
+        self._dirs = {}
+
+    def _listing(self, d):
+        if d not in self._dirs:
+            try:
+                names = os.listdir(d)
+            except OSError:
+                names = []
+            self._dirs[d] = (set(names), {n.lower(): n for n in names})
+        return self._dirs[d]
+
+    def resolve(self, path):
+        """The existing path (maybe with different letter case), or None."""
+        parent, base = os.path.split(path)
+        if parent and parent != path and not os.path.isdir(parent):
+            parent = self.resolve(parent)
+            if parent is None:
+                return None
+        exact, lower = self._listing(parent or ".")
+        if base in exact:
+            return os.path.join(parent, base)
+        if base.lower() in lower:
+            return os.path.join(parent, lower[base.lower()])
+        return None
+
+
+def _keep_existing(name, root, samples):
+    res = _Resolver()
+    kept, missing = [], []
+    for path, label in samples:
+        p = res.resolve(path)
+        (kept.append((p, label)) if p is not None else missing.append(path))
+    if samples and not kept:
+        raise layout_error(name, root, f"none of the {len(samples)} listed videos exist "
+                                       f"(first expected: {missing[0]})")
+    if missing:
+        warnings.warn(f"{name}: {len(missing)} of {len(samples)} listed videos are missing and are left out "
+                      f"(first: {missing[0]})", RuntimeWarning)
+    return kept
+
+
+def _need(name, root, path, kind="file"):
+    ok = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
+    if not ok:
+        raise layout_error(name, root, f"missing {kind} {path}")
+    return path
+
+
+def parse_ucf101(root, split=1, train=True, name="ucf101"):
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    if split not in (1, 2, 3):
+        raise ValueError(f"{name}: --split must be 1, 2 or 3, got {split}")
+    lists = _need(name, root, os.path.join(root, "ucfTrainTestlist"), "folder")
+    videos = _need(name, root, os.path.join(root, "UCF-101"), "folder")
+    classes = []
+    for ln in read_lines(_need(name, root, os.path.join(lists, "classInd.txt"))):
+        idx, cls = ln.split(maxsplit=1)
+        if int(idx) != len(classes) + 1:
+            raise ValueError(f"{os.path.join(lists, 'classInd.txt')}: expected id {len(classes) + 1}, got {ln!r}")
+        classes.append(cls)
+    by_lower = {c.lower(): i for i, c in enumerate(classes)}
+    listfile = os.path.join(lists, f"{'trainlist' if train else 'testlist'}0{split}.txt")
+    samples = []
+    for ln in read_lines(_need(name, root, listfile)):
+        parts = ln.split()
+        rel = parts[0].replace("\\", "/")
+        if len(parts) > 1:  # trainlist: 1-based class id
+            label = int(parts[1]) - 1
+        else:  # testlist: class from the folder name
+            cls = rel.split("/")[0].lower()
+            if cls not in by_lower:
+                raise ValueError(f"{listfile}: class folder of {rel!r} is not in classInd.txt")
+            label = by_lower[cls]
+        if not 0 <= label < len(classes):
+            raise ValueError(f"{listfile}: class id out of range in {ln!r}")
+        samples.append((os.path.join(videos, *rel.split("/")), label))
+    return classes, _keep_existing(name, root, samples)
+
+
+def parse_hmdb51(root, split=1, train=True):
+    name = "hmdb51"
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    if split not in (1, 2, 3):
+        raise ValueError(f"{name}: --split must be 1, 2 or 3, got {split}")
+    sdir = _need(name, root, os.path.join(root, "testTrainMulti_7030_splits"), "folder")
+    vdir = _need(name, root, os.path.join(root, "hmdb51_org"), "folder")
+    suffix = f"_test_split{split}.txt"
+    files = sorted(f for f in os.listdir(sdir) if f.endswith(suffix))
+    if not files:
+        raise layout_error(name, root, f"no *{suffix} files in {sdir}")
+    classes = [f[: -len(suffix)] for f in files]
+    want = "1" if train else "2"
+    samples = []
+    for label, (cls, f) in enumerate(zip(classes, files)):
+        for ln in read_lines(os.path.join(sdir, f)):
+            vid, tag = ln.split()[:2]
+            if tag == want:
+                samples.append((os.path.join(vdir, cls, vid), label))
+    return classes, _keep_existing(name, root, samples)
+
+
+def parse_sthv1(root, split=1, train=True):
+    name = "sthv1"
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    if split != 1:
+        raise ValueError(f"{name}: only split 1 exists (train / validation), got --split {split}")
+    fdir = _need(name, root, os.path.join(root, "20bn-something-something-v1"), "folder")
+    classes = read_lines(_need(name, root, os.path.join(root, "something-something-v1-labels.csv")))
+    index = {c: i for i, c in enumerate(classes)}
+    listfile = _need(name, root, os.path.join(
+        root, f"something-something-v1-{'train' if train else 'validation'}.csv"))
+    samples = []
+    for ln in read_lines(listfile):
+        vid, label = ln.split(";", 1)
+        if label not in index:
+            raise ValueError(f"{listfile}: label {label!r} is not in something-something-v1-labels.csv")
+        samples.append((os.path.join(fdir, vid), index[label]))
+    return classes, _keep_existing(name, root, samples)
+
+
+_KINETICS_ID = re.compile(r"^(.*)_(\d{6})_(\d{6})$")
+
+
+def _first_file(root, names):
+    for n in names:
+        p = os.path.join(root, n)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _kinetics_csv(root, train):
+    stems = ["train"] if train else ["val", "validate", "validation"]
+    names = []
+    for s in stems:
+        names += [f"{s}.csv", f"kinetics_{s}.csv", f"kinetics400_{s}.csv", f"kinetics-400_{s}.csv",
+                  f"kinetics_400_{s}.csv"]
+    names += [os.path.join("annotations", n) for n in names]
+    return _first_file(root, names)
+
+
+def _kinetics_dir(root, train):
+    for d in (["train", "videos_train", "train_256"] if train else ["val", "validate", "videos_val", "val_256"]):
+        if os.path.isdir(os.path.join(root, d)):
+            return os.path.join(root, d)
+    return None
+
+
+def _index_videos(folder):
+    """stem -> path of every video file under `folder` (recursive)."""
+    out = {}
+    for dp, _, fs in os.walk(folder):
+        for f in fs:
+            stem, ext = os.path.splitext(f)
+            if ext.lower() in VIDEO_EXTS:
+                out[stem] = os.path.join(dp, f)
+    return out
+
+
+def _youtube_id(path):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    m = _KINETICS_ID.match(stem)
+    return m.group(1) if m else stem
+
+
+def _read_kinetics_csv(path):
+    """Rows (label, youtube_id, start, end) of an official Kinetics CSV (header row required)."""
+    rows = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if "youtube_id" not in header:
+            raise ValueError(f"{path}: expected a header with label,youtube_id,time_start,time_end,split; "
+                             f"got {header}")
+        col = {h: i for i, h in enumerate(header)}
+        for r in reader:
+            if not r:
+                continue
+            label = r[col["label"]].strip() if "label" in col else ""
+            rows.append((label, r[col["youtube_id"]].strip(), int(float(r[col["time_start"]])),
+                         int(float(r[col["time_end"]]))))
+    return rows
+
+
+def _kinetics_items(root, train, name):
+    """(classes, [(path, label_name, youtube_id)]) for one Kinetics split, from CSVs or label folders."""
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    vdir = _kinetics_dir(root, train)
+    if vdir is None:
+        raise layout_error(name, root, f"missing video folder {os.path.join(root, 'train' if train else 'val')}")
+    train_csv = _kinetics_csv(root, True)
+    if train_csv is not None:
+        split_csv = _kinetics_csv(root, train)
+        if split_csv is None:
+            raise layout_error(name, root, f"found {train_csv} but no {'train' if train else 'val'} CSV")
+        classes = sorted({r[0] for r in _read_kinetics_csv(train_csv)})
+        videos = _index_videos(vdir)
+        items, missing = [], 0
+        for label, yid, t0, t1 in _read_kinetics_csv(split_csv):
+            path = videos.get(f"{yid}_{t0:06d}_{t1:06d}") or videos.get(yid)
+            if path is None:
+                missing += 1
+                continue
+            items.append((path, label, yid))
+        if not items:
+            raise layout_error(name, root, f"none of the videos listed in {split_csv} were found under {vdir}")
+        if missing:
+            warnings.warn(f"{name}: {missing} videos listed in {split_csv} are not under {vdir}; left out "
+                          "(normal for Kinetics: some YouTube videos are gone)", RuntimeWarning)
+        return classes, items
+    # folder layout: ROOT/{train,val}/<label>/<video>
+    tdir = _kinetics_dir(root, True)
+    if tdir is None:
+        raise layout_error(name, root, "no train CSV and no train/<label>/ folders")
+    classes = sorted(d for d in os.listdir(tdir) if os.path.isdir(os.path.join(tdir, d)))
+    if not classes:
+        raise layout_error(name, root, f"no label folders in {tdir}")
+    items = []
+    for label in sorted(os.listdir(vdir)):
+        ldir = os.path.join(vdir, label)
+        if not os.path.isdir(ldir):
+            continue
+        for f in sorted(os.listdir(ldir)):
+            if os.path.splitext(f)[1].lower() in VIDEO_EXTS:
+                items.append((os.path.join(ldir, f), label, _youtube_id(f)))
+    return classes, items
+
+
+def _label_items(name, root, classes, items):
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({lab for _, lab, _ in items if lab not in index})
+    if unknown:
+        raise ValueError(f"{name}: labels {unknown[:5]} in the split are not among the training labels")
+    return [(p, index[lab]) for p, lab, _ in items]
+
+
+def parse_kinetics400(root, split=1, train=True):
+    if split != 1:
+        raise ValueError(f"kinetics400: only split 1 exists (train / val), got --split {split}")
+    classes, items = _kinetics_items(root, train, "kinetics400")
+    return classes, _label_items("kinetics400", root, classes, items)
+
+
+def parse_minikinetics(root, split=1, train=True):
+    name = "minikinetics"
+    if split != 1:
+        raise ValueError(f"{name}: only split 1 exists (train / val), got --split {split}")
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    ids = {}
+    for which in ("train", "val"):
+        f = _first_file(root, [os.path.join(d, f"{which}_ytid_list.txt") for d in ("", "minikinetics", "annotations")])
+        if f is None:
+            raise layout_error(name, root, f"missing {os.path.join(root, f'{which}_ytid_list.txt')}")
+        ids[which] = set(read_lines(f))
+    # the classes are the Kinetics labels that survive the train-id filter (200 in the official lists)
+    _, train_items = _kinetics_items(root, True, name)
+    train_items = [it for it in train_items if it[2] in ids["train"]]
+    classes = sorted({lab for _, lab, _ in train_items})
+    if not classes:
+        raise layout_error(name, root, "no training video matches train_ytid_list.txt")
+    if train:
+        items = train_items
+    else:
+        _, items = _kinetics_items(root, False, name)
+        items = [it for it in items if it[2] in ids["val"]]
+    return classes, _label_items(name, root, classes, items)
+
+
+def parse_list(root, split=1, train=True):
+    name = "list"
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    if train:
+        cands = [f"train_split{split}.txt", f"train{split}.txt"] + (["train.txt", "train_list.txt"] if split == 1 else [])
+    else:
+        cands = [f"val_split{split}.txt", f"test_split{split}.txt", f"val{split}.txt", f"test{split}.txt"]
+        cands += ["val.txt", "test.txt", "val_list.txt", "test_list.txt"] if split == 1 else []
+    listfile = _first_file(root, cands)
+    if listfile is None:
+        raise layout_error(name, root, f"no list file among {cands}")
+    samples = []
+    for ln in read_lines(listfile):
+        parts = ln.split()
+        if len(parts) < 2 or not parts[-1].lstrip("-").isdigit():
+            raise ValueError(f"{listfile}: expected 'relative/path label', got {ln!r}")
+        rel = " ".join(parts[:-1])
+        if len(parts) >= 3 and parts[-2].isdigit() and not os.path.exists(os.path.join(root, rel)):
+            rel = " ".join(parts[:-2])  # rawframes style: "path num_frames label"
+        samples.append((os.path.join(root, rel), int(parts[-1])))
+    cfile = os.path.join(root, "classes.txt")
+    if os.path.isfile(cfile):
+        classes = read_lines(cfile)
+    else:
+        # no names given: label ids from BOTH lists so train and val agree on the class count
+        n = 0
+        for f in [listfile, _first_file(root, cands if not train else [c.replace("train", "val") for c in cands])]:
+            if f:
+                n = max([n] + [int(ln.split()[-1]) + 1 for ln in read_lines(f)])
+        classes = [str(i) for i in range(n)]
+    bad = [lab for _, lab in samples if not 0 <= lab < len(classes)]
+    if bad:
+        raise ValueError(f"{listfile}: label {bad[0]} outside 0..{len(classes) - 1} (classes.txt has {len(classes)})")
+    return classes, _keep_existing(name, root, samples)
+
+
+def default_synthetic_root():
+    return os.path.join(os.path.expanduser("~"), ".cache", "dynamic-appearance", "synth-v1")
+
+
+def parse_dataset(name, data_root, split=1, train=True):
+    """(classes, samples) of one split of dataset `name` at `data_root` (official layouts, see LAYOUTS)."""
+    if name not in DATASETS:
+        raise ValueError(f"--dataset must be one of {DATASETS}, got {name!r}")
+    if name == "synthetic":
+        root = ensure_synthetic(data_root or default_synthetic_root())
+        return parse_ucf101(root, split, train, name="synthetic")
+    if not data_root:
+        raise layout_error(name, data_root, "no --data-root given")
+    return globals()[f"parse_{name}"](data_root, split, train)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Frame sampling (indices only; pure functions of their arguments and the rng).
+# ---------------------------------------------------------------------------------------------------
+
+def sparse_indices(num_frames, segments, frames, train, rng=None, clip=0, clips=1):
+    """TSN sparse sampling: S segments of T consecutive frame indices, shape (S*T,).
+
+    With F frames there are F-T+1 valid segment starts. Training: avg = (F-T+1)//S, start_k =
+    k*avg + randint(avg). Testing: tick = (F-T+1)/S, start_k = int(tick/2 + tick*k) (centred); for
+    `clips` > 1 temporal views, clip c shifts the offset to tick*(c+0.5)/clips inside each segment.
+    Short videos: if there are fewer valid starts than segments, training draws S sorted random starts
+    (repeats allowed), testing spreads them evenly; indices past the end repeat the last frame
+    (clamped to F-1), so a video of any length >= 1 gives S*T indices.
+    """
+    F_, S, T = int(num_frames), int(segments), int(frames)
+    if F_ < 1:
+        raise ValueError("a video needs at least one frame")
+    valid = max(F_ - T + 1, 1)
+    if train:
+        avg = valid // S
+        if avg > 0:
+            starts = np.arange(S) * avg + rng.integers(0, avg, size=S)
+        else:
+            starts = np.sort(rng.integers(0, valid, size=S))
+    else:
+        tick = valid / S
+        starts = np.array([int(tick * k + tick * (clip + 0.5) / clips) for k in range(S)])
+    idx = starts[:, None] + np.arange(T)[None, :]  # (S, T)
+    return np.minimum(idx, F_ - 1).reshape(-1).astype(np.int64)
+
+
+def dense_indices(num_frames, length, train, rng=None, clip=0, clips=1):
+    """Dense sampling: `length` (= S*T) consecutive frame indices, shape (length,).
+
+    Training: random start in [0, F-length]. Testing: `clips` starts evenly spaced over [0, F-length],
+    clip c at (F-length)*(c+0.5)/clips (clips=1: the centred clip). Short videos: start 0 and indices
+    past the end repeat the last frame.
+    """
+    F_, L = int(num_frames), int(length)
+    if F_ < 1:
+        raise ValueError("a video needs at least one frame")
+    room = max(F_ - L, 0)
+    start = int(rng.integers(0, room + 1)) if train else int(room * (clip + 0.5) / clips)
+    return np.minimum(start + np.arange(L), F_ - 1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding: PyAV for video files, PIL for JPEG frame folders. Both return uint8 (N, H, W, 3).
+# ---------------------------------------------------------------------------------------------------
+
+def _frame_files(folder):
+    names = sorted(f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in IMAGE_EXTS)
+    return [os.path.join(folder, f) for f in names]
+
+
+def count_frames(path):
+    """Number of frames: images in a frame folder; for a video the container's count, or (when the
+    container does not store one, e.g. some .webm/.mkv) a counting pass over the packets (no decoding)."""
+    if os.path.isdir(path):
+        return len(_frame_files(path))
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        if stream.frames and stream.frames > 0:
+            return int(stream.frames)
+        return sum(1 for p in container.demux(stream) if p.size > 0)
+
+
+def _decode_range(container, stream, wanted, use_pts):
+    """Decode forward and pick the frames whose index is in sorted `wanted`. Index = running count from
+    the start when not seeking; from the presentation time when we seeked (idx = time * fps). A wanted
+    index with no frame of its own (variable frame rate) gets the previous frame; wanted indices past the
+    end get the last decoded frame. Returns {index: ndarray} or None if the seek overshot.
+    Only frames that are used are converted to RGB arrays (the conversion costs about as much as the
+    decode); PyAV hands out a fresh frame object per decoded frame, so keeping the previous one is safe."""
+    rate = stream.average_rate or stream.guessed_rate
+    tb = stream.time_base
+    start = stream.start_time or 0
+    out, ptr, count = {}, 0, 0
+    prev = None  # [frame object, its array or None]
+    for frame in container.decode(stream):
+        if use_pts:
+            if frame.pts is None:
+                return None
+            i = int(round(float((frame.pts - start) * tb * rate)))
+            if prev is None and i > wanted[0]:
+                return None  # landed after the first wanted frame: caller decodes from the start
+        else:
+            i = count
+        count += 1
+        cur = [frame, None]
+        while ptr < len(wanted) and wanted[ptr] <= i:
+            use = cur if (wanted[ptr] == i or prev is None) else prev
+            if use[1] is None:
+                use[1] = use[0].to_ndarray(format="rgb24")
+            out[wanted[ptr]] = use[1]
+            ptr += 1
+        if ptr == len(wanted):
+            return out
+        prev = cur
+    if prev is None:
+        raise ValueError("no decodable frames")
+    if prev[1] is None:
+        prev[1] = prev[0].to_ndarray(format="rgb24")
+    for w in wanted[ptr:]:  # past the end of the stream: repeat the last frame
+        out[w] = prev[1]
+    return out
+
+
+def read_frames(path, indices):
+    """uint8 frames (len(indices), H, W, 3) at the given 0-based frame indices (any order, repeats ok).
+
+    Videos: open with PyAV, threads on, seek to the key frame before the first needed frame (when it is
+    not near the start), decode forward only until the last needed frame. Frame folders: JPEGs via PIL,
+    indices past the end clamped to the last image."""
+    indices = [int(i) for i in indices]
+    wanted = sorted(set(indices))
+    if os.path.isdir(path):
+        from PIL import Image  # matplotlib depends on Pillow, so it is installed
+        files = _frame_files(path)
+        if not files:
+            raise ValueError(f"{path}: no JPEG frames")
+        cache = {}
+        for w in wanted:
+            with Image.open(files[min(w, len(files) - 1)]) as im:
+                cache[w] = np.asarray(im.convert("RGB"))
+        return np.stack([cache[i] for i in indices])
+    out = None
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        if wanted[0] >= SEEK_MIN_FRAME and rate and stream.time_base:
+            target = (stream.start_time or 0) + int(wanted[0] / (rate * stream.time_base))
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            out = _decode_range(container, stream, wanted, use_pts=True)
+    if out is None:  # no seek wanted, or the seek landed badly: decode from the start
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            out = _decode_range(container, stream, wanted, use_pts=False)
+    return np.stack([out[i] for i in indices])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transforms on uint8 frames (N, H, W, 3) -> float (N, 3, h, w). Every crop is one box for all frames of
+# a clip (the same spatial window in every frame, or the motion would be corrupted).
+# ---------------------------------------------------------------------------------------------------
+
+def multiscale_crop_box(h, w, rng, scales=MULTISCALE, max_distort=1):
+    """TSN multi-scale crop: side lengths from `scales` x short side (height and width at most
+    `max_distort` steps apart), placed at one of 13 fixed positions (corners, centre, edge centres,
+    quarter points). Returns (y0, x0, ch, cw)."""
+    base = min(h, w)
+    sizes = [max(1, int(base * s)) for s in scales]
+    pairs = [(sizes[i], sizes[j]) for i in range(len(sizes)) for j in range(len(sizes)) if abs(i - j) <= max_distort]
+    ch, cw = pairs[int(rng.integers(len(pairs)))]
+    ys, xs = (h - ch) / 4, (w - cw) / 4
+    grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4), (1, 1), (1, 3), (3, 1), (3, 3)]
+    gy, gx = grid[int(rng.integers(len(grid)))]
+    return int(round(gy * ys)), int(round(gx * xs)), ch, cw
+
+
+def eval_crop_boxes(h, w, crop_size, crops):
+    """Test-time crops as boxes in the original frame. crops=1: resize the short side to
+    scale_size = round(crop_size*256/224), take the centre crop_size square. crops=3: resize the short
+    side to crop_size and take 3 squares at the start, centre and end of the long side (together they
+    cover it). Returns [(y0, x0, ch, cw)] in original pixels."""
+    if crops not in (1, 3):
+        raise ValueError(f"--crops must be 1 (centre) or 3 (covering the long side), got {crops}")
+    short = min(h, w)
+    if crops == 1:
+        side = short * crop_size / round(crop_size * 256 / 224)  # crop side in original pixels
+        return [(int(round((h - side) / 2)), int(round((w - side) / 2)), int(round(side)), int(round(side)))]
+    side = short
+    boxes = []
+    for pos in (0.0, 0.5, 1.0):
+        boxes.append((int(round((h - side) * pos)), int(round((w - side) * pos)), side, side))
+    return boxes
+
+
+def crop_resize(frames, box, size, flip=False):
+    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [0, 1]: crop `box`, bilinear resize, flip."""
+    y0, x0, ch, cw = box
+    x = torch.from_numpy(np.ascontiguousarray(frames[:, y0:y0 + ch, x0:x0 + cw])).permute(0, 3, 1, 2).float()
+    x = x / 255.0  # (N, 3, ch, cw)
+    if (ch, cw) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if flip:
+        x = x.flip(-1)
+    return x
+
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def normalize(x):
+    """ImageNet mean/std normalisation of float frames (..., 3, H, W) in [0, 1]."""
+    return (x - _MEAN) / _STD
+
+
+# ---------------------------------------------------------------------------------------------------
+# The dataset
+# ---------------------------------------------------------------------------------------------------
+
+class SkippedVideoWarning(RuntimeWarning):
+    """A video could not be read and another one was used in its place."""
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """(clip, label) items from a list of (path, label) samples.
+
+    Randomness (sampling offsets, crop, flip) comes from numpy Generator seeded with (seed, epoch, index):
+    an item is a pure function of those, whatever the worker count or order -> exact mid-epoch resume.
+    Unreadable videos: see __getitem__.
+    """
+
+    def __init__(self, samples, classes, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
+                 seed=0, dense=False, flip=True, name="list"):
+        if not samples:
+            raise ValueError(f"{name}: the split has no videos")
+        if train and (clips != 1 or crops != 1):
+            raise ValueError("clips/crops are test-time views; training takes one random view")
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.train, self.segments, self.frames = train, segments, frames
+        self.crop_size, self.clips, self.crops = crop_size, clips, crops
+        self.seed, self.dense, self.flip, self.name = seed, dense, flip, name
+        self.epoch = 0
+        # Skip counts live in shared memory so that DataLoader worker processes (fork or spawn) add to
+        # the same counters the main process reads through `skipped`. Increments from two workers at the
+        # same instant could lose one count; that only under-reports, it never hides a broken file (the
+        # warning is printed by the worker either way).
+        self._skip_counts = torch.zeros(len(self.samples), dtype=torch.int32).share_memory_()
+        self._bad = set()  # sample indices that failed in this process: not retried as substitutes
+        self._warned = set()  # (epoch, path) already warned about in this process
+        self._frame_counts = {}  # path -> frame count, per process
+
+    def __len__(self):
+        return len(self.samples)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    @property
+    def skipped(self):
+        """collections.Counter path -> how many times it was skipped (all workers, this dataset object)."""
+        counts = self._skip_counts
+        return collections.Counter({self.samples[i][0]: int(counts[i]) for i in torch.nonzero(counts).flatten().tolist()})
+
+    def report_skipped(self):
+        """A one-line summary of skipped videos ('' if none), for train.py to print once per epoch."""
+        s = self.skipped
+        if not s:
+            return ""
+        items = ", ".join(f"{p} (x{c})" for p, c in s.most_common(10))
+        more = f", ... {len(s) - 10} more" if len(s) > 10 else ""
+        return f"{self.name}: {sum(s.values())} reads of {len(s)} unreadable videos were skipped: {items}{more}"
+
+    def _rng(self, index):
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def num_frames(self, path):
+        if path not in self._frame_counts:
+            self._frame_counts[path] = count_frames(path)
+        return self._frame_counts[path]
+
+    def _indices(self, num, rng, clip=0):
+        if self.dense:
+            return dense_indices(num, self.segments * self.frames, self.train, rng, clip, self.clips)
+        return sparse_indices(num, self.segments, self.frames, self.train, rng, clip, self.clips)
+
+    def load(self, index, rng):
+        """The item for sample `index` with randomness from `rng`; raises if the video is unreadable."""
+        path, label = self.samples[index]
+        num = self.num_frames(path)
+        if num < 1:
+            raise ValueError("the video has no frames")
+        if self.train:
+            idx = self._indices(num, rng)
+            frames = read_frames(path, idx)  # (S*T, H, W, 3) uint8
+            box = multiscale_crop_box(frames.shape[1], frames.shape[2], rng)
+            flip = self.flip and bool(rng.integers(2))
+            return normalize(crop_resize(frames, box, self.crop_size, flip)), label  # (S*T, 3, H, W)
+        # test: all temporal clips decoded in one pass, then every clip x crop view
+        per_clip = [self._indices(num, None, c) for c in range(self.clips)]
+        allf = read_frames(path, np.concatenate(per_clip))  # (clips*S*T, H, W, 3)
+        L = len(per_clip[0])
+        boxes = eval_crop_boxes(allf.shape[1], allf.shape[2], self.crop_size, self.crops)
+        views = [crop_resize(allf[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
+        return normalize(torch.stack(views)), label  # (V, S*T, 3, H, W)
+
+    def _note_skip(self, index, err):
+        path = self.samples[index][0]
+        self._skip_counts[index] += 1
+        self._bad.add(index)
+        if (self.epoch, path) not in self._warned:
+            self._warned.add((self.epoch, path))
+            warnings.warn(f"{self.name}: skipping unreadable video {path} (epoch {self.epoch}): "
+                          f"{type(err).__name__}: {err}", SkippedVideoWarning)
+
+    def __getitem__(self, index):
+        """A corrupt, empty or unreadable video never stops a run: it is counted in `skipped`, warned about
+        (once per path per epoch and process), and replaced by the next readable sample of a permutation
+        seeded by (seed, epoch, index), so the substitute is deterministic too. If 100 videos in a row fail,
+        or every video fails, the data is broken: raise with the last error."""
+        err = None
+        if index not in self._bad:
+            try:
+                return self.load(index, self._rng(index))
+            except Exception as e:  # noqa: BLE001 - any decode/IO failure means "skip this video"
+                self._note_skip(index, e)
+                err = e
+        else:
+            self._note_skip(index, RuntimeError("failed earlier in this process"))
+        fails = 1
+        order = np.random.default_rng([self.seed, self.epoch, index, 1]).permutation(len(self.samples))
+        for j in order.tolist():
+            if j == index or j in self._bad:
+                continue
+            try:
+                return self.load(j, self._rng(index))
+            except Exception as e:  # noqa: BLE001
+                self._note_skip(j, e)
+                err, fails = e, fails + 1
+                if fails >= 100:
+                    break
+        raise RuntimeError(f"{self.name}: {fails} videos in a row could not be read "
+                           f"({'every video failed' if fails < 100 else 'the data looks broken'}); "
+                           f"last error: {type(err).__name__}: {err}. Check the files with "
+                           f"`python data.py inspect --dataset {self.name} --data-root ...`")
+
+
+def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
+                  seed=0):
+    """The train or test split of dataset `name` read from its official layout at `data_root`."""
+    classes, samples = parse_dataset(name, data_root, split, train)
+    return VideoDataset(samples, classes, train, segments, frames, crop_size, clips if not train else 1,
+                        crops if not train else 1, seed, dense=name in DENSE_DATASETS,
+                        flip=name != "sthv1",  # Something-Something labels have directions
+                        name=name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Samplers and loaders
+# ---------------------------------------------------------------------------------------------------
+
+def _dist():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Training order: a permutation seeded by (seed, epoch), padded (by repeating its start) to a multiple
+    of the world size like DistributedSampler, this rank's share taken as every world-th index, cut to
+    whole batches (drop_last; kept whole if shorter than one batch), minus the first `skip_batches`
+    batches (mid-epoch resume). `set_epoch` also sets the dataset's epoch (augmentation randomness), so
+    train.py only calls `train_sampler.set_epoch(epoch, skip_batches)` before each epoch."""
+
+    def __init__(self, dataset, batch_size, seed=0, shuffle=True, drop_last=True, rank=None, world_size=None):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.skip_batches = 0, 0
+
+    def set_epoch(self, epoch, skip_batches=0):
+        self.epoch, self.skip_batches = int(epoch), int(skip_batches)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def indices(self):
+        rank, world = _dist()
+        rank = self.rank if self.rank is not None else rank
+        world = self.world_size if self.world_size is not None else world
+        n = len(self.dataset)
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(n) if self.shuffle else np.arange(n)
+        total = math.ceil(n / world) * world
+        order = np.resize(order, total)  # pads by repeating from the start
+        mine = order[rank:total:world]
+        if self.drop_last and len(mine) >= self.batch_size:
+            mine = mine[: len(mine) // self.batch_size * self.batch_size]
+        return mine[self.skip_batches * self.batch_size:].tolist()
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self):
+        return len(self.indices())
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Validation: sequential, every world-th sample for this rank, no padding, so each video is scored
+    exactly once over all ranks. The per-rank metric sums are all-reduced by train.py / evaluate.py."""
+
+    def __init__(self, n, rank=None, world_size=None):
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def indices(self):
+        rank, world = _dist()
+        rank = self.rank if self.rank is not None else rank
+        world = self.world_size if self.world_size is not None else world
+        return list(range(rank, self.n, world))
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self):
+        return len(self.indices())
+
+
+class Loaders(NamedTuple):
+    train: torch.utils.data.DataLoader
+    val: torch.utils.data.DataLoader
+    num_classes: int
+    classes: list
+    train_sampler: ResumableSampler
+
+
+def _worker_init(worker_id):
+    # Items do not depend on these seeds (they use (seed, epoch, index)); seeding keeps any other library
+    # randomness distinct per worker and reproducible. One intra-op thread per worker avoids oversubscribing.
+    s = torch.utils.data.get_worker_info().seed % 2 ** 32
+    np.random.seed(s)
+    random.seed(s)
+    torch.set_num_threads(1)
+
+
+def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
+                  subset=None, overfit=None, seed=0, clips=1, crops=1):
+    """Train and val DataLoaders for dataset `dataset`.
+
+    subset=N: N training videos drawn at random (seeded); val stays the full test split.
+    overfit=N: N training videos (seeded pick) for both train and val; val uses the test transforms.
+    Val batch size is max(1, batch_size // V) with V = clips*crops views per item, so a val batch holds
+    about as many clips as a train batch."""
+    train_ds = build_dataset(dataset, data_root, split, True, segments, frames, crop_size, 1, 1, seed)
+    classes = train_ds.classes
+    kw = dict(segments=segments, frames=frames, crop_size=crop_size, seed=seed,
+              dense=dataset in DENSE_DATASETS, flip=dataset != "sthv1", name=dataset)
+    pick_rng = np.random.default_rng([seed, 12345])
+    if overfit:
+        n = min(int(overfit), len(train_ds))
+        chosen = sorted(pick_rng.choice(len(train_ds), n, replace=False).tolist())
+        samples = [train_ds.samples[i] for i in chosen]
+        train_ds = VideoDataset(samples, classes, True, **kw)
+        val_ds = VideoDataset(samples, classes, False, clips=clips, crops=crops, **kw)
+    else:
+        if subset:
+            n = min(int(subset), len(train_ds))
+            chosen = sorted(pick_rng.choice(len(train_ds), n, replace=False).tolist())
+            train_ds = VideoDataset([train_ds.samples[i] for i in chosen], classes, True, **kw)
+        val_ds = build_dataset(dataset, data_root, split, False, segments, frames, crop_size, clips, crops, seed)
+        if val_ds.classes != classes:
+            raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
+    pin = torch.cuda.is_available()
+    sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
+    common = dict(num_workers=workers, pin_memory=pin, worker_init_fn=_worker_init if workers > 0 else None,
+                  persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+    train = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
+    val = torch.utils.data.DataLoader(val_ds, batch_size=max(1, batch_size // (clips * crops)),
+                                      sampler=ShardSampler(len(val_ds)), drop_last=False, **common)
+    return Loaders(train, val, len(classes), list(classes), sampler)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Video writing and the synthetic motion set
+# ---------------------------------------------------------------------------------------------------
+
+def write_video(path, frames, fps=25, codec="mpeg4", gop=12, bit_rate=None):
+    """Encode uint8 frames (N, H, W, 3) (H, W even) into `path` with PyAV. mpeg4 in .avi is what UCF101
+    ships; the default bit rate is generous so small patterns survive. Single-threaded encoder so the same
+    frames give the same bytes."""
+    n, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"frame size {w}x{h}: yuv420p needs even width and height")
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.bit_rate = bit_rate or max(200_000, int(w * h * fps * 2))
+        stream.codec_context.gop_size = gop
+        stream.codec_context.thread_count = 1
+        for f in frames:
+            for pkt in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(pkt)
+        for pkt in stream.encode():
+            container.mux(pkt)
+
+
+# Motion classes: (name, trajectory). A trajectory maps t in [0, 1] and per-video parameters to the sprite
+# centre (x, y) in units of the frame size and a scale factor. Start points are drawn so that, at any single
+# frame, every class puts the sprite anywhere in a similar central region at similar sizes: only the motion
+# (across frames) tells classes apart, as in the paper's Fig. 1.
+def _traj(name, t, p):
+    a = p["amp"]
+    if name == "MoveRight":
+        return p["x"] - a / 2 + a * t, p["y"], p["s"]
+    if name == "MoveLeft":
+        return p["x"] + a / 2 - a * t, p["y"], p["s"]
+    if name == "MoveDown":
+        return p["x"], p["y"] - a / 2 + a * t, p["s"]
+    if name == "MoveUp":
+        return p["x"], p["y"] + a / 2 - a * t, p["s"]
+    if name == "Circle":
+        ang = p["phase"] + 2 * math.pi * t
+        return p["x"] + a / 2 * math.cos(ang), p["y"] + a / 2 * math.sin(ang), p["s"]
+    if name == "Pulse":
+        return p["x"], p["y"], p["s"] * (1 + 0.45 * math.sin(p["phase"] + 4 * math.pi * t))
+    if name == "Shake":
+        return p["x"] + a / 3 * math.sin(p["phase"] + 6 * math.pi * t), p["y"], p["s"]
+    if name == "Diagonal":
+        return p["x"] - a / 2 + a * t, p["y"] - a / 2 + a * t, p["s"]
+    raise ValueError(name)
+
+
+MOTIONS = ("MoveRight", "MoveLeft", "MoveUp", "MoveDown", "Circle", "Pulse", "Shake", "Diagonal")
+SYNTH_BACKGROUNDS = 4  # pool size shared by all classes
+SYNTH_SPRITES = 3  # object looks shared by all classes
+
+
+def synthetic_pool(seed, canvas):
+    """The shared pool: SYNTH_BACKGROUNDS textured images (canvas, canvas, 3) uint8 and SYNTH_SPRITES
+    looks (shape id, RGB colour). Smooth colour fields plus fine noise and stripes, so a background has
+    texture (motion of the camera jitter is visible) but is not class-specific."""
+    rng = np.random.default_rng([seed, 1000])
+    bgs = []
+    for _ in range(SYNTH_BACKGROUNDS):
+        coarse = torch.from_numpy(rng.uniform(30, 200, size=(1, 3, 5, 5)).astype(np.float32))
+        smooth = F.interpolate(coarse, size=(canvas, canvas), mode="bicubic", align_corners=False)[0].permute(1, 2, 0).numpy()
+        yy, xx = np.mgrid[0:canvas, 0:canvas]
+        ang, freq = rng.uniform(0, math.pi), rng.uniform(0.15, 0.5)
+        stripes = 18 * np.sin(freq * (xx * math.cos(ang) + yy * math.sin(ang)))[..., None]
+        noise = rng.normal(0, 10, size=(canvas, canvas, 3))
+        bgs.append(np.clip(smooth + stripes + noise, 0, 255).astype(np.uint8))
+    sprites = [(k % 3, tuple(int(c) for c in rng.integers(0, 256, size=3))) for k in range(SYNTH_SPRITES)]
+    return bgs, sprites
+
+
+def _render(bg, sprite, x, y, s, radius):
+    """Paint the sprite (shape 0 disk, 1 square, 2 diamond; colour with a darker core) at (x, y) px."""
+    shape, colour = sprite
+    h, w, _ = bg.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    dx, dy, r = xx - x, yy - y, radius * s
+    if shape == 0:
+        d = np.sqrt(dx ** 2 + dy ** 2)
+    elif shape == 1:
+        d = np.maximum(np.abs(dx), np.abs(dy))
+    else:
+        d = (np.abs(dx) + np.abs(dy)) / 1.3
+    img = bg.copy()
+    img[d <= r] = colour
+    img[d <= r * 0.45] = tuple(c // 2 for c in colour)
+    return img
+
+
+def _synth_video(cls_name, bg, sprite, rng, size, frames):
+    """uint8 (frames, size, size, 3): sprite moving by `cls_name` over `bg`, with camera jitter."""
+    m = max(2, size // 16)  # jitter margin: the canvas is size + 2m, the camera window moves inside it
+    p = {"x": rng.uniform(0.38, 0.62) * size + m, "y": rng.uniform(0.38, 0.62) * size + m,
+         "s": rng.uniform(0.8, 1.2), "amp": rng.uniform(0.35, 0.45) * size, "phase": rng.uniform(0, 2 * math.pi)}
+    radius = size / 9
+    jit = np.cumsum(rng.integers(-1, 2, size=(frames, 2)), axis=0)  # camera random walk, same for all classes
+    jit = np.clip(jit + rng.integers(-m, m + 1, size=2), -m, m)
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for f in range(frames):
+        x, y, s = _traj(cls_name, f / max(frames - 1, 1), p)
+        canvas = _render(bg, sprite, x, y, s, radius)
+        oy, ox = m + jit[f, 0], m + jit[f, 1]
+        out[f] = canvas[oy:oy + size, ox:ox + size]
+    return out
+
+
+def write_synthetic(out, classes=4, videos_per_class=12, size=64, frames=32, seed=0):
+    """Write the synthetic motion set in the official UCF101 layout under `out`:
+    out/UCF-101/<Class>/v_<Class>_gXX_c01.avi, out/ucfTrainTestlist/{classInd.txt, trainlist0K.txt,
+    testlist0K.txt} (CRLF, 1-based ids) and out/synth_meta.json (per-video background/sprite ids).
+    Video i of a class is group g = i+1; split K tests the groups with (g-1) % 4 == K-1 (a quarter).
+    Backgrounds are assigned round-robin from the shared pool (from a seeded offset), so with
+    videos_per_class >= 4 every class uses every background; sprite looks likewise. Same arguments ->
+    byte-identical files."""
+    if not 1 <= classes <= len(MOTIONS):
+        raise ValueError(f"--classes must be 1..{len(MOTIONS)} (motions: {MOTIONS}), got {classes}")
+    if size % 2 or size < 16:
+        raise ValueError(f"--size must be even and >= 16, got {size}")
+    if frames < 2 or videos_per_class < 1:
+        raise ValueError("--frames must be >= 2 and --videos-per-class >= 1")
+    m = max(2, size // 16)
+    bgs, sprites = synthetic_pool(seed, size + 2 * m)
+    names = MOTIONS[:classes]
+    lists = os.path.join(out, "ucfTrainTestlist")
+    os.makedirs(lists, exist_ok=True)
+    train = {k: [] for k in (1, 2, 3)}
+    test = {k: [] for k in (1, 2, 3)}
+    meta = {"seed": seed, "size": size, "frames": frames, "classes": list(names), "backgrounds": SYNTH_BACKGROUNDS,
+            "sprites": SYNTH_SPRITES, "videos": {}}
+    for ci, cname in enumerate(names):
+        os.makedirs(os.path.join(out, "UCF-101", cname), exist_ok=True)
+        crng = np.random.default_rng([seed, ci])
+        bg_off, sp_off = int(crng.integers(SYNTH_BACKGROUNDS)), int(crng.integers(SYNTH_SPRITES))
+        for i in range(videos_per_class):
+            g = i + 1
+            rel = f"{cname}/v_{cname}_g{g:02d}_c01.avi"
+            b, s = (bg_off + i) % SYNTH_BACKGROUNDS, (sp_off + i) % SYNTH_SPRITES
+            video = _synth_video(cname, bgs[b], sprites[s], np.random.default_rng([seed, ci, i]), size, frames)
+            write_video(os.path.join(out, "UCF-101", *rel.split("/")), video)
+            meta["videos"][rel] = {"class": cname, "background": b, "sprite": s}
+            for k in (1, 2, 3):
+                (test[k].append(rel) if (g - 1) % 4 == k - 1 else train[k].append(f"{rel} {ci + 1}"))
+
+    def put(fname, lines):
+        with open(os.path.join(lists, fname), "w", newline="") as f:
+            f.write("".join(ln + "\r\n" for ln in lines))  # CRLF like the official lists
+
+    put("classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(names)])
+    for k in (1, 2, 3):
+        put(f"trainlist0{k}.txt", train[k])
+        put(f"testlist0{k}.txt", test[k])
+    with open(os.path.join(out, "synth_meta.json"), "w") as f:  # written last: marks a complete set
+        json.dump(meta, f, indent=1, sort_keys=True)
+    return out
+
+
+def ensure_synthetic(root, **kwargs):
+    """`root` holding a complete synthetic set: written (defaults or `kwargs`) if `root` does not exist.
+    Written into a temporary sibling folder, then renamed, so an interrupted write never looks complete
+    (and concurrent ranks do not collide: the loser of the rename uses the winner's set)."""
+    if os.path.isfile(os.path.join(root, "synth_meta.json")):
+        return root
+    if os.path.exists(root) and os.listdir(root):
+        raise layout_error("synthetic", root, "the folder exists but holds no complete synthetic set "
+                                              "(no synth_meta.json); delete it or pick another --data-root")
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".synth-tmp-", dir=parent)
+    try:
+        write_synthetic(tmp, **kwargs)
+        if os.path.isdir(root):
+            os.rmdir(root)  # an empty folder
+        os.rename(tmp, root)
+    except OSError:
+        if not os.path.isfile(os.path.join(root, "synth_meta.json")):
+            raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------
+
+def inspect(name, data_root, split=1, limit=500):
+    """Print classes, split sizes, how many videos decode (a clip's worth of frames), frame-count range."""
+    for train in (True, False):
+        classes, samples = parse_dataset(name, data_root, split, train)
+        if train:
+            print(f"{name} split {split}: {len(classes)} classes ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+        which = "train" if train else "test"
+        check = samples if not limit or limit >= len(samples) else [samples[i] for i in
+                                                                     np.linspace(0, len(samples) - 1, limit).astype(int)]
+        ok, counts, bad = 0, [], []
+        for path, _ in check:
+            try:
+                n = count_frames(path)
+                if n < 1:
+                    raise ValueError("no frames")
+                read_frames(path, sparse_indices(n, 3, 2, False))
+                ok += 1
+                counts.append(n)
+            except Exception as e:  # noqa: BLE001
+                bad.append(f"{path}: {type(e).__name__}: {e}")
+        rng_txt = f"frames {min(counts)}..{max(counts)} (median {int(np.median(counts))})" if counts else "no frames"
+        print(f"  {which}: {len(samples)} videos; checked {len(check)}: {ok} decode, {len(bad)} fail; {rng_txt}")
+        for b in bad[:10]:
+            print(f"    FAIL {b}")
+
+
+def bench(width=320, height=240, length=150, videos=4, items=24, segments=8, frames=8, crop_size=224, train=True):
+    """Decode + transform throughput of VideoDataset items on UCF101-sized mpeg4 videos written to a temp
+    folder. Prints clips/s (a clip = S*T frames); never asserted anywhere."""
+    with tempfile.TemporaryDirectory() as d:
+        rng = np.random.default_rng(0)
+        bgs, sprites = synthetic_pool(0, max(width, height) + 8)
+        samples = []
+        for v in range(videos):
+            base = bgs[v % len(bgs)][:height, :width]
+            vid = np.stack([np.roll(base, 2 * f, axis=1) for f in range(length)])
+            vid = np.clip(vid.astype(np.int16) + rng.integers(-3, 4, size=vid.shape[1:]), 0, 255).astype(np.uint8)
+            p = os.path.join(d, f"v{v}.avi")
+            write_video(p, vid)
+            samples.append((p, 0))
+        ds = VideoDataset(samples, ["x"], train=train, segments=segments, frames=frames, crop_size=crop_size)
+        ds[0]
+        t0 = time.perf_counter()
+        for i in range(items):
+            ds.set_epoch(i)
+            ds[i % videos]
+        dt = time.perf_counter() - t0
+        print(f"bench: {items} {'train' if train else 'test'} clips of {segments}x{frames} frames from {width}x{height} "
+              f"{length}-frame mpeg4 videos -> {crop_size}px: {items / dt:.1f} clips/s, "
+              f"{items * segments * frames / dt:.0f} frames/s (1 process, torch threads {torch.get_num_threads()})")
+        return items / dt
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("synth", help="write the synthetic motion set (UCF101 layout)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--classes", type=int, default=4)
+    s.add_argument("--videos-per-class", type=int, default=12)
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--frames", type=int, default=32)
+    s.add_argument("--seed", type=int, default=0)
+    i = sub.add_parser("inspect", help="check that a dataset is in place")
+    i.add_argument("--dataset", required=True, choices=DATASETS)
+    i.add_argument("--data-root", default=None)
+    i.add_argument("--split", type=int, default=1)
+    i.add_argument("--limit", type=int, default=500, help="decode-check at most N videos per split (0: all)")
+    b = sub.add_parser("bench", help="decoded clips/s")
+    b.add_argument("--width", type=int, default=320)
+    b.add_argument("--height", type=int, default=240)
+    b.add_argument("--length", type=int, default=150)
+    b.add_argument("--segments", type=int, default=8)
+    b.add_argument("--frames", type=int, default=8)
+    b.add_argument("--crop-size", type=int, default=224)
+    b.add_argument("--items", type=int, default=24)
+    b.add_argument("--test", action="store_true", help="test transforms instead of train")
+    a = ap.parse_args(argv)
+    if a.cmd == "synth":
+        write_synthetic(a.out, a.classes, a.videos_per_class, a.size, a.frames, a.seed)
+        print(f"wrote {a.classes} classes x {a.videos_per_class} videos ({a.size}px, {a.frames} frames) to {a.out}")
+    elif a.cmd == "inspect":
+        inspect(a.dataset, a.data_root, a.split, a.limit)
+    else:
+        bench(a.width, a.height, a.length, items=a.items, segments=a.segments, frames=a.frames,
+              crop_size=a.crop_size, train=not a.test)
+
+
+if __name__ == "__main__":
+    main()

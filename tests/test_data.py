@@ -1,0 +1,416 @@
+"""Tests for data.py, all on real video/JPEG files written into tmp_path (tiny: 32x32, few frames)."""
+import os
+import shutil
+import warnings
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import data
+
+
+def level(i):
+    """Brightness that encodes frame number i (3 grey levels apart survive mpeg4/h264 at these rates)."""
+    return 20 + 3 * i
+
+
+def write_numbered(path, n, size=32, codec="mpeg4", gop=10):
+    """A video whose frame i is uniform grey at level(i)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    frames = np.stack([np.full((size, size, 3), level(i), np.uint8) for i in range(n)])
+    data.write_video(path, frames, codec=codec, gop=gop)
+    return path
+
+
+def frame_numbers(frames):
+    """Recover the frame number from each decoded frame's mean brightness."""
+    return [int(round((float(f.mean()) - 20) / 3)) for f in frames]
+
+
+@pytest.fixture(scope="module")
+def proto(tmp_path_factory):
+    """One tiny encoded video (24 frames) copied to every path a layout test needs."""
+    return write_numbered(str(tmp_path_factory.mktemp("proto") / "p.avi"), 24)
+
+
+def put(proto, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copy(proto, path)
+
+
+def write_text(path, lines, crlf=False):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write("".join(ln + ("\r\n" if crlf else "\n") for ln in lines))
+
+
+# ----------------------------------------------------------------------------------------------- layouts
+
+def test_ucf101_layout_crlf_and_case_fallback(tmp_path, proto):
+    root = str(tmp_path)
+    lists = os.path.join(root, "ucfTrainTestlist")
+    write_text(os.path.join(lists, "classInd.txt"), ["1 ApplyEyeMakeup", "2 HandstandPushups"], crlf=True)
+    vids = ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+            "HandstandPushups/v_HandStandPushups_g08_c01.avi", "HandstandPushups/v_HandStandPushups_g01_c01.avi"]
+    for v in vids:
+        # the file on disk spells the folder differently from the list (as in the official archive)
+        put(proto, os.path.join(root, "UCF-101", v.replace("HandstandPushups/", "HandStandPushups/")))
+    write_text(os.path.join(lists, "trainlist01.txt"), [f"{vids[0]} 1", f"{vids[2]} 2"], crlf=True)
+    write_text(os.path.join(lists, "testlist01.txt"), [vids[1], vids[3]], crlf=True)
+    classes, train = data.parse_dataset("ucf101", root, 1, True)
+    _, test = data.parse_dataset("ucf101", root, 1, False)
+    assert classes == ["ApplyEyeMakeup", "HandstandPushups"]
+    rel = lambda s: [(os.path.relpath(p, os.path.join(root, "UCF-101")).replace(os.sep, "/").lower(), l) for p, l in s]
+    assert rel(train) == [(vids[0].lower(), 0), (vids[2].lower(), 1)]
+    assert rel(test) == [(vids[1].lower(), 0), (vids[3].lower(), 1)]
+    assert all(os.path.isfile(p) for p, _ in train + test)
+
+
+def test_hmdb51_layout(tmp_path, proto):
+    root = str(tmp_path)
+    sdir = os.path.join(root, "testTrainMulti_7030_splits")
+    for cls, names in {"brush_hair": ["a.avi", "b.avi", "c.avi"], "cartwheel": ["d.avi", "e.avi", "f.avi"]}.items():
+        for n in names:
+            put(proto, os.path.join(root, "hmdb51_org", cls, n))
+        write_text(os.path.join(sdir, f"{cls}_test_split1.txt"), [f"{names[0]} 1 ", f"{names[1]} 2 ", f"{names[2]} 0 "],
+                   crlf=True)
+        write_text(os.path.join(sdir, f"{cls}_test_split2.txt"), [f"{names[0]} 2 ", f"{names[1]} 1 ", f"{names[2]} 1 "])
+    classes, tr1 = data.parse_dataset("hmdb51", root, 1, True)
+    _, te1 = data.parse_dataset("hmdb51", root, 1, False)
+    _, tr2 = data.parse_dataset("hmdb51", root, 2, True)
+    base = lambda s: [(os.path.basename(p), l) for p, l in s]
+    assert classes == ["brush_hair", "cartwheel"]
+    assert base(tr1) == [("a.avi", 0), ("d.avi", 1)]
+    assert base(te1) == [("b.avi", 0), ("e.avi", 1)]
+    assert base(tr2) == [("b.avi", 0), ("c.avi", 0), ("e.avi", 1), ("f.avi", 1)]
+
+
+def test_sthv1_layout_reads_jpeg_frames(tmp_path):
+    from PIL import Image
+    root = str(tmp_path)
+    fdir = os.path.join(root, "20bn-something-something-v1")
+    for vid, n in (("100", 5), ("200", 7), ("300", 6)):
+        os.makedirs(os.path.join(fdir, vid))
+        for i in range(n):
+            Image.fromarray(np.full((24, 32, 3), level(i), np.uint8)).save(os.path.join(fdir, vid, f"{i + 1:05d}.jpg"),
+                                                                            quality=95)
+    write_text(os.path.join(root, "something-something-v1-labels.csv"),
+               ["Holding something", "Pushing something from left to right"])
+    write_text(os.path.join(root, "something-something-v1-train.csv"),
+               ["100;Pushing something from left to right", "200;Holding something"])
+    write_text(os.path.join(root, "something-something-v1-validation.csv"), ["300;Holding something"])
+    classes, train = data.parse_dataset("sthv1", root, 1, True)
+    _, val = data.parse_dataset("sthv1", root, 1, False)
+    assert classes == ["Holding something", "Pushing something from left to right"]
+    assert [(os.path.basename(p), l) for p, l in train] == [("100", 1), ("200", 0)]
+    assert [(os.path.basename(p), l) for p, l in val] == [("300", 0)]
+    assert data.count_frames(train[1][0]) == 7
+    assert frame_numbers(data.read_frames(train[1][0], [6, 0, 3, 9])) == [6, 0, 3, 6]  # 9 clamps to the last
+    ds = data.build_dataset("sthv1", root, train=True, segments=2, frames=2, crop_size=16)
+    assert ds.flip is False  # directional labels: never flipped
+    assert ds[0][0].shape == (4, 3, 16, 16)
+
+
+def test_kinetics_csv_and_folder_layouts_and_minikinetics(tmp_path, proto):
+    root = str(tmp_path / "csv")
+    header = "label,youtube_id,time_start,time_end,split"
+    write_text(os.path.join(root, "annotations", "train.csv"),
+               [header, "abseiling,aaa,14,24,train", '"air drumming",bbb,0,10,train', "abseiling,gone,1,11,train"])
+    write_text(os.path.join(root, "annotations", "val.csv"), [header, "air drumming,ccc,5,15,val"])
+    put(proto, os.path.join(root, "train", "abseiling", "aaa_000014_000024.mp4"))
+    put(proto, os.path.join(root, "train", "bbb.mp4"))  # flat, named by id only
+    put(proto, os.path.join(root, "val", "air_drumming", "ccc_000005_000015.mp4"))
+    with pytest.warns(RuntimeWarning, match="1 videos listed"):
+        classes, train = data.parse_dataset("kinetics400", root, 1, True)
+    _, val = data.parse_dataset("kinetics400", root, 1, False)
+    assert classes == ["abseiling", "air drumming"]
+    assert [(os.path.basename(p), l) for p, l in train] == [("aaa_000014_000024.mp4", 0), ("bbb.mp4", 1)]
+    assert [(os.path.basename(p), l) for p, l in val] == [("ccc_000005_000015.mp4", 1)]
+
+    # minikinetics: same layout filtered by the id lists
+    write_text(os.path.join(root, "train_ytid_list.txt"), ["bbb"])
+    write_text(os.path.join(root, "val_ytid_list.txt"), ["ccc"], crlf=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mclasses, mtrain = data.parse_dataset("minikinetics", root, 1, True)
+        _, mval = data.parse_dataset("minikinetics", root, 1, False)
+    assert mclasses == ["air drumming"]
+    assert [(os.path.basename(p), l) for p, l in mtrain] == [("bbb.mp4", 0)]
+    assert [(os.path.basename(p), l) for p, l in mval] == [("ccc_000005_000015.mp4", 0)]
+
+    froot = str(tmp_path / "folders")
+    for split, lab, name in (("train", "b", "x.mp4"), ("train", "a", "y.mp4"), ("val", "b", "z.mp4")):
+        put(proto, os.path.join(froot, split, lab, name))
+    classes, train = data.parse_dataset("kinetics400", froot, 1, True)
+    _, val = data.parse_dataset("kinetics400", froot, 1, False)
+    assert classes == ["a", "b"]
+    assert [(os.path.basename(p), l) for p, l in train] == [("y.mp4", 0), ("x.mp4", 1)]
+    assert [(os.path.basename(p), l) for p, l in val] == [("z.mp4", 1)]
+    assert data.build_dataset("kinetics400", froot, train=True).dense
+
+
+def test_list_layout_videos_and_frame_folders(tmp_path, proto):
+    root = str(tmp_path)
+    put(proto, os.path.join(root, "vids", "one.avi"))
+    put(proto, os.path.join(root, "vids", "two.avi"))
+    os.makedirs(os.path.join(root, "frames", "three"))
+    write_text(os.path.join(root, "train.txt"), ["vids/one.avi 0", "frames/three 12 2"], crlf=True)
+    write_text(os.path.join(root, "val.txt"), ["vids/two.avi 1"])
+    classes, train = data.parse_dataset("list", root, 1, True)
+    _, val = data.parse_dataset("list", root, 1, False)
+    assert classes == ["0", "1", "2"]
+    assert [(os.path.relpath(p, root), l) for p, l in train] == [(os.path.join("vids", "one.avi"), 0),
+                                                                 (os.path.join("frames", "three"), 2)]
+    assert [(os.path.relpath(p, root), l) for p, l in val] == [(os.path.join("vids", "two.avi"), 1)]
+
+
+@pytest.mark.parametrize("name", ["ucf101", "hmdb51", "sthv1", "kinetics400", "minikinetics", "list"])
+def test_missing_root_or_file_is_a_clear_error(tmp_path, name):
+    with pytest.raises(FileNotFoundError, match="Expected layout") as e:
+        data.parse_dataset(name, str(tmp_path / "nope"), 1, True)
+    assert "nope" in str(e.value)
+    with pytest.raises(FileNotFoundError, match="Expected layout"):  # root exists but is empty
+        data.parse_dataset(name, str(tmp_path), 1, True)
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+
+@pytest.mark.parametrize("F", [1, 5, 8, 30, 64, 65, 300])
+def test_sparse_indices(F):
+    S, T = 4, 8
+    for train in (True, False):
+        rng = np.random.default_rng(F)
+        idx = data.sparse_indices(F, S, T, train, rng)
+        assert idx.shape == (S * T,) and idx.min() >= 0 and idx.max() <= F - 1
+        seg = idx.reshape(S, T)
+        if F >= T:  # T consecutive frames in each segment, segments in order
+            assert (np.diff(seg, axis=1) == 1).all()
+            assert (np.diff(seg[:, 0]) >= 0).all()
+        else:  # short video: consecutive until the end, then the last frame repeated
+            assert (np.diff(seg, axis=1) >= 0).all() and seg[:, -1].max() == F - 1
+        if F - T + 1 >= S:  # segment k's start lies inside its own part of the video
+            part = (F - T + 1) / S
+            assert all(k * part - 1 <= seg[k, 0] < (k + 1) * part + 1 for k in range(S))
+    a = data.sparse_indices(F, S, T, False)
+    assert (a == data.sparse_indices(F, S, T, False)).all()  # deterministic at test time
+
+
+def test_sparse_matches_tsn_formula_and_is_random_in_training():
+    F, S, T = 100, 4, 8
+    tick = (F - T + 1) / S
+    assert data.sparse_indices(F, S, T, False).reshape(S, T)[:, 0].tolist() == [int(tick / 2 + tick * k) for k in range(S)]
+    starts = {tuple(data.sparse_indices(F, S, T, True, np.random.default_rng(s)).reshape(S, T)[:, 0]) for s in range(10)}
+    assert len(starts) > 1
+    c0 = data.sparse_indices(F, S, T, False, clip=0, clips=2)
+    c1 = data.sparse_indices(F, S, T, False, clip=1, clips=2)
+    assert (c0 < c1).any() and not (c0 == c1).all()
+
+
+@pytest.mark.parametrize("F", [3, 16, 17, 250])
+def test_dense_indices(F):
+    L = 16
+    for train in (True, False):
+        idx = data.dense_indices(F, L, train, np.random.default_rng(0))
+        assert idx.shape == (L,) and idx.min() >= 0 and idx.max() <= F - 1
+        if F >= L:
+            assert (np.diff(idx) == 1).all()
+        else:
+            assert idx[0] == 0 and (np.diff(idx) >= 0).all() and idx[-1] == F - 1
+    clips = [data.dense_indices(F, L, False, clip=c, clips=3) for c in range(3)]
+    assert (clips[0] == data.dense_indices(F, L, False, clip=0, clips=3)).all()
+    if F >= 3 * L:  # evenly spaced, non-overlapping clips across the video
+        starts = [c[0] for c in clips]
+        assert starts[0] < starts[1] < starts[2] and starts[0] < F / 3 <= starts[1] < 2 * F / 3 <= starts[2]
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+
+@pytest.mark.parametrize("codec,ext", [("mpeg4", "avi"), ("libx264", "mp4")])
+def test_decoded_frames_match_encoded_order_with_and_without_seek(tmp_path, codec, ext):
+    path = write_numbered(str(tmp_path / f"v.{ext}"), 60, codec=codec, gop=10)
+    assert data.count_frames(path) == 60
+    # from the start, out of order, repeated, past the end (repeats the last frame)
+    assert frame_numbers(data.read_frames(path, [3, 0, 1, 1, 70])) == [3, 0, 1, 1, 59]
+    # far from the start: the seek path (pts-based indices) must give the same frames
+    want = list(range(41, 49)) + [55]
+    got = data.read_frames(path, want)
+    assert got.shape == (9, 32, 32, 3) and got.dtype == np.uint8
+    assert frame_numbers(got) == want
+
+
+def test_dataset_item_takes_the_sampled_frames(tmp_path):
+    path = write_numbered(str(tmp_path / "v.avi"), 40)
+    ds = data.VideoDataset([(path, 0)], ["a"], train=False, segments=2, frames=3, crop_size=16)
+    clip, label = ds[0]
+    assert clip.shape == (1, 6, 3, 16, 16) and label == 0
+    raw = clip[0] * torch.tensor(data.IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(data.IMAGENET_MEAN).view(1, 3, 1, 1)
+    assert frame_numbers((raw * 255).numpy()) == data.sparse_indices(40, 2, 3, False).tolist()
+
+
+def test_corrupt_and_empty_videos_are_skipped_and_counted(tmp_path):
+    good = write_numbered(str(tmp_path / "good.avi"), 12)
+    corrupt = str(tmp_path / "corrupt.avi")
+    with open(good, "rb") as f:
+        blob = f.read()
+    with open(corrupt, "wb") as f:  # a header then garbage
+        f.write(blob[:64] + bytes(np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8)))
+    empty = str(tmp_path / "empty.avi")
+    with open(empty, "wb"):
+        pass
+    zero = str(tmp_path / "zero.avi")  # a valid container (header, stream) with no frames
+    with av.open(zero, "w") as c:
+        st = c.add_stream("mpeg4", rate=25)
+        st.width, st.height, st.pix_fmt = 32, 32, "yuv420p"
+        c.start_encoding()
+    assert os.path.getsize(zero) > 0 and data.count_frames(zero) == 0
+    ds = data.VideoDataset([(corrupt, 1), (good, 0), (empty, 1), (zero, 1)], ["a", "b"], train=True,
+                           segments=2, frames=2, crop_size=16)
+    with pytest.warns(data.SkippedVideoWarning) as rec:
+        clip, label = ds[0]
+    assert any("corrupt.avi" in str(w.message) for w in rec)
+    assert clip.shape == (4, 3, 16, 16) and label == 0  # the good video stood in
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in (2, 3):
+            assert ds[i][1] == 0
+        ds[0]
+    # each bad file counted (also when tried as another item's substitute), the good one never
+    assert set(ds.skipped) == {corrupt, empty, zero} and ds.skipped[corrupt] == 2
+    assert sum(ds.skipped.values()) >= 4
+    assert "corrupt.avi" in ds.report_skipped()
+    bad = data.VideoDataset([(corrupt, 0), (empty, 0)], ["a"], train=True, segments=2, frames=2, crop_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match="every video failed"):
+            bad[0]
+
+
+# ----------------------------------------------------------------------------------------------- synthetic
+
+def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
+    kw = dict(classes=3, videos_per_class=4, size=32, frames=8, seed=5)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    data.write_synthetic(a, **kw)
+    data.write_synthetic(b, **kw)
+    files = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
+    assert len([f for f in files if f.endswith(".avi")]) == 12
+    for f in files:
+        with open(os.path.join(a, f), "rb") as fa, open(os.path.join(b, f), "rb") as fb:
+            assert fa.read() == fb.read(), f
+    c = str(tmp_path / "c")
+    data.write_synthetic(c, **{**kw, "seed": 6})
+    some = "UCF-101/MoveRight/v_MoveRight_g01_c01.avi"
+    assert open(os.path.join(a, some), "rb").read() != open(os.path.join(c, some), "rb").read()
+    with open(os.path.join(a, "ucfTrainTestlist", "trainlist01.txt"), "rb") as f:
+        assert f.read().count(b"\r\n") == 9  # CRLF like the official lists
+
+    # every class uses the whole shared background pool; the decoded pixels agree with the record
+    import json
+    meta = json.load(open(os.path.join(a, "synth_meta.json")))
+    per_class = {}
+    for rel, v in meta["videos"].items():
+        per_class.setdefault(v["class"], set()).add(v["background"])
+    assert all(s == set(range(data.SYNTH_BACKGROUNDS)) for s in per_class.values()) and len(per_class) == 3
+    bgs, _ = data.synthetic_pool(5, 32 + 2 * 2)
+    for rel, v in list(meta["videos"].items())[:6]:
+        frame = data.read_frames(os.path.join(a, "UCF-101", rel), [0])[0].astype(float)
+        dists = [np.abs(frame.mean((0, 1)) - bg[2:-2, 2:-2].mean((0, 1))).sum() for bg in bgs]
+        assert int(np.argmin(dists)) == v["background"]
+
+    classes, train = data.parse_dataset("synthetic", a, 1, True)
+    _, test = data.parse_dataset("synthetic", a, 1, False)
+    assert classes == ["MoveRight", "MoveLeft", "MoveUp"] and len(train) == 9 and len(test) == 3
+
+
+def test_ensure_synthetic_writes_once_and_refuses_foreign_folder(tmp_path):
+    root = str(tmp_path / "s")
+    data.ensure_synthetic(root, classes=2, videos_per_class=4, size=16, frames=4)
+    stamp = os.path.getmtime(os.path.join(root, "synth_meta.json"))
+    data.ensure_synthetic(root)
+    assert os.path.getmtime(os.path.join(root, "synth_meta.json")) == stamp
+    assert not [d for d in os.listdir(tmp_path) if d.startswith(".synth-tmp")]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("hi")
+    with pytest.raises(FileNotFoundError, match="synth_meta.json"):
+        data.ensure_synthetic(str(other))
+
+
+# ----------------------------------------------------------------------------------------------- loaders
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synth") / "set")
+    data.write_synthetic(root, classes=2, videos_per_class=8, size=32, frames=12, seed=1)
+    return root
+
+
+def test_loaders_shapes_views_and_overfit(synth):
+    L = data.build_loaders("synthetic", synth, segments=2, frames=3, crop_size=24, batch_size=4, workers=0,
+                           clips=2, crops=3)
+    assert L.num_classes == 2 and L.classes == ["MoveRight", "MoveLeft"]
+    L.train_sampler.set_epoch(0)
+    x, y = next(iter(L.train))
+    assert x.shape == (4, 6, 3, 24, 24) and y.shape == (4,) and x.dtype == torch.float32
+    assert len(L.train) == 12 // 4
+    xv, yv = next(iter(L.val))
+    assert xv.shape[1:] == (6, 6, 3, 24, 24)
+    o = data.build_loaders("synthetic", synth, segments=2, frames=3, crop_size=24, batch_size=2, workers=0, overfit=3)
+    assert o.train.dataset.samples == o.val.dataset.samples and len(o.train.dataset) == 3
+    assert not o.val.dataset.train
+    s = data.build_loaders("synthetic", synth, segments=2, frames=3, crop_size=24, batch_size=2, workers=0, subset=5)
+    assert len(s.train.dataset) == 5 and set(s.train.dataset.samples) <= set(L.train.dataset.samples)
+
+
+def test_resume_gives_exactly_the_remaining_batches_with_workers(synth):
+    L = data.build_loaders("synthetic", synth, segments=2, frames=2, crop_size=16, batch_size=3, workers=0)
+    L.train_sampler.set_epoch(4)
+    full = list(L.train)
+    assert len(full) == 4
+    W = data.build_loaders("synthetic", synth, segments=2, frames=2, crop_size=16, batch_size=3, workers=2)
+    W.train_sampler.set_epoch(4, skip_batches=1)
+    assert len(W.train) == 3
+    rest = list(W.train)
+    assert len(rest) == 3
+    for (a, ya), (b, yb) in zip(full[1:], rest):
+        assert torch.equal(ya, yb) and torch.equal(a, b)  # same videos, same augmentation
+    L.train_sampler.set_epoch(5)
+    other = list(L.train)
+    assert not all(torch.equal(a[1], b[1]) and torch.equal(a[0], b[0]) for a, b in zip(full, other))
+
+
+def test_distributed_shards_cover_every_video(synth):
+    ds = data.build_dataset("synthetic", synth, segments=1, frames=1, crop_size=8)
+    n = len(ds)  # 12
+    shards = [data.ResumableSampler(ds, 2, seed=0, rank=r, world_size=5) for r in range(5)]
+    for s in shards:
+        s.set_epoch(1)
+    idx = [s.indices() for s in shards]
+    assert len({len(i) for i in idx}) == 1  # equal per rank (padded, cut to whole batches)
+    padded = [data.ResumableSampler(ds, 1, seed=0, rank=r, world_size=5) for r in range(5)]
+    for s in padded:
+        s.set_epoch(1)
+    assert set(sum((s.indices() for s in padded), [])) == set(range(n))
+    val = [data.ShardSampler(n, r, 5).indices() for r in range(5)]
+    assert sorted(sum(val, [])) == list(range(n))  # each val video exactly once
+
+
+def test_train_transform_multiscale_crop_and_flip_are_seeded(synth):
+    ds = data.build_dataset("synthetic", synth, segments=2, frames=2, crop_size=20, seed=3)
+    ds.set_epoch(2)
+    a = ds[1][0]
+    ds.set_epoch(2)
+    assert torch.equal(a, ds[1][0])
+    ds.set_epoch(3)
+    assert not torch.equal(a, ds[1][0])
+    boxes = {data.multiscale_crop_box(240, 320, np.random.default_rng(s)) for s in range(200)}
+    for y0, x0, ch, cw in boxes:
+        assert 0 <= y0 and y0 + ch <= 240 and 0 <= x0 and x0 + cw <= 320
+        assert ch in [int(240 * s) for s in data.MULTISCALE] and cw in [int(240 * s) for s in data.MULTISCALE]
+    assert len(boxes) > 20
+    (y0, x0, ch, cw), = data.eval_crop_boxes(240, 320, 224, 1)
+    assert ch == cw == round(240 * 224 / 256) and abs((x0 + cw / 2) - 160) <= 1
+    three = data.eval_crop_boxes(240, 320, 224, 3)
+    assert [b[1] for b in three] == [0, 40, 80] and all(b[2] == 240 for b in three)
