@@ -52,8 +52,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# ImageNet statistics: the models are trained on ImageNet-normalised clips (CONTRACT, data.py), so a
-# checkpoint's PWTP must see the same numbers. The fitted PWTP gets them too, to keep both modes alike.
+# ImageNet statistics: the models are trained on ImageNet-normalised clips (the same constants as
+# data.py; a test checks they agree), so a checkpoint's PWTP must see the same numbers. The fitted
+# PWTP gets them too, to keep both modes alike.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
@@ -61,7 +62,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 # Layout of the `da` figure, in inches (pixels = inches * dpi): one PANEL square per image,
 # a colour-bar column on the right, a band at the top for the title.
-DA_PANEL, DA_CBAR, DA_TITLE, DA_LABEL = 2.0, 0.9, 1.0, 0.5
+DA_PANEL, DA_CBAR, DA_TITLE, DA_LABEL = 2.0, 1.25, 1.0, 0.5
 DA_ROWS = 4
 CURVES_SIZE = (16.0, 9.0)
 SCHEDULE_SIZE = (8.0, 5.0)
@@ -130,21 +131,51 @@ def segment_starts(num_frames, segments, frames):
     return [int(tick / 2 + tick * k) for k in range(segments)]
 
 
-def load_clip(path, segments, frames, size):
-    """Video file -> (clip, starts, num_frames).
+def _data_module():
+    """data.py, the training loader, if it is there: its decoder reads only the S*T frames a clip needs
+    (seeking in long videos) and also accepts frame folders. Returns None when data.py is absent, so
+    this file still works on its own (then `decode_frames` above decodes every frame)."""
+    try:
+        import data
+    except ModuleNotFoundError as e:
+        if e.name != "data":
+            raise  # data.py is there but something it imports is not: say so, do not hide it
+        return None
+    needed = ("count_frames", "sparse_indices", "read_frames")
+    return data if all(hasattr(data, n) for n in needed) else None
 
-    clip: float (S, T, 3, size, size) in [0, 1] (centre crop), starts: first frame of each segment.
+
+def load_clip(path, segments, frames, size, use_data=True):
+    """Video file (or, through data.py, a frame folder) -> (clip, starts, num_frames).
+
+    clip: float (S, T, 3, size, size) in [0, 1] (short side resized to `size`, centre crop),
+    starts: first frame index of each segment. Sampling is TSN's test-time sparse sampling either
+    way (data.sparse_indices(train=False) or `segment_starts`), the same frames evaluate.py sees.
     """
-    video = decode_frames(path, size)  # (F, H, W, 3) uint8
-    F_ = video.shape[0]
-    starts = segment_starts(F_, segments, frames)
-    idx = torch.tensor([[min(s + t, F_ - 1) for t in range(frames)] for s in starts])  # (S, T)
-    clip = video[idx.flatten()]  # (S*T, H, W, 3)
+    data = _data_module() if use_data else None
+    if data is not None:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"visualize.py da: --video {path!r} does not exist")
+        try:
+            F_ = data.count_frames(path)
+            idx = data.sparse_indices(F_, segments, frames, train=False)  # (S*T,)
+            raw = data.read_frames(path, idx)  # (S*T, H, W, 3) uint8
+        except Exception as e:  # PyAV errors have many classes; name the flag and the file
+            raise ValueError(f"visualize.py da: cannot decode --video {path!r}: {e}") from e
+        starts = [int(i) for i in idx.reshape(segments, frames)[:, 0]]
+        clip = torch.stack([resize_short_side(torch.from_numpy(np.ascontiguousarray(f)), size)
+                            for f in raw])  # (S*T, H', W', 3)
+    else:
+        video = decode_frames(path, size)  # (F, H', W', 3) uint8
+        F_ = video.shape[0]
+        starts = segment_starts(F_, segments, frames)
+        idx = torch.tensor([[min(s + t, F_ - 1) for t in range(frames)] for s in starts])  # (S, T)
+        clip = video[idx.flatten()]  # (S*T, H', W', 3)
     H, W = clip.shape[1:3]
     top, left = (H - size) // 2, (W - size) // 2
     clip = clip[:, top:top + size, left:left + size]  # centre crop (S*T, size, size, 3)
     clip = clip.permute(0, 3, 1, 2).float().div(255)  # (S*T, 3, size, size) in [0, 1]
-    return clip.view(segments, frames, 3, size, size), starts, F_
+    return clip.reshape(segments, frames, 3, size, size), starts, F_
 
 
 def normalise(x):
@@ -589,4 +620,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as e:  # bad input: one clear line, not a traceback
+        raise SystemExit(f"error: {e}")

@@ -57,8 +57,11 @@ def test_segment_starts_follow_tsn_test_sampling():
     assert visualize.segment_starts(3, 2, 8) == [0, 0]
 
 
-def test_load_clip_shapes_and_range(video):
-    clip, starts, n = visualize.load_clip(video, segments=3, frames=4, size=32)
+@pytest.mark.parametrize("use_data", [True, False])
+def test_load_clip_shapes_and_range(video, use_data):
+    # use_data=True decodes through data.py's reader when data.py is there, False with PyAV here.
+    clip, starts, n = visualize.load_clip(video, segments=3, frames=4, size=32, use_data=use_data)
+    assert starts == visualize.segment_starts(FRAMES, 3, 4)
     assert n == FRAMES and len(starts) == 3
     assert clip.shape == (3, 4, 3, 32, 32) and clip.dtype == torch.float32
     assert 0.0 <= clip.min().item() and clip.max().item() <= 1.0
@@ -67,6 +70,21 @@ def test_load_clip_shapes_and_range(video):
     cols = torch.arange(32, dtype=torch.float32)
     centre = [(r.sum(0) * cols).sum() / r.sum() for r in red]
     assert centre[0] < centre[1] < centre[2]
+
+
+def test_both_decoders_give_the_same_clip(video):
+    a = visualize.load_clip(video, segments=2, frames=5, size=40, use_data=True)
+    b = visualize.load_clip(video, segments=2, frames=5, size=40, use_data=False)
+    assert a[1:] == b[1:]
+    torch.testing.assert_close(a[0], b[0])
+
+
+def test_normalisation_matches_the_training_loader():
+    data = visualize._data_module()
+    if data is None:
+        pytest.skip("data.py not present")
+    assert tuple(visualize.IMAGENET_MEAN) == tuple(data.IMAGENET_MEAN)
+    assert tuple(visualize.IMAGENET_STD) == tuple(data.IMAGENET_STD)
 
 
 def test_da_without_checkpoint_writes_png(video, tmp_path):
