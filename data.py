@@ -631,15 +631,16 @@ def eval_crop_boxes(h, w, crop_size, crops):
 
 
 def crop_resize(frames, box, size, flip=False):
-    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [0, 1]: crop `box`, bilinear resize, flip."""
+    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [0, 1]: crop `box`, bilinear resize, flip.
+    The resize runs on uint8 in channels-last layout (the permuted numpy array already is), where torch
+    has a vectorised antialiased kernel: ~20x faster than float for downscaling, same result to 1/255."""
     y0, x0, ch, cw = box
-    x = torch.from_numpy(np.ascontiguousarray(frames[:, y0:y0 + ch, x0:x0 + cw])).permute(0, 3, 1, 2).float()
-    x = x / 255.0  # (N, 3, ch, cw)
+    x = torch.from_numpy(np.ascontiguousarray(frames[:, y0:y0 + ch, x0:x0 + cw])).permute(0, 3, 1, 2)  # (N, 3, ch, cw)
     if (ch, cw) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     if flip:
         x = x.flip(-1)
-    return x
+    return x.float().div_(255.0).contiguous()  # (N, 3, size, size)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -647,8 +648,8 @@ _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 def normalize(x):
-    """ImageNet mean/std normalisation of float frames (..., 3, H, W) in [0, 1]."""
-    return (x - _MEAN) / _STD
+    """ImageNet mean/std normalisation of float frames (..., 3, H, W) in [0, 1] (in place)."""
+    return x.sub_(_MEAN).div_(_STD) if not x.requires_grad else (x - _MEAN) / _STD
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1132,6 +1133,7 @@ def inspect(name, data_root, split=1, limit=500):
 def bench(width=320, height=240, length=150, videos=4, items=24, segments=8, frames=8, crop_size=224, train=True):
     """Decode + transform throughput of VideoDataset items on UCF101-sized mpeg4 videos written to a temp
     folder. Prints clips/s (a clip = S*T frames); never asserted anywhere."""
+    torch.set_num_threads(1)  # as in a DataLoader worker (see _worker_init): throughput per worker
     with tempfile.TemporaryDirectory() as d:
         rng = np.random.default_rng(0)
         bgs, sprites = synthetic_pool(0, max(width, height) + 8)
@@ -1152,7 +1154,7 @@ def bench(width=320, height=240, length=150, videos=4, items=24, segments=8, fra
         dt = time.perf_counter() - t0
         print(f"bench: {items} {'train' if train else 'test'} clips of {segments}x{frames} frames from {width}x{height} "
               f"{length}-frame mpeg4 videos -> {crop_size}px: {items / dt:.1f} clips/s, "
-              f"{items * segments * frames / dt:.0f} frames/s (1 process, torch threads {torch.get_num_threads()})")
+              f"{items * segments * frames / dt:.0f} frames/s (1 process = 1 loader worker, 1 torch thread)")
         return items / dt
 
 

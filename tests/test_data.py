@@ -414,3 +414,16 @@ def test_train_transform_multiscale_crop_and_flip_are_seeded(synth):
     assert ch == cw == round(240 * 224 / 256) and abs((x0 + cw / 2) - 160) <= 1
     three = data.eval_crop_boxes(240, 320, 224, 3)
     assert [b[1] for b in three] == [0, 40, 80] and all(b[2] == 240 for b in three)
+
+
+def test_skips_in_worker_processes_reach_the_parent(tmp_path):
+    good = write_numbered(str(tmp_path / "good.avi"), 8)
+    bad = str(tmp_path / "bad.avi")
+    with open(bad, "wb") as f:
+        f.write(b"not a video" * 50)
+    ds = data.VideoDataset([(good, 0), (bad, 1), (good, 0), (good, 0)], ["a", "b"], train=True,
+                           segments=2, frames=2, crop_size=8)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    labels = torch.cat([y for _, y in loader])
+    assert labels.tolist() == [0, 0, 0, 0]  # the bad one was replaced by a good one
+    assert ds.skipped == {bad: 1}  # counted in a worker, visible here (shared memory)
