@@ -41,7 +41,6 @@ import os
 import random
 import re
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -393,36 +392,42 @@ def parse_minikinetics(root, split=1, train=True):
     return classes, _label_items(name, root, classes, items)
 
 
-def parse_list(root, split=1, train=True):
-    name = "list"
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
-    if train:
-        cands = [f"train_split{split}.txt", f"train{split}.txt"] + (["train.txt", "train_list.txt"] if split == 1 else [])
-    else:
-        cands = [f"val_split{split}.txt", f"test_split{split}.txt", f"val{split}.txt", f"test{split}.txt"]
-        cands += ["val.txt", "test.txt", "val_list.txt", "test_list.txt"] if split == 1 else []
-    listfile = _first_file(root, cands)
-    if listfile is None:
-        raise layout_error(name, root, f"no list file among {cands}")
+def _list_files(root, split):
+    """(train list, val list) paths of the `list` layout for split K (None where absent)."""
+    tr = [f"train_split{split}.txt", f"train{split}.txt"] + (["train.txt", "train_list.txt"] if split == 1 else [])
+    va = [f"val_split{split}.txt", f"test_split{split}.txt", f"val{split}.txt", f"test{split}.txt"]
+    va += ["val.txt", "test.txt", "val_list.txt", "test_list.txt"] if split == 1 else []
+    return (_first_file(root, tr), tr), (_first_file(root, va), va)
+
+
+def _parse_list_file(root, listfile):
     samples = []
     for ln in read_lines(listfile):
         parts = ln.split()
-        if len(parts) < 2 or not parts[-1].lstrip("-").isdigit():
+        if len(parts) < 2 or not parts[-1].isdigit():
             raise ValueError(f"{listfile}: expected 'relative/path label', got {ln!r}")
         rel = " ".join(parts[:-1])
         if len(parts) >= 3 and parts[-2].isdigit() and not os.path.exists(os.path.join(root, rel)):
             rel = " ".join(parts[:-2])  # rawframes style: "path num_frames label"
         samples.append((os.path.join(root, rel), int(parts[-1])))
+    return samples
+
+
+def parse_list(root, split=1, train=True):
+    name = "list"
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    (trf, trc), (vaf, vac) = _list_files(root, split)
+    listfile, cands = (trf, trc) if train else (vaf, vac)
+    if listfile is None:
+        raise layout_error(name, root, f"no list file among {cands}")
+    samples = _parse_list_file(root, listfile)
     cfile = os.path.join(root, "classes.txt")
     if os.path.isfile(cfile):
         classes = read_lines(cfile)
     else:
-        # no names given: label ids from BOTH lists so train and val agree on the class count
-        n = 0
-        for f in [listfile, _first_file(root, cands if not train else [c.replace("train", "val") for c in cands])]:
-            if f:
-                n = max([n] + [int(ln.split()[-1]) + 1 for ln in read_lines(f)])
+        # no names given: count labels over BOTH lists so train and val agree on the number of classes
+        n = max(lab for f in (trf, vaf) if f for _, lab in _parse_list_file(root, f)) + 1
         classes = [str(i) for i in range(n)]
     bad = [lab for _, lab in samples if not 0 <= lab < len(classes)]
     if bad:

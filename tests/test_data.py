@@ -158,12 +158,26 @@ def test_list_layout_videos_and_frame_folders(tmp_path, proto):
     os.makedirs(os.path.join(root, "frames", "three"))
     write_text(os.path.join(root, "train.txt"), ["vids/one.avi 0", "frames/three 12 2"], crlf=True)
     write_text(os.path.join(root, "val.txt"), ["vids/two.avi 1"])
+    write_text(os.path.join(root, "train_split2.txt"), ["vids/two.avi 0"])
+    write_text(os.path.join(root, "test_split2.txt"), ["vids/one.avi 0"])
     classes, train = data.parse_dataset("list", root, 1, True)
-    _, val = data.parse_dataset("list", root, 1, False)
-    assert classes == ["0", "1", "2"]
+    vclasses, val = data.parse_dataset("list", root, 1, False)
+    assert classes == vclasses == ["0", "1", "2"]  # label count from both lists
     assert [(os.path.relpath(p, root), l) for p, l in train] == [(os.path.join("vids", "one.avi"), 0),
                                                                  (os.path.join("frames", "three"), 2)]
     assert [(os.path.relpath(p, root), l) for p, l in val] == [(os.path.join("vids", "two.avi"), 1)]
+    _, val2 = data.parse_dataset("list", root, 2, False)
+    assert [(os.path.relpath(p, root), l) for p, l in val2] == [(os.path.join("vids", "one.avi"), 0)]
+    write_text(os.path.join(root, "classes.txt"), ["walk", "run", "jump"])
+    assert data.parse_dataset("list", root, 1, True)[0] == ["walk", "run", "jump"]
+    # the frame folder decodes as JPEGs through the same dataset path
+    from PIL import Image
+    for i in range(4):
+        Image.fromarray(np.full((16, 16, 3), level(i), np.uint8)).save(os.path.join(root, "frames", "three", f"img_{i:05d}.jpg"))
+    ds = data.build_dataset("list", root, train=False, segments=2, frames=2, crop_size=16)
+    assert ds.samples[0][1] == 1 and ds[0][0].shape == (1, 4, 3, 16, 16)
+    tr = data.build_dataset("list", root, train=True, segments=2, frames=2, crop_size=16)
+    assert tr[1][0].shape == (4, 3, 16, 16) and tr[1][1] == 2
 
 
 @pytest.mark.parametrize("name", ["ucf101", "hmdb51", "sthv1", "kinetics400", "minikinetics", "list"])
