@@ -1192,7 +1192,10 @@ def main(argv=None):
         write_synthetic(a.out, a.classes, a.videos_per_class, a.size, a.frames, a.seed)
         print(f"wrote {a.classes} classes x {a.videos_per_class} videos ({a.size}px, {a.frames} frames) to {a.out}")
     elif a.cmd == "inspect":
-        inspect(a.dataset, a.data_root, a.split, a.limit)
+        try:
+            inspect(a.dataset, a.data_root, a.split, a.limit)
+        except (FileNotFoundError, ValueError) as e:  # layout problems: the message is the whole story
+            raise SystemExit(f"inspect: {e}")
     else:
         bench(a.width, a.height, a.length, items=a.items, segments=a.segments, frames=a.frames,
               crop_size=a.crop_size, train=not a.test)
