@@ -64,39 +64,59 @@ def temporal_relation_descriptor(u: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Eq. 1: projection of every pixel's temporal profile onto its own subspace
 # ---------------------------------------------------------------------------------------------
+# Layout. The paper writes one small T x D matrix A_n per pixel. Stored that way, (N, H, W, T, D),
+# the contractions over t become hundreds of thousands of tiny matrix products, which is slow on
+# every device. Inside this file the bases live "channels first", a: (N, T, D, H, W), next to the
+# clip x: (N, T, C, H, W), so every contraction over t is a broadcast multiply and a sum over
+# dim 1: plain elementwise work over whole images. The public `A` is a permuted view of `a`.
+
+def normal_equations(x: torch.Tensor, a: torch.Tensor, ridge: float = 1e-6):
+    """Eq. 1's pieces for every pixel: A^T A, A^T x and beta = (A^T A)^{-1} A^T x.
+
+    x: (N, T, C, H, W), a: (N, T, D, H, W), both at least float32.
+    returns AtA (N, D, D, H, W) (without the ridge), Atx (N, D, C, H, W), beta (N, D, C, H, W).
+
+    The inverse of Eq. 1 is never formed: beta solves the D x D *normal equations*
+    (A^T A) beta = A^T x. A small ridge `ridge * mean(diag(A^T A)) * I` keeps the solve finite when
+    the MLP happens to produce nearly dependent columns (the paper only asks that they be
+    independent; nothing forces it). Being relative to the scale of A, it shrinks a
+    well-conditioned projection by a relative ~1e-6 only, about the precision of float32 anyway.
+    """
+    D = a.shape[2]
+    AtA = (a.unsqueeze(3) * a.unsqueeze(2)).sum(1)              # (N, D, D, H, W)   sum_t a_td a_te
+    Atx = (a.unsqueeze(3) * x.unsqueeze(2)).sum(1)              # (N, D, C, H, W)   sum_t a_td x_tc
+    scale = AtA.diagonal(dim1=1, dim2=2).mean(-1)               # (N, H, W)
+    eye = torch.eye(D, device=a.device, dtype=a.dtype)[None, :, :, None, None]
+    M = AtA + (ridge * scale + 1e-12)[:, None, None] * eye     # ridge-regularised, (N, D, D, H, W)
+    if D == 1:
+        # The paper's default: a 1 x 1 "system" is a division.
+        beta = Atx / M                                          # (N, 1, C, H, W)
+    else:
+        # M is symmetric positive definite (thanks to the ridge): Cholesky is the right solver.
+        L = torch.linalg.cholesky(M.permute(0, 3, 4, 1, 2))    # (N, H, W, D, D)
+        beta = torch.cholesky_solve(Atx.permute(0, 3, 4, 1, 2), L).permute(0, 3, 4, 1, 2)  # (N, D, C, H, W)
+    return AtA, Atx, beta
+
+
+def combine(a: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """x_hat = A beta for every pixel: a (N, T, D, H, W), beta (N, D, C, H, W) -> (N, T, C, H, W)."""
+    return (a.unsqueeze(3) * beta.unsqueeze(1)).sum(2)
+
+
 def project(x: torch.Tensor, A: torch.Tensor, ridge: float = 1e-6):
-    """Eq. 1: beta_n = (A_n^T A_n)^{-1} A_n^T x_n,  x_hat_n = A_n beta_n, for every pixel n.
+    """Eq. 1: beta_n = (A_n^T A_n)^{-1} A_n^T x_n,  x_hat_n = A_n beta_n = P_n x_n, for every pixel n.
 
     x: (N, T, C, H, W) the clip;  A: (N, H, W, T, D) one T x D basis per pixel, any D <= T.
     returns x_hat: (N, T, C, H, W) and beta: (N, H, W, D, C) (the mapping coefficients).
 
-    The inverse in Eq. 1 is never formed: beta is the solution of the D x D *normal equations*
-    (A^T A) beta = A^T x, which is cheaper and better conditioned than inverting. A small ridge
-    `ridge * mean(diag(A^T A)) * I` keeps the solve finite when the MLP happens to produce nearly
-    dependent columns (the paper only asks that they be independent; nothing forces it). Being
-    relative to the scale of A, it shrinks a well-conditioned projection by a relative ~1e-6 only,
-    about the precision of float32 anyway. The small solve runs in float32 even under float16/bfloat16 autocast: a D x D
-    system with squared entries overflows or loses every digit in half precision.
+    Runs in at least float32, also for float16/bfloat16 inputs: the D x D system has squared
+    entries, which overflow or lose every digit in half precision. See `normal_equations`.
     """
-    out_dtype = x.dtype
-    work = torch.promote_types(torch.promote_types(x.dtype, A.dtype), torch.float32)  # >= float32
-    x32, A32 = x.to(work), A.to(work)
-    D = A32.shape[-1]
-    # A^T A and A^T x as single contractions over the time axis t.
-    AtA = torch.einsum("nhwtd,nhwte->nhwde", A32, A32)        # (N, H, W, D, D)
-    Atx = torch.einsum("nhwtd,ntchw->nhwdc", A32, x32)        # (N, H, W, D, C)
-    eye = torch.eye(D, device=A32.device, dtype=A32.dtype)
-    scale = AtA.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).unsqueeze(-1)  # (N, H, W, 1, 1)
-    AtA = AtA + (ridge * scale + 1e-12) * eye                # ridge-regularised normal matrix
-    if D == 1:
-        # The paper's default: a 1 x 1 "system" is a division, no batched solver needed.
-        beta = Atx / AtA                                      # (N, H, W, 1, C)
-    else:
-        # AtA is symmetric positive definite (thanks to the ridge): Cholesky is the right solver.
-        L = torch.linalg.cholesky(AtA)                        # (N, H, W, D, D)
-        beta = torch.cholesky_solve(Atx, L)                   # (N, H, W, D, C)
-    x_hat = torch.einsum("nhwtd,nhwdc->ntchw", A32, beta)     # (N, T, C, H, W)  = A beta = P x
-    return x_hat.to(out_dtype), beta.to(out_dtype)
+    work = torch.promote_types(torch.promote_types(x.dtype, A.dtype), torch.float32)
+    a = A.to(work).permute(0, 3, 4, 1, 2)                       # (N, T, D, H, W)
+    _, _, beta = normal_equations(x.to(work), a, ridge)
+    x_hat = combine(a, beta)                                    # (N, T, C, H, W)
+    return x_hat.to(x.dtype), beta.permute(0, 3, 4, 1, 2).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +199,8 @@ class PWTP(nn.Module):
         self.fc_out = nn.Linear(width, frames * proj_dim)
 
     def subspaces(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. 2-4: x (N, T, C, H, W) -> A (N, H, W, T, D), one basis per pixel."""
+        """Eq. 2-4: x (N, T, C, H, W) -> a (N, T, D, H, W), one T x D basis per pixel, stored
+        channels first (see `normal_equations`); A of the paper is a.permute(0, 3, 4, 1, 2)."""
         N, T, C, H, W = x.shape
         u = self.phi(x.flatten(0, 1))                # (N*T, C', H', W')   Eq. 2, every frame alike
         u = u.unflatten(0, (N, T))                   # (N, T, C', H', W')
@@ -193,18 +214,34 @@ class PWTP(nn.Module):
             # Eq. 4: the T*D maps are upsampled bilinearly to the frame size, so neighbouring pixels
             # share smoothly varying subspaces.
             a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)
-        return a.permute(0, 2, 3, 1).reshape(N, H, W, T, self.proj_dim)   # (N, H, W, T, D)
+        return a.view(N, T, self.proj_dim, H, W)    # (N, T, D, H, W)    row t, column d of every A_n
 
     def forward(self, x: torch.Tensor) -> PWTPOutput:
         """x: (N, T, C, H, W) segments (N = batch x segments) -> PWTPOutput (see its fields)."""
         if x.dim() != 5 or x.shape[1] != self.frames:
             raise ValueError(f"PWTP expects segments of shape (N, T={self.frames}, C, H, W), got {tuple(x.shape)}")
-        A = self.subspaces(x)                        # (N, H, W, T, D)     Eq. 2-4
-        x_hat, _beta = project(x, A)                 # (N, T, C, H, W)     Eq. 1
-        residual = x - x_hat                         # (N, T, C, H, W)     Eq. 5
-        return PWTPOutput(da=dynamic_appearance(residual),   # (N, C, H, W)  Eq. 6
-                          x_hat=x_hat, residual=residual, A=A,
-                          enopr=enopr(x, residual))          # (N,)          Eq. 7
+        a = self.subspaces(x)                        # (N, T, D, H, W)     Eq. 2-4
+        work = torch.promote_types(x.dtype, torch.float32)
+        xw, a = x.to(work), a.to(work)               # the solve in >= float32 (see project)
+        AtA, Atx, beta = normal_equations(xw, a)     # (N, D, D/C, H, W)   Eq. 1
+        x_hat = combine(a, beta)                     # (N, T, C, H, W)     Eq. 1
+        residual = xw - x_hat                        # (N, T, C, H, W)     Eq. 5
+
+        # Eq. 6 and 7 from per-pixel sums instead of the full residual. They give the same
+        # numbers as dynamic_appearance(residual) and enopr(x, residual) (a test checks it), but
+        # the losses then reach the parameters through (N, D, C, H, W)-sized tensors only: the
+        # backward pass never touches a full (N, T, C, H, W) tensor except to form A^T x. That
+        # keeps PWTP a small fraction of the backbone's time, as its FLOPs promise.
+        #   Eq. 6: mean_t e_t = mean_t x_t - (mean_t a_t) beta
+        da = xw.mean(1) - (a.mean(1).unsqueeze(2) * beta).sum(1)                   # (N, C, H, W)
+        #   Eq. 7: ||x - A beta||^2 = x.x - 2 beta.(A^T x) + beta.(A^T A) beta, per pixel
+        xx = (xw * xw).sum((1, 2))                                                  # (N, H, W)
+        AtA_beta = (AtA.unsqueeze(3) * beta.unsqueeze(1)).sum(2)                    # (N, D, C, H, W)
+        e2 = (xx - (beta * (2 * Atx - AtA_beta)).sum((1, 2))).clamp_min(0)          # (N, H, W)
+        enopr_ = e2.sum((1, 2)).clamp_min(1e-30).sqrt() / xx.sum((1, 2)).sqrt().clamp_min(1e-6)  # (N,)
+        return PWTPOutput(da=da.to(x.dtype), x_hat=x_hat.to(x.dtype), residual=residual.to(x.dtype),
+                          A=a.permute(0, 3, 4, 1, 2),               # (N, H, W, T, D), a view
+                          enopr=enopr_)
 
 
 if __name__ == "__main__":
