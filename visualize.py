@@ -224,14 +224,12 @@ def _strip_prefix(state, prefix):
     return state
 
 
-def pwtp_from_checkpoint(path):
-    """Rebuild the trained model from train.py's checkpoint dict and return (model.pwtp, model).
+def load_checkpoint(path):
+    """train.py's checkpoint dict, checked for the two entries this file needs.
 
     The checkpoint holds numpy RNG state and plain Python objects beside the weights, so it is
     loaded with weights_only=False: only load checkpoints you trust (your own runs).
     """
-    import backbones
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"visualize.py da: --checkpoint {path!r} does not exist")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -239,6 +237,15 @@ def pwtp_from_checkpoint(path):
         if not isinstance(ckpt, dict) or key not in ckpt:
             raise ValueError(f"visualize.py da: --checkpoint {path!r} has no {key!r} entry; "
                              "expected a checkpoint written by train.py (keys 'model', 'model_config', ...)")
+    return ckpt
+
+
+def pwtp_from_checkpoint(path, ckpt=None):
+    """Rebuild the trained model from train.py's checkpoint dict and return (model.pwtp, model)."""
+    import backbones
+
+    if ckpt is None:
+        ckpt = load_checkpoint(path)
     config = dict(ckpt["model_config"])
     config["pretrained"] = None  # the weights come from the checkpoint; never touch the network
     model = backbones.build_model(**config)
@@ -348,12 +355,17 @@ def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
 
 
 def cmd_da(args):
+    ckpt = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    if args.size is None:
+        # PWTP is convolutional and runs at any size, but its subspaces were learned at the
+        # training crop: show DA at that scale unless told otherwise.
+        args.size = int(ckpt["model_config"].get("crop_size", 112)) if ckpt else 112
     if args.segments < 1 or args.frames < 2 or args.size < 16:
         raise SystemExit("visualize.py da: need --segments >= 1, --frames >= 2 and --size >= 16")
     if args.fit_steps < 0:
         raise SystemExit("visualize.py da: --fit-steps must be >= 0")
     if args.checkpoint:
-        pwtp, model = pwtp_from_checkpoint(args.checkpoint)
+        pwtp, model = pwtp_from_checkpoint(args.checkpoint, ckpt)
         T = model.frames
         if args.frames_given and args.frames != T:
             raise SystemExit(f"visualize.py da: --frames {args.frames} but the checkpoint's PWTP was "
@@ -583,7 +595,8 @@ def build_parser():
     d.add_argument("--segments", type=int, default=4, help="S: segments (columns)")
     d.add_argument("--frames", type=int, default=None,
                    help="T: consecutive frames per segment (default 8; a checkpoint fixes it)")
-    d.add_argument("--size", type=int, default=112, help="short side resize, then centre crop size^2")
+    d.add_argument("--size", type=int, default=None,
+                   help="short side resize, then centre crop size^2 (default: the checkpoint's crop_size, else 112)")
     d.add_argument("--fit-steps", type=int, default=200, help="Adam steps minimising ENoPR (no checkpoint)")
     d.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate of the fit")
     d.add_argument("--proj-dim", type=int, default=1, help="D of the fitted PWTP")
