@@ -1,0 +1,203 @@
+"""train.py end to end on real encoded videos (a tiny synthetic set), on CPU:
+files of a run, learning (--overfit) with every joint strategy, bit-exact resume, torchrun with
+two gloo ranks, the non-finite-loss stop, and the recipe's pieces (LR schedule, frozen BN)."""
+import csv
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import backbones
+import data
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A tiny synthetic set (4 classes x 4 videos, 32x32, 16 frames), real encoded .avi files:
+    split 1 gives 12 training and 4 test videos."""
+    root = tmp_path_factory.mktemp("synth-train") / "synth"
+    data.write_synthetic(str(root), classes=4, videos_per_class=4, size=32, frames=16, seed=0)
+    return str(root)
+
+
+# A tiny CPU configuration on top of the synthetic defaults: 2 segments of 4 frames at 32x32.
+TINY = ["--crop-size", "32", "--segments", "2", "--frames", "4", "--batch-size", "4"]
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    res = train.main(["--data-root", synth_root, "--out", run, "--max-steps", "2", "--log-every", "1",
+                      "--workers", "0", "--crop-size", "32", "--batch-size", "4"])
+    for name in ("log.csv", "metrics.json", "args.json", "last.pt", "best.pt"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    with open(os.path.join(run, "log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert set(rows[0]) == set(train.LOG_FIELDS)
+    assert all(float(r["loss_c"]) > 0 and 0 < float(r["loss_p"]) < 2 and 0 <= float(r["alpha"]) <= 1
+               for r in rows)
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert len(metrics) == 1 and metrics[0]["step"] == 2 and metrics[0]["partial"]
+    for key in ("epoch", "train_loss", "val_top1", "val_top5", "val_mean_class_acc", "val_enopr"):
+        assert key in metrics[0], key
+    args = json.load(open(os.path.join(run, "args.json")))
+    # unset flags took the CPU-sized synthetic configuration
+    assert args["backbone"] == "tsm" and args["depth"] == 18 and args["small"] is True
+    ckpt = torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=False)
+    for key in ("model", "model_config", "args", "epoch", "step", "optimizer", "scheduler", "scaler",
+                "rng", "best_top1", "classes"):
+        assert key in ckpt, key
+    assert ckpt["step"] == 2 and ckpt["batch_in_epoch"] == 2 and ckpt["epoch"] == 0
+    model = backbones.build_model(**ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])            # the checkpoint rebuilds its model
+    out = capsys.readouterr().out
+    assert "clips/s" in out and "ETA" in out and "top-1" in out and "final validation" in out
+
+
+@pytest.mark.parametrize("joint", [
+    "mgda",
+    pytest.param("constant", marks=pytest.mark.slow),
+    pytest.param("scheduler", marks=pytest.mark.slow),
+    pytest.param("separate", marks=pytest.mark.slow),
+    pytest.param("recognition", marks=pytest.mark.slow),
+])
+def test_overfit_reaches_100_percent(synth_root, tmp_path, joint):
+    """--overfit 8: train and validate on the same 8 videos; small TSM-R18 must fit them."""
+    res = train.main(["--data-root", synth_root, "--out", str(tmp_path / "run"), "--overfit", "8",
+                      "--joint", joint, "--epochs", "25", "--lr", "0.02", "--dropout", "0",
+                      "--warmup-epochs", "0", "--workers", "0", "--log-every", "100",
+                      "--separate-epochs", "5"] + TINY)
+    top1 = [e["val_top1"] for e in res["history"]]
+    assert max(top1) == 100.0, top1
+    assert res["history"][-1]["val_videos"] == 8
+
+
+def test_resume_is_bit_exact(synth_root, tmp_path):
+    """Uninterrupted run == run stopped mid-epoch (--max-steps) and resumed, weights bit-identical;
+    the interrupted run uses data-loader workers, the uninterrupted one none."""
+    common = ["--data-root", synth_root, "--epochs", "2", "--log-every", "1"] + TINY
+    a = train.main(common + ["--out", str(tmp_path / "a"), "--workers", "0"])
+    b1 = train.main(common + ["--out", str(tmp_path / "b"), "--workers", "2", "--max-steps", "4"])
+    assert b1["step"] == 4 and not b1["finished"]           # 3 steps per epoch: stopped mid-epoch 2
+    b2 = train.main(["--resume", str(tmp_path / "b")])
+    assert b2["finished"] and b2["step"] == a["step"] == 6
+    sa, sb = a["model"].state_dict(), b2["model"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the logs agree too: one row per step, same losses
+    rows = [list(csv.DictReader(open(tmp_path / d / "log.csv"))) for d in ("a", "b")]
+    assert [r["step"] for r in rows[1]] == [str(s) for s in range(1, 7)]
+    assert [r["loss_c"] for r in rows[0]] == [r["loss_c"] for r in rows[1]]
+    ma = json.load(open(tmp_path / "a" / "metrics.json"))
+    mb = [e for e in json.load(open(tmp_path / "b" / "metrics.json")) if not e["partial"]]
+    assert [e["val_top1"] for e in ma] == [e["val_top1"] for e in mb]
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_is_bit_exact(synth_root, tmp_path):
+    """A real SIGTERM to a training process: last.pt at the step reached, resume -> same weights."""
+    common = ["--data-root", synth_root, "--epochs", "3", "--log-every", "1", "--workers", "1"] + TINY
+    a = train.main(common + ["--out", str(tmp_path / "a")])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + common + ["--out", str(tmp_path / "b")],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in p.stdout:                  # wait for the 2nd step, then interrupt
+        if "step 2/" in line:
+            p.send_signal(signal.SIGTERM)
+            break
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM" in out
+    ck = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=False)
+    assert 2 <= ck["step"] < a["step"]
+    b = train.main(["--resume", str(tmp_path / "b")])
+    sa, sb = a["model"].state_dict(), b["model"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_torchrun_two_gloo_ranks_stay_identical(synth_root, tmp_path):
+    run = str(tmp_path / "run")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           os.path.join(ROOT, "train.py"), "--data-root", synth_root, "--out", run, "--max-steps", "2",
+           "--log-every", "1", "--workers", "0", "--print-weights-checksum"] + TINY
+    # --batch-size 4 per rank: 12 videos -> 6 per rank -> 1 step per epoch; 2 epochs' worth of steps
+    cmd += ["--epochs", "2"]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    sums = dict(re.findall(r"rank (\d) weights sha256 ([0-9a-f]{64})", out))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], out
+    # rank 0 alone prints and writes: each progress line once, one log row per step
+    assert len(re.findall(r"step 1/2 \|", out)) == 1, out
+    assert "2 x cpu" in out
+    rows = list(csv.DictReader(open(os.path.join(run, "log.csv"))))
+    assert [r["step"] for r in rows] == ["1", "2"]
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert [e["epoch"] for e in metrics] == [1, 2]
+    assert all(e["val_videos"] == 4 for e in metrics)        # validation gathered over both ranks
+    assert sorted(os.listdir(run)) == ["args.json", "best.pt", "last.pt", "log.csv", "metrics.json"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(synth_root, tmp_path, monkeypatch):
+    run = str(tmp_path / "run")
+    train.main(["--data-root", synth_root, "--out", run, "--epochs", "2", "--max-steps", "3",
+                "--workers", "0"] + TINY)
+    before = sha(os.path.join(run, "last.pt"))
+    real = train.classification_loss
+    monkeypatch.setattr(train, "classification_loss", lambda *a: real(*a) * float("nan"))
+    with pytest.raises(SystemExit, match=r"non-finite loss at step 4"):
+        train.main(["--resume", run])
+    assert sha(os.path.join(run, "last.pt")) == before
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = train.lr_lambda_factory(warmup_steps=4, total_steps=14)
+    assert [f(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f(4) == pytest.approx(1.0) and f(9) == pytest.approx(0.5) and f(14) == pytest.approx(0.0)
+
+
+def test_head_gets_5x_lr_and_weight_decay_and_bn_freezing():
+    model = backbones.build_model("tsm", 4, input="da", segments=2, frames=4, depth=18, small=True, crop_size=32)
+    args = train.argparse.Namespace(lr=0.1, weight_decay=1e-3, pwtp_lr_mult=1.0)
+    frozen = train.frozen_batchnorms(model)
+    for m in frozen:
+        m.requires_grad_(False)
+    opt = train.build_optimizer(model, args)
+    head = {id(p) for p in model.head_parameters()}
+    for g in opt.param_groups:
+        for p in g["params"]:
+            assert g["lr"] == pytest.approx(0.5 if id(p) in head else 0.1)
+            wd = 0.0 if p.ndim == 1 else (5e-3 if id(p) in head else 1e-3)
+            assert g["weight_decay"] == pytest.approx(wd)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    pwtp_bns = [m for m in bns if any(id(p) in {id(q) for q in model.shared_parameters()} for p in m.parameters())]
+    backbone_bns = [m for m in bns if m not in pwtp_bns]
+    assert frozen == backbone_bns[1:]                        # every backbone BN but the first
+    assert all(id(p) in in_opt for p in backbone_bns[0].parameters())
+    assert not any(id(p) in in_opt for m in frozen for p in m.parameters())
+    # train mode keeps frozen BNs in eval mode: their running statistics do not move
+    train.set_train_mode(model, frozen)
+    before = frozen[0].running_mean.clone()
+    model(torch.randn(2, 8, 3, 32, 32))
+    assert torch.equal(frozen[0].running_mean, before) and model.training
+
+
+def test_resume_of_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        train.main(["--resume", str(tmp_path / "nothing")])
