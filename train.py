@@ -70,7 +70,7 @@ DATASETS = ("synthetic", "ucf101", "hmdb51", "sthv1", "kinetics400", "minikineti
 # in a few minutes on 2 CPU cores.
 SYNTHETIC_DEFAULTS = dict(
     backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64,
-    epochs=6, batch_size=8, lr=0.05, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
+    epochs=12, batch_size=8, lr=0.01, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
     freeze_bn=False, clip_grad=20.0, label_smoothing=0.1, pwtp_lr_mult=1.0, workers=2, log_every=5,
 )
 
