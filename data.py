@@ -24,11 +24,11 @@ Public API (the team contract, CONTRACT.md "data.py"):
   build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
                 subset=None, overfit=None, seed=0, clips=1, crops=1)
       -> Loaders(train, val, num_classes, classes, train_sampler)
-  write_synthetic(out, classes=4, videos_per_class=12, size=64, frames=32, seed=0)
+  write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, seed=0)
   ensure_synthetic(root), default_synthetic_root()
   sparse_indices(...), dense_indices(...), read_frames(path, indices), count_frames(path)
 CLI:
-  python data.py synth   --out DIR [--classes 4 --videos-per-class 12 --size 64 --frames 32 --seed 0]
+  python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
   python data.py bench   [--width 320 --height 240 --length 150 --segments 8 --frames 8 --crop-size 224]
 """
@@ -92,7 +92,7 @@ ROOT/val_split<K>.txt (or test_split<K>.txt) for split K; optional ROOT/classes.
 label i). mmaction2-style lines "relative/path label" (video file or JPEG frame folder), or
 "relative/path num_frames label" for frame folders; paths relative to ROOT (or absolute).""",
     "synthetic": """the ucf101 layout, written by `python data.py synth --out ROOT` (or automatically on first use
-when ROOT does not exist; default ROOT = ~/.cache/dynamic-appearance/synth-v1).""",
+when ROOT does not exist; default ROOT = ~/.cache/dynamic-appearance/synth-v2).""",
 }
 
 
@@ -436,7 +436,7 @@ def parse_list(root, split=1, train=True):
 
 
 def default_synthetic_root():
-    return os.path.join(os.path.expanduser("~"), ".cache", "dynamic-appearance", "synth-v1")
+    return os.path.join(os.path.expanduser("~"), ".cache", "dynamic-appearance", "synth-v2")
 
 
 def parse_dataset(name, data_root, split=1, train=True):
@@ -1029,13 +1029,14 @@ def _synth_video(cls_name, bg, sprite, rng, size, frames):
     return out
 
 
-def write_synthetic(out, classes=4, videos_per_class=12, size=64, frames=32, seed=0):
+def write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, seed=0):
     """Write the synthetic motion set in the official UCF101 layout under `out`:
     out/UCF-101/<Class>/v_<Class>_gXX_c01.avi, out/ucfTrainTestlist/{classInd.txt, trainlist0K.txt,
     testlist0K.txt} (CRLF, 1-based ids) and out/synth_meta.json (per-video background/sprite ids).
     Video i of a class is group g = i+1; split K tests the groups with (g-1) % 4 == K-1 (a quarter).
-    Backgrounds are assigned round-robin from the shared pool (from a seeded offset), so with
-    videos_per_class >= 4 every class uses every background; sprite looks likewise. Same arguments ->
+    Backgrounds are assigned round-robin from the shared pool (from a seeded offset, shifted every
+    four groups), so with videos_per_class >= 4 every class uses every background, in its training
+    and in its test groups alike; sprite looks likewise. Same arguments ->
     byte-identical files."""
     if not 1 <= classes <= len(MOTIONS):
         raise ValueError(f"--classes must be 1..{len(MOTIONS)} (motions: {MOTIONS}), got {classes}")
@@ -1059,7 +1060,11 @@ def write_synthetic(out, classes=4, videos_per_class=12, size=64, frames=32, see
         for i in range(videos_per_class):
             g = i + 1
             rel = f"{cname}/v_{cname}_g{g:02d}_c01.avi"
-            b, s = (bg_off + i) % SYNTH_BACKGROUNDS, (sp_off + i) % SYNTH_SPRITES
+            # Round-robin, but shifted once per round of four groups: the test groups of a split are
+            # every fourth video, and with a plain (offset + i) % 4 they would all get the one
+            # background the class's training videos never show -- a confound a network learns
+            # ("this background means: not this class") and that drives test accuracy below chance.
+            b, s = (bg_off + i + i // 4) % SYNTH_BACKGROUNDS, (sp_off + i + i // 4) % SYNTH_SPRITES
             video = _synth_video(cname, bgs[b], sprites[s], np.random.default_rng([seed, ci, i]), size, frames)
             write_video(os.path.join(out, "UCF-101", *rel.split("/")), video)
             meta["videos"][rel] = {"class": cname, "background": b, "sprite": s}
@@ -1169,7 +1174,7 @@ def main(argv=None):
     s = sub.add_parser("synth", help="write the synthetic motion set (UCF101 layout)")
     s.add_argument("--out", required=True)
     s.add_argument("--classes", type=int, default=4)
-    s.add_argument("--videos-per-class", type=int, default=12)
+    s.add_argument("--videos-per-class", type=int, default=40)
     s.add_argument("--size", type=int, default=64)
     s.add_argument("--frames", type=int, default=32)
     s.add_argument("--seed", type=int, default=0)
