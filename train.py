@@ -68,9 +68,15 @@ DATASETS = ("synthetic", "ucf101", "hmdb51", "sthv1", "kinetics400", "minikineti
 # The CPU-sized configuration of the quick start (used for --dataset synthetic, flag by flag,
 # for every flag the user leaves unset). Chosen so that `python train.py` learns the synthetic set
 # in a few minutes on 2 CPU cores.
+# The CPU quick start. Chosen by a sweep over lr {0.0025, 0.005, 0.01} x T {4, 8} x joint
+# {mgda, constant} (30 epochs each): constant lambda = 1 reached 95-100 % validation top-1 on the
+# synthetic set, MGDA 25-57 %: on this set alpha (Eq. 12) collapses to ~0 within a few epochs,
+# i.e. g_p is the shorter gradient and PWTP then follows L_p alone, which (at T = 4, 64 px)
+# projects the moving object away too. So the quick start uses `constant`; `--joint mgda` shows
+# the collapse (the README's claims table has the numbers). Real datasets default to mgda.
 SYNTHETIC_DEFAULTS = dict(
-    backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64,
-    epochs=12, batch_size=8, lr=0.01, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
+    backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64, joint="constant",
+    epochs=30, batch_size=8, lr=0.005, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
     freeze_bn=False, clip_grad=20.0, label_smoothing=0.1, pwtp_lr_mult=1.0, workers=2, log_every=5,
 )
 
@@ -132,7 +138,8 @@ def build_parser():
     a("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
     a("--frames", type=int, default=None, help="T frames per segment (default 8)")
     a("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
-    a("--joint", default="mgda", choices=JOINT, help="joint-training strategy (Table 5; default mgda)")
+    a("--joint", default=None, choices=JOINT,
+      help="joint-training strategy (Table 5; default mgda; synthetic: constant, see SYNTHETIC_DEFAULTS)")
     a("--lam", type=float, default=1.0, help="lambda of 'constant', lambda_max of 'scheduler' (default 1)")
     a("--lam-min", type=float, default=0.0, help="Eq. 13 floor lambda_min (default 0)")
     a("--sched-a", type=float, default=1.0, help="Eq. 13 shape a in (0,1] (default 1)")
@@ -180,6 +187,7 @@ def resolve_defaults(args, world_size):
             if getattr(args, k, None) is None:
                 setattr(args, k, v)
     args.backbone = args.backbone or "tsm"
+    args.joint = args.joint or "mgda"
     bb = BACKBONE_DEFAULTS[args.backbone]
     r = paper_recipe(args.dataset, args.backbone)
     args.depth = args.depth if args.depth is not None else 50
