@@ -5,6 +5,7 @@
     python bench.py --quick      # tiny sizes, a few seconds (what the test suite runs)
     python bench.py claims       # trains every representation / joint strategy on the synthetic
                                  # set with the same budget, 3 seeds, and prints the claims table
+                                 # (extra train.py flags after `--`, e.g. `-- --frames 8`)
 
 Why ratios and not seconds: absolute times depend on the machine; the paper's efficiency claims
 are relative (PWTP is a small fraction of the backbone, MGDA costs little more than a weighted
@@ -348,11 +349,14 @@ def main(argv=None):
     p.add_argument("--data-root", default=None, help="synthetic set root (default: data.py's cache folder)")
     p.add_argument("--out", default=None, help="JSON output (bench.json / claims.json)")
     p.add_argument("--seeds", type=int, default=3, help="claims: seeds per configuration")
-    p.add_argument("--epochs", type=int, default=6, help="claims: epochs per run (same for every run)")
+    p.add_argument("--epochs", type=int, default=30, help="claims: epochs per run (same for every run; 30 = the quick start)")
     p.add_argument("--out-dir", default=None, help="claims: where the runs go (default: a temp folder)")
-    p.add_argument("train_args", nargs=argparse.REMAINDER, help="claims: extra train.py arguments after --")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # claims: everything after a bare `--` goes to train.py unchanged (e.g. -- --frames 8)
+    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = p.parse_args(argv)
-    args.train_args = [a for a in args.train_args if a != "--"]
+    args.train_args = train_args
     args.out = args.out or ("claims.json" if args.mode == "claims" else "bench.json")
     return run_claims(args) if args.mode == "claims" else run_bench(args)
 
