@@ -52,11 +52,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# ImageNet statistics: the models are trained on ImageNet-normalised clips (the same constants as
-# data.py; a test checks they agree), so a checkpoint's PWTP must see the same numbers. The fitted
-# PWTP gets them too, to keep both modes alike.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# data.py, the training loader, decodes, samples and normalises for `da`: a checkpoint's PWTP must see
+# clips exactly as it saw them in training. (It imports PyAV; that costs `curves`/`schedule` ~40 ms of
+# import time and nothing else: they never decode.)
+import data  # noqa: E402
+
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
 LUMA = (0.299, 0.587, 0.114)
 
@@ -81,37 +81,11 @@ def figure_pixels(figsize, dpi):
 # ---------------------------------------------------------------------------------------------
 # Video -> clip
 # ---------------------------------------------------------------------------------------------
-def decode_frames(path, size):
-    """Decode every frame of `path` with PyAV, resized so the short side is `size`.
-
-    Returns uint8 frames (F, H, W, 3). Frames are shrunk as they are decoded so a long video costs
-    F * size^2 bytes, not F full-resolution frames. A file PyAV cannot read is an error naming the
-    file: visualising one video, there is nothing sensible to skip to.
-    """
-    import av  # imported here so `curves` and `schedule` run without PyAV
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"visualize.py da: --video {path!r} does not exist")
-    frames = []
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise ValueError(f"visualize.py da: --video {path!r} has no video stream")
-            for frame in container.decode(video=0):
-                img = torch.from_numpy(frame.to_ndarray(format="rgb24"))  # (H, W, 3) uint8
-                frames.append(resize_short_side(img, size))
-    except av.error.FFmpegError as e:
-        if not frames:
-            raise ValueError(f"visualize.py da: cannot decode --video {path!r}: {e}") from e
-        # A truncated file: keep what decoded, as data loaders usually do.
-        print(f"warning: {path}: decoding stopped after {len(frames)} frames ({e})", file=sys.stderr)
-    if not frames:
-        raise ValueError(f"visualize.py da: --video {path!r} decoded to zero frames")
-    return torch.stack(frames)  # (F, H', W', 3)
-
-
 def resize_short_side(img, size):
-    """(H, W, 3) uint8 -> (H', W', 3) uint8 with min(H', W') = size (bilinear, antialiased)."""
+    """(H, W, 3) uint8 -> (H', W', 3) uint8 with min(H', W') = size (bilinear, antialiased).
+
+    Kept here rather than data.crop_resize on data.eval_crop_boxes' centre square: on non-square
+    videos that crops before resizing, which puts the crop a fraction of a pixel elsewhere."""
     H, W = img.shape[:2]
     scale = size / min(H, W)
     h, w = max(size, round(H * scale)), max(size, round(W * scale))
@@ -120,57 +94,26 @@ def resize_short_side(img, size):
     return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)  # (h, w, 3)
 
 
-def segment_starts(num_frames, segments, frames):
-    """TSN's test-time sparse sampling: S equal parts, T consecutive frames from the middle of each.
-
-    tick = (F - T + 1) / S, start_k = int(tick / 2 + tick * k); a video shorter than T frames
-    (or with fewer than S*T) simply gets overlapping or repeated windows -- the last frame repeats
-    past the end, so every video yields a clip.
-    """
-    tick = max(num_frames - frames + 1, 1) / segments
-    return [int(tick / 2 + tick * k) for k in range(segments)]
-
-
-def _data_module():
-    """data.py, the training loader, if it is there: its decoder reads only the S*T frames a clip needs
-    (seeking in long videos) and also accepts frame folders. Returns None when data.py is absent, so
-    this file still works on its own (then `decode_frames` above decodes every frame)."""
-    try:
-        import data
-    except ModuleNotFoundError as e:
-        if e.name != "data":
-            raise  # data.py is there but something it imports is not: say so, do not hide it
-        return None
-    needed = ("count_frames", "sparse_indices", "read_frames")
-    return data if all(hasattr(data, n) for n in needed) else None
-
-
-def load_clip(path, segments, frames, size, use_data=True):
-    """Video file (or, through data.py, a frame folder) -> (clip, starts, num_frames).
+def load_clip(path, segments, frames, size):
+    """Video file or frame folder -> (clip, starts, num_frames), decoded and sampled by data.py.
 
     clip: float (S, T, 3, size, size) in [0, 1] (short side resized to `size`, centre crop),
-    starts: first frame index of each segment. Sampling is TSN's test-time sparse sampling either
-    way (data.sparse_indices(train=False) or `segment_starts`), the same frames evaluate.py sees.
+    starts: first frame index of each segment. Sampling is TSN's test-time sparse sampling
+    (data.sparse_indices(train=False)), the same frames evaluate.py sees; data.read_frames decodes only
+    those S*T frames (seeking in long videos). Any failure is an error naming --video and the file:
+    visualising one video, there is nothing sensible to skip to.
     """
-    data = _data_module() if use_data else None
-    if data is not None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"visualize.py da: --video {path!r} does not exist")
-        try:
-            F_ = data.count_frames(path)
-            idx = data.sparse_indices(F_, segments, frames, train=False)  # (S*T,)
-            raw = data.read_frames(path, idx)  # (S*T, H, W, 3) uint8
-        except Exception as e:  # PyAV errors have many classes; name the flag and the file
-            raise ValueError(f"visualize.py da: cannot decode --video {path!r}: {e}") from e
-        starts = [int(i) for i in idx.reshape(segments, frames)[:, 0]]
-        clip = torch.stack([resize_short_side(torch.from_numpy(np.ascontiguousarray(f)), size)
-                            for f in raw])  # (S*T, H', W', 3)
-    else:
-        video = decode_frames(path, size)  # (F, H', W', 3) uint8
-        F_ = video.shape[0]
-        starts = segment_starts(F_, segments, frames)
-        idx = torch.tensor([[min(s + t, F_ - 1) for t in range(frames)] for s in starts])  # (S, T)
-        clip = video[idx.flatten()]  # (S*T, H', W', 3)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"visualize.py da: --video {path!r} does not exist")
+    try:
+        F_ = data.count_frames(path)
+        idx = data.sparse_indices(F_, segments, frames, train=False)  # (S*T,)
+        raw = data.read_frames(path, idx)  # (S*T, H, W, 3) uint8
+    except Exception as e:  # PyAV errors have many classes; name the flag and the file
+        raise ValueError(f"visualize.py da: cannot decode --video {path!r}: {e}") from e
+    starts = [int(i) for i in idx.reshape(segments, frames)[:, 0]]
+    clip = torch.stack([resize_short_side(torch.from_numpy(np.ascontiguousarray(f)), size)
+                        for f in raw])  # (S*T, H', W', 3)
     H, W = clip.shape[1:3]
     top, left = (H - size) // 2, (W - size) // 2
     clip = clip[:, top:top + size, left:left + size]  # centre crop (S*T, size, size, 3)
@@ -179,10 +122,10 @@ def load_clip(path, segments, frames, size, use_data=True):
 
 
 def normalise(x):
-    """[0, 1] pixels -> ImageNet-normalised, channel axis -3."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
-    return (x - mean) / std
+    """[0, 1] pixels, channel axis -3 -> ImageNet-normalised, as in training (data.normalize).
+
+    data.normalize works in place; `da` still draws the [0, 1] clip, so it gets a copy."""
+    return data.normalize(x.clone())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,10 +364,10 @@ def read_metrics(path):
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        data = json.load(f)
-    if not isinstance(data, list):
+        entries = json.load(f)  # not `data`: that name is the data.py module here
+    if not isinstance(entries, list):
         raise ValueError(f"visualize.py curves: {path} should hold a list of per-epoch dicts")
-    return data
+    return entries
 
 
 def _empty(ax, msg):
