@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 
 import torch

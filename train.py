@@ -43,13 +43,11 @@ predictions are gathered from every rank; rank 0 alone prints and writes files.
 import argparse
 import csv
 import hashlib
-import io
 import json
 import math
 import os
 import random
 import signal
-import sys
 import time
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Properties of the Table 6 rival representations (baselines.py), checked against forms derived by
 hand rather than against the code itself."""
-import math
 
 import pytest
 import torch

@@ -8,7 +8,6 @@ import os
 import pytest
 import torch
 
-import data
 import evaluate
 import train
 
@@ -76,15 +75,6 @@ def test_view_averaging_is_the_mean_of_softmaxes():
 # ---------------------------------------------------------------------------------------------
 # The whole evaluate.py on a checkpoint and real encoded videos
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory):
-    """A tiny synthetic set (4 classes x 4 videos, 32x32, 16 frames), real encoded .avi files:
-    split 1 gives 12 training and 4 test videos."""
-    root = tmp_path_factory.mktemp("synth-eval") / "synth"
-    data.write_synthetic(str(root), classes=4, videos_per_class=4, size=32, frames=16, seed=0)
-    return str(root)
-
-
 @pytest.fixture(scope="session")
 def checkpoint(synth_root, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("run-eval") / "run")

@@ -9,25 +9,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 import backbones
-import data
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory):
-    """A tiny synthetic set (4 classes x 4 videos, 32x32, 16 frames), real encoded .avi files:
-    split 1 gives 12 training and 4 test videos."""
-    root = tmp_path_factory.mktemp("synth-train") / "synth"
-    data.write_synthetic(str(root), classes=4, videos_per_class=4, size=32, frames=16, seed=0)
-    return str(root)
 
 
 # A tiny CPU configuration on top of the synthetic defaults: 2 segments of 4 frames at 32x32.
@@ -41,7 +30,7 @@ def sha(path):
 
 def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys):
     run = str(tmp_path / "run")
-    res = train.main(["--data-root", synth_root, "--out", run, "--max-steps", "2", "--log-every", "1",
+    train.main(["--data-root", synth_root, "--out", run, "--max-steps", "2", "--log-every", "1",
                       "--workers", "0", "--crop-size", "32", "--batch-size", "4"])
     for name in ("log.csv", "metrics.json", "args.json", "last.pt", "best.pt"):
         assert os.path.isfile(os.path.join(run, name)), name
