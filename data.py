@@ -64,6 +64,9 @@ MULTISCALE = (1.0, 0.875, 0.75, 0.66)
 SEEK_MIN_FRAME = 32
 DATASETS = ("ucf101", "hmdb51", "sthv1", "kinetics400", "minikinetics", "list", "synthetic")
 DENSE_DATASETS = ("kinetics400", "minikinetics")  # Appendix A: dense sampling for Kinetics
+# No horizontal flip where labels have a direction: Something-Something ("pushing something from left
+# to right") and the synthetic set (MoveRight vs MoveLeft): a flip would turn one class into another.
+NO_FLIP = ("sthv1", "synthetic")
 
 # The layouts this file reads. Shown verbatim in every "missing root / file / folder" error.
 LAYOUTS = {
@@ -692,7 +695,10 @@ class VideoDataset(torch.utils.data.Dataset):
         self._skip_counts = torch.zeros(len(self.samples), dtype=torch.int32).share_memory_()
         self._bad = set()  # sample indices that failed in this process: not retried as substitutes
         self._warned = set()  # (epoch, path) already warned about in this process
-        self._frame_counts = {}  # path -> frame count, per process
+        # Frame counts in shared memory (-1 = not yet known): a count found by one DataLoader worker is
+        # seen by every worker and by later epochs' workers, so each video's header is read once per run
+        # rather than once per worker per epoch (a second file open per item on a cold cache).
+        self._frame_counts = torch.full((len(self.samples),), -1, dtype=torch.int64).share_memory_()
 
     def __len__(self):
         return len(self.samples)
@@ -718,10 +724,13 @@ class VideoDataset(torch.utils.data.Dataset):
     def _rng(self, index):
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def num_frames(self, path):
-        if path not in self._frame_counts:
-            self._frame_counts[path] = count_frames(path)
-        return self._frame_counts[path]
+    def num_frames(self, index):
+        """Frame count of sample `index`, read from the file on first use and then shared."""
+        n = int(self._frame_counts[index])
+        if n < 0:
+            n = count_frames(self.samples[index][0])
+            self._frame_counts[index] = n
+        return n
 
     def _indices(self, num, rng, clip=0):
         if self.dense:
@@ -731,7 +740,7 @@ class VideoDataset(torch.utils.data.Dataset):
     def load(self, index, rng):
         """The item for sample `index` with randomness from `rng`; raises if the video is unreadable."""
         path, label = self.samples[index]
-        num = self.num_frames(path)
+        num = self.num_frames(index)
         if num < 1:
             raise ValueError("the video has no frames")
         if self.train:
@@ -795,7 +804,7 @@ def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, cr
     classes, samples = parse_dataset(name, data_root, split, train)
     return VideoDataset(samples, classes, train, segments, frames, crop_size, clips if not train else 1,
                         crops if not train else 1, seed, dense=name in DENSE_DATASETS,
-                        flip=name != "sthv1",  # Something-Something labels have directions
+                        flip=name not in NO_FLIP,
                         name=name)
 
 
@@ -895,7 +904,7 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
     train_ds = build_dataset(dataset, data_root, split, True, segments, frames, crop_size, 1, 1, seed)
     classes = train_ds.classes
     kw = dict(segments=segments, frames=frames, crop_size=crop_size, seed=seed,
-              dense=dataset in DENSE_DATASETS, flip=dataset != "sthv1", name=dataset)
+              dense=dataset in DENSE_DATASETS, flip=dataset not in NO_FLIP, name=dataset)
     pick_rng = np.random.default_rng([seed, 12345])
     if overfit:
         n = min(int(overfit), len(train_ds))

@@ -232,7 +232,9 @@ def setup_distributed(device_arg):
             raise SystemExit(f"train.py: --device {device_arg} asked for CUDA but none is available")
         torch.cuda.set_device(device)
     if world > 1:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # CUDA tensors (gradients, buffers) go through NCCL; the few small CPU tensors (loss log,
+        # stop flag, train accuracy) through Gloo, so neither has to be copied to the other device.
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
 
 
@@ -436,6 +438,10 @@ def _train(parser, args, argv, stop):
     else:
         args = resolve_defaults(args, world)
     run_dir = args.out
+    if args.resume:
+        # Continue in the folder the checkpoint is in, even if the run was moved or copied since
+        # (its saved --out may point elsewhere, or nowhere).
+        run_dir = args.out = os.path.dirname(os.path.abspath(path))
     if not args.resume and os.path.exists(os.path.join(run_dir, "last.pt")):
         raise SystemExit(f"train.py: --out {run_dir} already holds a run (last.pt); "
                          f"continue it with --resume {run_dir} or choose another --out")
@@ -467,10 +473,6 @@ def _train(parser, args, argv, stop):
     if world > 1 and rank == 0:
         dist.barrier()
     train_loader, train_sampler = loaders.train, loaders.train_sampler
-    if args.dataset == "synthetic" and getattr(train_loader.dataset, "flip", False):
-        # The synthetic classes are directions of motion (MoveRight vs MoveLeft ...): a horizontal
-        # flip turns one class into another, i.e. label noise. Like Something-Something, no flip.
-        train_loader.dataset.flip = False
     # data.py's val loader shards the videos over ranks (every world-th, no padding); validate()
     # gathers the predictions, so each video counts exactly once.
     val_loader = loaders.val

@@ -361,6 +361,24 @@ def synth(tmp_path_factory):
     return root
 
 
+def test_synthetic_is_never_flipped_and_frame_counts_are_shared_by_workers(synth, monkeypatch):
+    """Directional synthetic classes: no flip. Each video's frame count is read once per run: a count
+    found by one worker is seen by the others, by the next epoch's workers and by the main process."""
+    L = data.build_loaders("synthetic", synth, segments=2, frames=3, crop_size=16, batch_size=4, workers=2)
+    ds = L.train.dataset
+    assert ds.flip is False
+    assert (ds._frame_counts == -1).all()
+    L.train_sampler.set_epoch(0)
+    assert sum(x.shape[0] for x, _ in L.train) == len(ds)
+    assert ds._frame_counts.tolist() == [12] * len(ds)   # found in the workers, seen here
+    def no_reopen(path):
+        raise AssertionError(f"{path}: frame count read twice")
+    monkeypatch.setattr(data, "count_frames", no_reopen)   # forked workers inherit the patch
+    L.train_sampler.set_epoch(1)
+    assert sum(x.shape[0] for x, _ in L.train) == len(ds)
+    assert not ds.skipped                                  # a reread would have failed -> skipped
+
+
 def test_loaders_shapes_views_and_overfit(synth):
     L = data.build_loaders("synthetic", synth, segments=2, frames=3, crop_size=24, batch_size=4, workers=0,
                            clips=2, crops=3)

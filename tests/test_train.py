@@ -89,16 +89,19 @@ def test_resume_is_bit_exact(synth_root, tmp_path):
     a = train.main(common + ["--out", str(tmp_path / "a"), "--workers", "0"])
     b1 = train.main(common + ["--out", str(tmp_path / "b"), "--workers", "2", "--max-steps", "4"])
     assert b1["step"] == 4 and not b1["finished"]           # 3 steps per epoch: stopped mid-epoch 2
-    b2 = train.main(["--resume", str(tmp_path / "b")])
+    # the run folder is moved before resuming: the resumed run writes where its checkpoint now is
+    os.rename(tmp_path / "b", tmp_path / "moved")
+    b2 = train.main(["--resume", str(tmp_path / "moved")])
+    assert b2["run_dir"] == str(tmp_path / "moved") and not os.path.exists(tmp_path / "b")
     assert b2["finished"] and b2["step"] == a["step"] == 6
     sa, sb = a["model"].state_dict(), b2["model"].state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     # the logs agree too: one row per step, same losses
-    rows = [list(csv.DictReader(open(tmp_path / d / "log.csv"))) for d in ("a", "b")]
+    rows = [list(csv.DictReader(open(tmp_path / d / "log.csv"))) for d in ("a", "moved")]
     assert [r["step"] for r in rows[1]] == [str(s) for s in range(1, 7)]
     assert [r["loss_c"] for r in rows[0]] == [r["loss_c"] for r in rows[1]]
     ma = json.load(open(tmp_path / "a" / "metrics.json"))
-    mb = [e for e in json.load(open(tmp_path / "b" / "metrics.json")) if not e["partial"]]
+    mb = [e for e in json.load(open(tmp_path / "moved" / "metrics.json")) if not e["partial"]]
     assert [e["val_top1"] for e in ma] == [e["val_top1"] for e in mb]
 
 
