@@ -89,7 +89,7 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
 # ---------------------------------------------------------------------------------------------
 # Running a model over a test loader (shared with train.py's validation)
 # ---------------------------------------------------------------------------------------------
-def predict(model, loader, device, amp=False, channels_last=False):
+def predict(model, loader, device, amp=False):
     """Run every view of every video. Test items are (clip, label) with clip (V, S*T, C, H, W), so
     a batch is (B, V, S*T, C, H, W); a (B, S*T, C, H, W) batch is read as V = 1.
 
@@ -134,15 +134,20 @@ def skipped_count(ds):
     return int(sum(s.values())) if hasattr(s, "values") else int(s)
 
 
-def load_checkpoint(path):
-    """Our own checkpoints hold numpy RNG states and plain dicts, hence weights_only=False:
+def load_checkpoint(path, prog="evaluate.py"):
+    """train.py's checkpoint dict, checked for the entries that rebuild the model (also used by
+    visualize.py). Raises FileNotFoundError / ValueError naming `prog`, the file and what was expected.
+
+    Our checkpoints hold numpy RNG states and plain dicts beside the weights, hence weights_only=False:
     only load checkpoints you trust (ones this code wrote)."""
     if not os.path.isfile(path):
-        raise SystemExit(f"evaluate.py: --checkpoint {path!r} does not exist (expected RUN_DIR/best.pt or last.pt)")
+        raise FileNotFoundError(f"{prog}: --checkpoint {path!r} does not exist "
+                                "(expected RUN_DIR/best.pt or RUN_DIR/last.pt written by train.py)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     for key in ("model", "model_config"):
-        if key not in ckpt:
-            raise SystemExit(f"evaluate.py: {path!r} has no {key!r} entry; is it a train.py checkpoint?")
+        if not isinstance(ckpt, dict) or key not in ckpt:
+            raise ValueError(f"{prog}: --checkpoint {path!r} has no {key!r} entry; expected a checkpoint "
+                             "written by train.py (keys 'model', 'model_config', ...)")
     return ckpt
 
 
@@ -189,7 +194,10 @@ def main(argv=None):
 
     if args.clips < 1:
         raise SystemExit(f"evaluate.py: --clips must be >= 1, got {args.clips}")
-    ckpt = load_checkpoint(args.checkpoint)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
     targs = ckpt.get("args", {})
     dataset = args.dataset or targs.get("dataset", "synthetic")
     data_root = args.data_root or targs.get("data_root")
@@ -218,6 +226,13 @@ def main(argv=None):
     if len(classes) != num_classes:
         raise SystemExit(f"evaluate.py: the dataset has {len(classes)} classes but the checkpoint's model "
                          f"{num_classes}; wrong --dataset/--data-root?")
+    trained = ckpt.get("classes")
+    if trained and list(trained) != classes:
+        # Same count, different names or order: label k would be scored against the wrong class.
+        diff = next(k for k, (a, b) in enumerate(zip(trained, classes)) if a != b)
+        raise SystemExit(f"evaluate.py: {dataset} at {data_root} lists class {diff} as {classes[diff]!r}, but "
+                         f"the checkpoint was trained with {trained[diff]!r} there; wrong --dataset, "
+                         f"--data-root or --split?")
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers, pin_memory=device.type == "cuda")
 

@@ -667,6 +667,8 @@ def _train(parser, args, argv, stop):
                     epoch_acc["steps"] += 1
                     epoch_acc["correct"] += int((out.logits.argmax(1) == labels).sum())
                     epoch_acc["seen"] += labels.numel()
+                # Free x_hat and residual (each as large as the clip) now, not after the next forward.
+                del out
 
                 now = time.time()
                 dt, t_last = now - t_last, now

@@ -56,6 +56,8 @@ import torch.nn.functional as F  # noqa: E402
 # clips exactly as it saw them in training. (It imports PyAV; that costs `curves`/`schedule` ~40 ms of
 # import time and nothing else: they never decode.)
 import data  # noqa: E402
+# A checkpoint is read and checked the way evaluate.py reads it (one loader for both).
+from evaluate import load_checkpoint  # noqa: E402
 
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
 LUMA = (0.299, 0.587, 0.114)
@@ -167,28 +169,12 @@ def _strip_prefix(state, prefix):
     return state
 
 
-def load_checkpoint(path):
-    """train.py's checkpoint dict, checked for the two entries this file needs.
-
-    The checkpoint holds numpy RNG state and plain Python objects beside the weights, so it is
-    loaded with weights_only=False: only load checkpoints you trust (your own runs).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"visualize.py da: --checkpoint {path!r} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("model", "model_config"):
-        if not isinstance(ckpt, dict) or key not in ckpt:
-            raise ValueError(f"visualize.py da: --checkpoint {path!r} has no {key!r} entry; "
-                             "expected a checkpoint written by train.py (keys 'model', 'model_config', ...)")
-    return ckpt
-
-
 def pwtp_from_checkpoint(path, ckpt=None):
     """Rebuild the trained model from train.py's checkpoint dict and return (model.pwtp, model)."""
     import backbones
 
     if ckpt is None:
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, "visualize.py da")
     config = dict(ckpt["model_config"])
     config["pretrained"] = None  # the weights come from the checkpoint; never touch the network
     model = backbones.build_model(**config)
@@ -298,7 +284,7 @@ def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
 
 
 def cmd_da(args):
-    ckpt = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    ckpt = load_checkpoint(args.checkpoint, "visualize.py da") if args.checkpoint else None
     if args.size is None:
         # PWTP is convolutional and runs at any size, but its subspaces were learned at the
         # training crop: show DA at that scale unless told otherwise.

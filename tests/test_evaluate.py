@@ -116,3 +116,12 @@ def test_single_view_default_and_bad_checkpoint(checkpoint, synth_root, tmp_path
     assert res["views_per_video"] == 1 and res["clips_forwarded"] == 4
     with pytest.raises(SystemExit, match="does not exist"):
         evaluate.main(["--checkpoint", str(tmp_path / "missing.pt")])
+    # a checkpoint whose class list disagrees with the dataset's (same count, other order) is refused
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt["classes"] = list(reversed(ckpt["classes"]))
+    torch.save(ckpt, tmp_path / "swapped.pt")
+    with pytest.raises(SystemExit, match="trained with"):
+        evaluate.main(["--checkpoint", str(tmp_path / "swapped.pt"), "--data-root", synth_root, "--workers", "0"])
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(SystemExit, match="no 'model' entry"):
+        evaluate.main(["--checkpoint", str(tmp_path / "foreign.pt")])
