@@ -22,6 +22,7 @@ quote "FLOPs" that are in fact multiply-adds, so we print both: GFLOPs, and G mu
 FLOPs / 2, the number comparable with the paper's tables.
 """
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -89,7 +90,17 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
 # ---------------------------------------------------------------------------------------------
 # Running a model over a test loader (shared with train.py's validation)
 # ---------------------------------------------------------------------------------------------
-def predict(model, loader, device, amp=False):
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device, dtype):
+    """Mixed-precision context for `dtype` (torch.bfloat16 / torch.float16), or none for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict(model, loader, device, amp=None):
     """Run every view of every video. Test items are (clip, label) with clip (V, S*T, C, H, W), so
     a batch is (B, V, S*T, C, H, W); a (B, S*T, C, H, W) batch is read as V = 1.
 
@@ -105,7 +116,7 @@ def predict(model, loader, device, amp=False):
             B, V = clip.shape[:2]
             views = V
             x = clip.flatten(0, 1).to(device, non_blocking=True)     # (B*V, S*T, C, H, W)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(device, amp):                               # amp: None or a dtype
                 out = model(x)
             all_scores.append(average_view_scores(out.logits.view(B, V, -1)).cpu())   # (B, K)
             all_labels.append(torch.as_tensor(label).view(-1).long())
@@ -180,7 +191,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=4, help="videos per batch (each has clips*crops views)")
     p.add_argument("--workers", type=int, default=2, help="data loader processes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
+                   help="autocast to bf16 (plain --amp) or fp16")
     p.add_argument("--out", default=None,
                    help="JSON file (default: next to the checkpoint, eval_{clips}x{crops}.json); "
                         "the CSVs are written beside it")
@@ -212,7 +224,7 @@ def main(argv=None):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    amp = args.amp and device.type == "cuda"
+    amp = AMP_DTYPES[args.amp] if args.amp else None
 
     model = backbones.build_model(**cfg)
     model.load_state_dict(ckpt["model"])

@@ -56,7 +56,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluate import classification_metrics, predict
+from evaluate import AMP_DTYPES, autocast, classification_metrics, predict
 
 BACKBONES = ("tsm", "x3d_xs", "x3d_m", "vit_b16")
 INPUTS = ("da", "rgb", "rgbdiff", "dynimg")
@@ -170,7 +170,9 @@ def build_parser():
     a("--max-steps", type=int, default=None,
       help="stop after this many optimiser steps (the LR schedule still spans --epochs); "
            "last.pt is saved and the model validated")
-    a("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    a("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
+      help="mixed precision: autocast to bf16 (plain --amp) or fp16 (--amp fp16, with a GradScaler "
+           "against fp16's narrow range); losses, PWTP's solve and the optimiser stay in float32")
     a("--device", default="auto", help="auto | cpu | cuda (default auto)")
     a("--log-every", type=int, default=None, help="steps between progress lines / log.csv rows")
     # Debugging aid for the distributed test: every rank prints a checksum of its weights.
@@ -448,9 +450,16 @@ def _train(parser, args, argv, stop):
     if main_proc:
         os.makedirs(run_dir, exist_ok=True)
         atomic_json(vars(args), os.path.join(run_dir, "args.json"))
-    amp = bool(args.amp) and device.type == "cuda"
-    if args.amp and not amp:
-        log("note: --amp is CUDA-only; training in float32 on", device)
+    if args.amp is True:                  # checkpoints of older runs stored --amp as a bool
+        args.amp = "bf16"
+    amp = AMP_DTYPES[args.amp] if args.amp else None    # autocast dtype, or None: float32
+    if amp is not None and device.type != "cuda":
+        log(f"note: --amp {args.amp} on {device}: CPU autocast is correct, but faster than float32 only "
+            "on CPUs with native bf16/fp16 units")
+    # fp16 has 5 exponent bits: small gradients underflow to 0. The scaler multiplies the losses by
+    # a large factor before backward and divides the gradients by it before the step, skipping steps
+    # whose gradients overflowed (and shrinking the factor). bf16 has float32's range: no scaler.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
     # --- seeds: model initialisation identical on every rank, then per-rank streams ----------
     torch.manual_seed(args.seed)
@@ -511,6 +520,8 @@ def _train(parser, args, argv, stop):
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler.is_enabled() and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         start_epoch, skip, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
         best_top1, history = ckpt["best_top1"], list(ckpt["history"])
         epoch_acc = dict(ckpt["epoch_acc"])
@@ -543,7 +554,7 @@ def _train(parser, args, argv, stop):
         f"{'-R' + str(args.depth) if args.backbone == 'tsm' else ''}{' (small)' if args.small else ''} "
         f"{n_params / 1e6:.2f} M parameters (PWTP {n_pwtp:,}) | S={args.segments} T={args.frames} "
         f"D={args.proj_dim} crop {args.crop_size} | joint {args.joint} | {world} x {device}"
-        f"{' bf16' if amp else ''}")
+        f"{' ' + args.amp if amp is not None else ''}")
     log(f"{args.epochs} epochs x {steps_per_epoch} steps, batch {args.batch_size} x {world}, "
         f"lr {args.lr:g} (warm-up {warmup_steps} steps, cosine), wd {args.weight_decay:g}, "
         f"dropout {args.dropout}, label smoothing {args.label_smoothing}, clip {args.clip_grad}"
@@ -556,7 +567,7 @@ def _train(parser, args, argv, stop):
             dist.all_gather_object(states, rng_state())
         return {"model": model.state_dict(), "model_config": model.config, "args": vars(args),
                 "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": None,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": {"per_rank": states}, "best_top1": best_top1, "history": history,
                 "epoch_acc": epoch_acc, "classes": list(loaders.classes)}
 
@@ -631,7 +642,7 @@ def _train(parser, args, argv, stop):
                     raise
                 clip = clip.to(device, non_blocking=True)          # (B, S*T, C, H, W)
                 labels = labels.to(device, non_blocking=True)      # (B,)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                with autocast(device, amp):                        # --amp: bf16 / fp16, else float32
                     out = model(clip)
                 loss_c = classification_loss(out.logits, labels, args.label_smoothing)
                 loss_p = out.pwtp.enopr.float().mean() if out.pwtp is not None else None   # Eq. 8
@@ -648,16 +659,24 @@ def _train(parser, args, argv, stop):
                                      f"L_p={stats[1].item()}. Stopped before updating the model; the last "
                                      f"good checkpoint in {run_dir}/last.pt is untouched. Try a lower --lr.")
                 optimizer.zero_grad(set_to_none=True)
-                info = joint.backward(model, loss_c, loss_p, step)   # every .grad, averaged over ranks
+                # scaler.scale is the identity unless --amp fp16. Scaling both losses by the same
+                # factor leaves MGDA's alpha (Eq. 12 is invariant to a common scale) and lambda intact.
+                info = joint.backward(model, scaler.scale(loss_c),
+                                      scaler.scale(loss_p) if loss_p is not None else None,
+                                      step)                          # every .grad, averaged over ranks
+                scaler.unscale_(optimizer)                           # true gradients before clipping
                 if args.clip_grad and args.clip_grad > 0:
                     norm = torch.nn.utils.clip_grad_norm_([p for p in trainable if p.grad is not None],
                                                           args.clip_grad)
-                    if not torch.isfinite(norm):
+                    # Under fp16 an overflow is routine: the scaler skips this step and lowers its
+                    # factor. Otherwise it means the run has diverged.
+                    if not scaler.is_enabled() and not torch.isfinite(norm):
                         raise SystemExit(f"train.py: non-finite gradient norm at step {step + 1} "
                                          f"(epoch {epoch + 1}); the last good checkpoint in "
                                          f"{run_dir}/last.pt is untouched. Try a lower --lr.")
                 lr_now = args.lr * scheduler.lr_lambdas[0](step)    # base lr of this step
-                optimizer.step()
+                scaler.step(optimizer)                               # optimizer.step(), or a skip
+                scaler.update()
                 scheduler.step()
                 broadcast_buffers(model)
                 step += 1
