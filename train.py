@@ -364,8 +364,18 @@ def broadcast_buffers(model):
     ranks hold identical models at every step boundary."""
     if not is_dist() or dist.get_world_size() == 1:
         return
+    # One broadcast per dtype (running means/vars in float, the batch counters in int64) instead of
+    # one per buffer: a ResNet-50 has ~160 of them, and each collective has a fixed latency.
+    by_dtype = {}
     for b in model.buffers():
-        dist.broadcast(b.data, src=0)
+        by_dtype.setdefault(b.dtype, []).append(b)
+    for bufs in by_dtype.values():
+        flat = torch.cat([b.data.reshape(-1) for b in bufs])
+        dist.broadcast(flat, src=0)
+        i = 0
+        for b in bufs:
+            b.data.copy_(flat[i:i + b.numel()].view_as(b))
+            i += b.numel()
 
 
 def validate(model, loader, device, amp, num_classes):
