@@ -177,7 +177,7 @@ def raft_small_or_reason(device):
     return raft_small(weights=None).eval().to(device), None
 
 
-def bench_da_vs_flow(device, size, segments, frames, reps, hs_iters=100):
+def bench_da_vs_flow(device, size, segments, frames, reps, hs_iters=100, raft=True):
     """Per clip of S segments x T frames: DA (PWTP forward) vs flow between consecutive frames of
     each segment (S*(T-1) pairs: the same raw frames)."""
     pwtp = PWTP(frames=frames).to(device).eval()
@@ -186,7 +186,8 @@ def bench_da_vs_flow(device, size, segments, frames, reps, hs_iters=100):
         t_da = timeit(lambda: pwtp(clip), device, reps)
         pairs = clip.flatten(0, 1)                                   # (S*T, 3, H, W)
         t_hs = timeit(lambda: [horn_schunck(seg, iters=hs_iters) for seg in clip], device, max(1, reps // 2))
-        raft, reason = raft_small_or_reason(device)
+        # RAFT needs torchvision, an optional extra (its PyPI build may not load beside a CPU torch).
+        raft, reason = raft_small_or_reason(device) if raft else (None, "skipped (--no-raft)")
         t_raft = None
         if raft is not None:
             s8 = max(128, size // 8 * 8)
@@ -251,7 +252,7 @@ def run_bench(args):
     if not q and not args.skip_full:   # the paper's setting: the overhead of MGDA is PWTP's extra backward
         res["mgda_vs_constant"].append(bench_mgda_vs_constant(device, 224, 8, 6, False, 50, 2, reps))
     res["da_vs_flow"] = bench_da_vs_flow(device, cpu_size if q else 224, 2 if q else 8, 4 if q else 6, reps,
-                                         hs_iters=10 if q else 100)
+                                         hs_iters=10 if q else 100, raft=not args.no_raft)
     root = args.data_root or (os.path.join(tempfile.mkdtemp(), "synth") if q else data.default_synthetic_root())
     if q:
         data.write_synthetic(root, classes=2, videos_per_class=4, size=32, frames=16, seed=0)
@@ -355,6 +356,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the test suite's mode)")
     p.add_argument("--skip-full", action="store_true", help="skip the full-size TSM-R50 224^2 row (slow on CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--no-raft", action="store_true",
+                   help="do not try torchvision's RAFT-small in the flow row (the tests never import torchvision)")
     p.add_argument("--workers", type=int, default=2, help="loader workers for the loader row")
     p.add_argument("--data-root", default=None, help="synthetic set root (default: data.py's cache folder)")
     p.add_argument("--out", default=None, help="JSON output (bench.json / claims.json)")

@@ -823,7 +823,11 @@ class ResumableSampler(torch.utils.data.Sampler):
     of the world size like DistributedSampler, this rank's share taken as every world-th index, cut to
     whole batches (drop_last; kept whole if shorter than one batch), minus the first `skip_batches`
     batches (mid-epoch resume). `set_epoch` also sets the dataset's epoch (augmentation randomness), so
-    train.py only calls `train_sampler.set_epoch(epoch, skip_batches)` before each epoch."""
+    train.py only calls `train_sampler.set_epoch(epoch, skip_batches)` before each epoch.
+
+    It stands in for torch's DistributedSampler, whose sharding it reproduces (rank and world size come
+    from torch.distributed when it is initialised), because DistributedSampler cannot start an epoch
+    part-way through: an exact mid-epoch resume needs `skip_batches`."""
 
     def __init__(self, dataset, batch_size, seed=0, shuffle=True, drop_last=True, rank=None, world_size=None):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed

@@ -398,7 +398,9 @@ def fmt_time(s):
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-LOG_FIELDS = ["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "lr", "clips_per_s"]
+# alpha: MGDA's weight (Eq. 12); lam: lambda of constant / scheduler / recognition (Eq. 13); phase:
+# `separate`'s phase (1 = PWTP on L_p alone, 2 = backbone on frozen DA). Empty where it does not apply.
+LOG_FIELDS = ["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "phase", "lr", "clips_per_s"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -708,6 +710,7 @@ def _train(parser, args, argv, stop):
                            "loss_p": f"{stats[1].item():.6f}" if loss_p is not None else "",
                            "alpha": f"{info['alpha']:.6f}" if "alpha" in info else "",
                            "lam": f"{info['lam']:.6f}" if "lam" in info else "",
+                           "phase": info.get("phase", ""),
                            "lr": f"{lr_now:.6g}", "clips_per_s": f"{clips_per_s:.2f}"}
                     if main_proc:
                         log_writer.writerow(row)

@@ -59,6 +59,10 @@ def test_ucf101_layout_crlf_and_case_fallback(tmp_path, proto):
         put(proto, os.path.join(root, "UCF-101", v.replace("HandstandPushups/", "HandStandPushups/")))
     write_text(os.path.join(lists, "trainlist01.txt"), [f"{vids[0]} 1", f"{vids[2]} 2"], crlf=True)
     write_text(os.path.join(lists, "testlist01.txt"), [vids[1], vids[3]], crlf=True)
+    # splits 2 and 3 swap the groups (a different list per split, as in the archive)
+    for k in (2, 3):
+        write_text(os.path.join(lists, f"trainlist0{k}.txt"), [f"{vids[1]} 1", f"{vids[3]} 2"])
+        write_text(os.path.join(lists, f"testlist0{k}.txt"), [vids[0], vids[2]] if k == 2 else [vids[2]])
     classes, train = data.parse_dataset("ucf101", root, 1, True)
     _, test = data.parse_dataset("ucf101", root, 1, False)
     assert classes == ["ApplyEyeMakeup", "HandstandPushups"]
@@ -66,6 +70,9 @@ def test_ucf101_layout_crlf_and_case_fallback(tmp_path, proto):
     assert rel(train) == [(vids[0].lower(), 0), (vids[2].lower(), 1)]
     assert rel(test) == [(vids[1].lower(), 0), (vids[3].lower(), 1)]
     assert all(os.path.isfile(p) for p, _ in train + test)
+    assert rel(data.parse_dataset("ucf101", root, 2, True)[1]) == [(vids[1].lower(), 0), (vids[3].lower(), 1)]
+    assert rel(data.parse_dataset("ucf101", root, 2, False)[1]) == [(vids[0].lower(), 0), (vids[2].lower(), 1)]
+    assert rel(data.parse_dataset("ucf101", root, 3, False)[1]) == [(vids[2].lower(), 1)]
 
 
 def test_hmdb51_layout(tmp_path, proto):
@@ -77,6 +84,7 @@ def test_hmdb51_layout(tmp_path, proto):
         write_text(os.path.join(sdir, f"{cls}_test_split1.txt"), [f"{names[0]} 1 ", f"{names[1]} 2 ", f"{names[2]} 0 "],
                    crlf=True)
         write_text(os.path.join(sdir, f"{cls}_test_split2.txt"), [f"{names[0]} 2 ", f"{names[1]} 1 ", f"{names[2]} 1 "])
+        write_text(os.path.join(sdir, f"{cls}_test_split3.txt"), [f"{names[0]} 0 ", f"{names[1]} 2 ", f"{names[2]} 1 "])
     classes, tr1 = data.parse_dataset("hmdb51", root, 1, True)
     _, te1 = data.parse_dataset("hmdb51", root, 1, False)
     _, tr2 = data.parse_dataset("hmdb51", root, 2, True)
@@ -85,6 +93,9 @@ def test_hmdb51_layout(tmp_path, proto):
     assert base(tr1) == [("a.avi", 0), ("d.avi", 1)]
     assert base(te1) == [("b.avi", 0), ("e.avi", 1)]
     assert base(tr2) == [("b.avi", 0), ("c.avi", 0), ("e.avi", 1), ("f.avi", 1)]
+    # split 3: "1" = train, "2" = test, "0" = unused
+    assert base(data.parse_dataset("hmdb51", root, 3, True)[1]) == [("c.avi", 0), ("f.avi", 1)]
+    assert base(data.parse_dataset("hmdb51", root, 3, False)[1]) == [("b.avi", 0), ("e.avi", 1)]
 
 
 def test_sthv1_layout_reads_jpeg_frames(tmp_path):
