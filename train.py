@@ -579,7 +579,8 @@ def _train(parser, args, argv, stop):
             dist.all_gather_object(states, rng_state())
         return {"model": model.state_dict(), "model_config": model.config, "args": vars(args),
                 "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": {"per_rank": states}, "best_top1": best_top1, "history": history,
                 "epoch_acc": epoch_acc, "classes": list(loaders.classes)}
 
