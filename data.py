@@ -163,6 +163,14 @@ def _keep_existing(name, root, samples):
     return kept
 
 
+def _need_root(name, root, split=None, splits=None):
+    """The data root must exist (else the layout error); `split`, when checked, must be in `splits`."""
+    if not os.path.isdir(root):
+        raise layout_error(name, root, "the data root does not exist")
+    if splits is not None and split not in splits:
+        raise ValueError(f"{name}: --split must be {', '.join(map(str, splits[:-1]))} or {splits[-1]}, got {split}")
+
+
 def _need(name, root, path, kind="file"):
     ok = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
     if not ok:
@@ -171,10 +179,7 @@ def _need(name, root, path, kind="file"):
 
 
 def parse_ucf101(root, split=1, train=True, name="ucf101"):
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
-    if split not in (1, 2, 3):
-        raise ValueError(f"{name}: --split must be 1, 2 or 3, got {split}")
+    _need_root(name, root, split, splits=(1, 2, 3))
     lists = _need(name, root, os.path.join(root, "ucfTrainTestlist"), "folder")
     videos = _need(name, root, os.path.join(root, "UCF-101"), "folder")
     classes = []
@@ -204,10 +209,7 @@ def parse_ucf101(root, split=1, train=True, name="ucf101"):
 
 def parse_hmdb51(root, split=1, train=True):
     name = "hmdb51"
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
-    if split not in (1, 2, 3):
-        raise ValueError(f"{name}: --split must be 1, 2 or 3, got {split}")
+    _need_root(name, root, split, splits=(1, 2, 3))
     sdir = _need(name, root, os.path.join(root, "testTrainMulti_7030_splits"), "folder")
     vdir = _need(name, root, os.path.join(root, "hmdb51_org"), "folder")
     suffix = f"_test_split{split}.txt"
@@ -227,8 +229,7 @@ def parse_hmdb51(root, split=1, train=True):
 
 def parse_sthv1(root, split=1, train=True):
     name = "sthv1"
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
+    _need_root(name, root)
     if split != 1:
         raise ValueError(f"{name}: only split 1 exists (train / validation), got --split {split}")
     fdir = _need(name, root, os.path.join(root, "20bn-something-something-v1"), "folder")
@@ -311,8 +312,7 @@ def _read_kinetics_csv(path):
 
 def _kinetics_items(root, train, name):
     """(classes, [(path, label_name, youtube_id)]) for one Kinetics split, from CSVs or label folders."""
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
+    _need_root(name, root)
     vdir = _kinetics_dir(root, train)
     if vdir is None:
         raise layout_error(name, root, f"missing video folder {os.path.join(root, 'train' if train else 'val')}")
@@ -373,8 +373,7 @@ def parse_minikinetics(root, split=1, train=True):
     name = "minikinetics"
     if split != 1:
         raise ValueError(f"{name}: only split 1 exists (train / val), got --split {split}")
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
+    _need_root(name, root)
     ids = {}
     for which in ("train", "val"):
         f = _first_file(root, [os.path.join(d, f"{which}_ytid_list.txt") for d in ("", "minikinetics", "annotations")])
@@ -418,8 +417,7 @@ def _parse_list_file(root, listfile):
 
 def parse_list(root, split=1, train=True):
     name = "list"
-    if not os.path.isdir(root):
-        raise layout_error(name, root, "the data root does not exist")
+    _need_root(name, root)
     (trf, trc), (vaf, vac) = _list_files(root, split)
     listfile, cands = (trf, trc) if train else (vaf, vac)
     if listfile is None:
