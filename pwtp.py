@@ -34,7 +34,8 @@ class PWTPOutput(NamedTuple):
     da: torch.Tensor        # (N, C, H, W)      dynamic appearance, Eq. 6
     x_hat: torch.Tensor     # (N, T, C, H, W)   projection of the clip on its subspaces, Eq. 1
     residual: torch.Tensor  # (N, T, C, H, W)   projection residual e = x - x_hat, Eq. 5
-    A: torch.Tensor         # (N, H, W, T, D)   per-pixel subspace bases, Eq. 4
+    A: torch.Tensor         # (N, H, W, T, D)   per-pixel subspace bases, Eq. 4; >= float32. Every
+                            # other field is computed from this very tensor, so autograd.grad(loss, A) works
     enopr: torch.Tensor     # (N,)              ||E|| / ||X|| per segment, Eq. 7
 
 
@@ -220,9 +221,15 @@ class PWTP(nn.Module):
         """x: (N, T, C, H, W) segments (N = batch x segments) -> PWTPOutput (see its fields)."""
         if x.dim() != 5 or x.shape[1] != self.frames:
             raise ValueError(f"PWTP expects segments of shape (N, T={self.frames}, C, H, W), got {tuple(x.shape)}")
-        a = self.subspaces(x)                        # (N, T, D, H, W)     Eq. 2-4
         work = torch.promote_types(x.dtype, torch.float32)
-        xw, a = x.to(work), a.to(work)               # the solve in >= float32 (see project)
+        xw = x.to(work)                              # the solve in >= float32 (see project)
+        # A is the paper's (N, H, W, T, D) tensor and the one node through which every output
+        # below (x_hat, residual, da, enopr) reaches theta_p: the channels-first working view `a`
+        # is derived FROM it. So torch.autograd.grad(loss, out.A) is dL/dA, as mgda.py needs.
+        # The cast to the working dtype comes first, so the returned A is the tensor actually used
+        # (dtype >= float32 even for half inputs).
+        A = self.subspaces(x).to(work).permute(0, 3, 4, 1, 2)   # (N, H, W, T, D)   Eq. 2-4
+        a = A.permute(0, 3, 4, 1, 2)                 # (N, T, D, H, W)     a view of A, same storage
         AtA, Atx, beta = normal_equations(xw, a)     # (N, D, D/C, H, W)   Eq. 1
         x_hat = combine(a, beta)                     # (N, T, C, H, W)     Eq. 1
         residual = xw - x_hat                        # (N, T, C, H, W)     Eq. 5
@@ -240,7 +247,7 @@ class PWTP(nn.Module):
         e2 = (xx - (beta * (2 * Atx - AtA_beta)).sum((1, 2))).clamp_min(0)          # (N, H, W)
         enopr_ = e2.sum((1, 2)).clamp_min(1e-30).sqrt() / xx.sum((1, 2)).sqrt().clamp_min(1e-6)  # (N,)
         return PWTPOutput(da=da.to(x.dtype), x_hat=x_hat.to(x.dtype), residual=residual.to(x.dtype),
-                          A=a.permute(0, 3, 4, 1, 2),               # (N, H, W, T, D), a view
+                          A=A,                                      # (N, H, W, T, D), in the graph
                           enopr=enopr_)
 
 

@@ -223,3 +223,34 @@ def test_forward_da_and_enopr_equal_the_definitions(D):
     slow = torch.autograd.grad(dynamic_appearance(out.residual).sum() + enopr(x, out.residual).sum(), params)
     for f, s in zip(fast, slow):
         torch.testing.assert_close(f, s, rtol=1e-6, atol=1e-9)
+
+
+def test_A_is_the_graph_node_every_output_goes_through():
+    # mgda.py differentiates the losses with respect to the per-pixel bases, autograd.grad(L, out.A):
+    # A must be the tensor through which da, x_hat, residual and enopr reach theta_p.
+    torch.manual_seed(0)
+    m = PWTP(frames=4, proj_dim=2).double()
+    x = torch.randn(2, 4, 3, 16, 16, dtype=torch.float64)
+    out = m(x)
+    for name, loss in [("enopr", out.enopr.mean()), ("da", out.da.sum()), ("x_hat", out.x_hat.square().sum()),
+                       ("residual", out.residual.square().sum())]:
+        (gA,) = torch.autograd.grad(loss, out.A, retain_graph=True)
+        assert gA.shape == out.A.shape
+        assert gA.abs().sum() > 0, f"{name} does not depend on out.A"
+    # Chain rule: dL/dtheta_p == (dA/dtheta_p)^T dL/dA, i.e. nothing reaches theta_p around A.
+    loss = out.enopr.mean() + 0.1 * out.da.square().sum()
+    params = list(m.parameters())
+    (gA,) = torch.autograd.grad(loss, out.A, retain_graph=True)
+    direct = torch.autograd.grad(loss, params, retain_graph=True)
+    through_A = torch.autograd.grad(out.A, params, grad_outputs=gA)
+    for (name, _), d, t in zip(m.named_parameters(), direct, through_A):
+        torch.testing.assert_close(d, t, rtol=1e-9, atol=1e-12, msg=name)
+    assert out.A.dtype == torch.float64
+
+
+def test_A_is_in_the_working_dtype_for_half_inputs():
+    m = PWTP(frames=4).to(torch.bfloat16)
+    out = m(torch.randn(2, 4, 3, 16, 16).to(torch.bfloat16))
+    assert out.A.dtype == torch.float32            # the solve's dtype: the tensor actually used
+    (gA,) = torch.autograd.grad(out.enopr.mean(), out.A)
+    assert gA.abs().sum() > 0
