@@ -164,7 +164,6 @@ class TSMResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(cin, num_classes)
-        self.feature_dim = cin
         # torchvision's init for the body; TSN's small normal init for the new head.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

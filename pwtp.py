@@ -12,6 +12,11 @@ text lost). The whole idea in three sentences:
     *dynamic appearance*; averaged over the T frames it is one picture per segment (Eq. 6).
     The relative size of the residual, ENoPR (Eq. 7-8), is PWTP's own training loss L_p.
 
+The file reads in the order the data flows, one section per equation:
+    Eq. 2 (Phi, local aggregation) -> Eq. 3 (relation descriptor) -> Eq. 4 (MLP -> A_n)
+    -> Eq. 1 (projection) -> Eq. 5 (residual) -> Eq. 6 (DA) -> Eq. 7-8 (ENoPR, L_p)
+and ends with the module `PWTP`, whose forward runs them in that order.
+
 Shapes used throughout (the paper's letters):
     N  = batch x segments       (PWTP runs on every segment independently)
     T  = frames per segment      D = dimension of the subspace (proj_dim), 1 <= D < T
@@ -19,8 +24,10 @@ Shapes used throughout (the paper's letters):
     C' = conv channels (24)      H', W' = size after the strided conv (H/8, W/8 by default)
     L  = T(T-1)/2 frame pairs
 
-Public API: `PWTP`, `PWTPOutput`, and the equation functions `temporal_relation_descriptor`
-(Eq. 3), `project` (Eq. 1), `dynamic_appearance` (Eq. 6), `enopr` (Eq. 7; batch mean = Eq. 8).
+Public API: `PWTP`, `PWTPOutput`, and the equation functions `local_aggregation` (Eq. 2),
+`temporal_relation_descriptor` (Eq. 3), `upsample_bases` (Eq. 4), `project` (Eq. 1, with its
+pieces `normal_equations` and `combine`), `projection_residual` (Eq. 5), `dynamic_appearance`
+(Eq. 6), `enopr` (Eq. 7) and `projection_loss` (Eq. 8, the L_p that training minimises).
 """
 from typing import NamedTuple
 
@@ -37,6 +44,25 @@ class PWTPOutput(NamedTuple):
     A: torch.Tensor         # (N, H, W, T, D)   per-pixel subspace bases, Eq. 4; >= float32. Every
                             # other field is computed from this very tensor, so autograd.grad(loss, A) works
     enopr: torch.Tensor     # (N,)              ||E|| / ||X|| per segment, Eq. 7
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 2: local spatial aggregation, U = Phi(X)
+# ---------------------------------------------------------------------------------------------
+def local_aggregation(phi: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: U = Phi(X), the same 2D conv (PWTP.phi: k x k, stride s, C' channels) on every frame.
+
+    x: (N, T, C, H, W) -> u: (N, T, C', H', W'), H' = ceil(H / s) with padding k // 2.
+
+    Why aggregate a neighbourhood first: a single pixel's colour over time cannot tell "an edge
+    moved across me" from "the light changed"; a k x k neighbourhood can. Why one conv for every
+    frame (no temporal kernel): the frames must be described alike, so that Eq. 3's frame-pair
+    similarities compare like with like. The stride makes Eq. 3-4 cheap (the subspace varies
+    slowly across space); Eq. 4 upsamples back to every pixel.
+    """
+    N, T = x.shape[:2]
+    u = phi(x.flatten(0, 1))                        # (N*T, C', H', W')   every frame alike
+    return u.unflatten(0, (N, T))                   # (N, T, C', H', W')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,13 +89,51 @@ def temporal_relation_descriptor(u: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# Eq. 4: an MLP turns each relation descriptor into T*D numbers, upsampled to one A_n per pixel
+# ---------------------------------------------------------------------------------------------
+# The MLP (Appendix C) is FC(L -> w), GELU, K `Bottleneck`s, FC(w -> T*D); its layers are built in
+# PWTP.__init__ (they are parameters) and run in PWTP.subspaces, each position m on its own.
+
+class Bottleneck(nn.Module):
+    """One residual bottleneck of Appendix C: z <- z + FC_up(GELU(FC_down(BN(z))))."""
+
+    def __init__(self, width: int, ratio: float):
+        super().__init__()
+        hidden = int(ratio * width)                  # floor(rho * w)
+        self.bn = nn.BatchNorm1d(width)              # BatchNorm, not LayerNorm (Appendix C)
+        self.down = nn.Linear(width, hidden)
+        self.up = nn.Linear(hidden, width)
+
+    def forward(self, z):                            # z: (M, w), M = every position of every segment
+        return z + self.up(F.gelu(self.down(self.bn(z))))
+
+
+def upsample_bases(maps: torch.Tensor, T: int, D: int, size) -> torch.Tensor:
+    """Eq. 4, last step: the MLP's T*D numbers per position -> one T x D basis per pixel.
+
+    maps: (N, H', W', T*D), the MLP output of every position m; size = (H, W) of the frames.
+    returns a: (N, T, D, H, W), "channels first" (see the layout note of Eq. 1); A_n of the paper
+    is a[:, :, :, h, w] for pixel n = (h, w).
+
+    Bilinear upsampling of the T*D maps gives neighbouring pixels smoothly varying subspaces,
+    as the paper says; the subspace is thus decided at the conv's resolution.
+    """
+    N, Hp, Wp, _ = maps.shape
+    a = maps.permute(0, 3, 1, 2)                     # (N, T*D, H', W')   T*D maps
+    if (Hp, Wp) != tuple(size):
+        a = F.interpolate(a, size=tuple(size), mode="bilinear", align_corners=False)   # (N, T*D, H, W)
+    return a.reshape(N, T, D, *size)                 # (N, T, D, H, W)    row t, column d of every A_n
+
+
+# ---------------------------------------------------------------------------------------------
 # Eq. 1: projection of every pixel's temporal profile onto its own subspace
 # ---------------------------------------------------------------------------------------------
 # Layout. The paper writes one small T x D matrix A_n per pixel. Stored that way, (N, H, W, T, D),
 # the contractions over t become hundreds of thousands of tiny matrix products, which is slow on
 # every device. Inside this file the bases live "channels first", a: (N, T, D, H, W), next to the
 # clip x: (N, T, C, H, W), so every contraction over t is a broadcast multiply and a sum over
-# dim 1: plain elementwise work over whole images. The public `A` is a permuted view of `a`.
+# dim 1: plain elementwise work over whole images. The public `A` (PWTPOutput.A) is the
+# paper's layout, and PWTP.forward derives its working `a` from it (a permuted view).
 
 def normal_equations(x: torch.Tensor, a: torch.Tensor, ridge: float = 1e-6):
     """Eq. 1's pieces for every pixel: A^T A, A^T x and beta = (A^T A)^{-1} A^T x.
@@ -121,7 +185,19 @@ def project(x: torch.Tensor, A: torch.Tensor, ridge: float = 1e-6):
 
 
 # ---------------------------------------------------------------------------------------------
-# Eq. 6 and Eq. 7-8: dynamic appearance and ENoPR
+# Eq. 5: the projection residual
+# ---------------------------------------------------------------------------------------------
+def projection_residual(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: e_n = x_n - x_hat_n = (I_T - P_n) x_n, for every pixel.  (N, T, C, H, W) both.
+
+    What the pixel's subspace cannot explain. Being (I - P_n) x_n it is orthogonal to every column
+    of A_n (a test checks it): whatever A_n calls "static" is removed exactly, the rest is kept.
+    """
+    return x - x_hat
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 6: dynamic appearance
 # ---------------------------------------------------------------------------------------------
 def dynamic_appearance(residual: torch.Tensor) -> torch.Tensor:
     """Eq. 6: DA_n = (1/T) sum_t e_n^t -- one picture per segment.
@@ -134,19 +210,32 @@ def dynamic_appearance(residual: torch.Tensor) -> torch.Tensor:
     per-pixel, input-adaptive temporal contrast of the frames -- a cousin of the dynamic image
     (whose weights also sum to 0; see baselines.py): static pixels vanish, changing pixels keep
     their moving appearance.
+
+    PWTP.forward does NOT call this function: it computes the same DA from per-pixel sums,
+    mean_t x_t - (mean_t a_t) beta, without the full residual (see the line marked "Eq. 6" in
+    PWTP.forward). This is the definition; tests/test_pwtp.py checks that both agree, in value
+    and in gradient.
     """
     return residual.mean(dim=1)
 
 
+# ---------------------------------------------------------------------------------------------
+# Eq. 7-8: ENoPR per segment and its batch mean L_p
+# ---------------------------------------------------------------------------------------------
 def enopr(x: torch.Tensor, residual: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Eq. 7: ENoPR = ||E||_2 / ||X||_2 per segment, norms over time, channels and space.
 
-    x, residual: (N, T, C, H, W) -> (N,). The batch loss of Eq. 8 is its mean, L_p = enopr.mean().
+    x, residual: (N, T, C, H, W) -> (N,). The batch loss of Eq. 8 is `projection_loss` (the mean).
 
     Relative, not absolute: a bright, busy clip should not weigh more than a dark one, and the
     value reads as a fraction (0 = the subspace explains the clip, 1 = it explains nothing; the
     paper reports 0.08-0.72). `eps` keeps an all-black clip (||X|| = 0, hence E = 0) at 0 instead
     of 0/0, with a finite gradient.
+
+    PWTP.forward does NOT call this function: it computes the same ENoPR from per-pixel sums,
+    ||x - A beta||^2 = x.x - 2 beta.(A^T x) + beta.(A^T A) beta (see the line marked "Eq. 7" in
+    PWTP.forward). This is the definition; tests/test_pwtp.py checks that both agree, in value
+    and in gradient.
     """
     work = torch.promote_types(x.dtype, torch.float32)          # norms of half tensors overflow
     e = residual.to(work).flatten(1)                            # (N, T*C*H*W)
@@ -154,23 +243,21 @@ def enopr(x: torch.Tensor, residual: torch.Tensor, eps: float = 1e-6) -> torch.T
     return torch.linalg.vector_norm(e, dim=1) / torch.linalg.vector_norm(X, dim=1).clamp_min(eps)
 
 
+def projection_loss(enopr: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: L_p = (1/B) sum_b ||E_b|| / ||X_b||, the mean ENoPR over the B segments of a batch.
+
+    enopr: (B,) per-segment ENoPR (PWTPOutput.enopr) -> a scalar in at least float32.
+    A plain mean over segments (not over videos): each segment is one projected clip of Eq. 7.
+    Reduced in float32 (float64 stays float64) so a half-precision run does not sum in half.
+    """
+    if enopr.dim() != 1:
+        raise ValueError(f"projection_loss: expected per-segment ENoPR of shape (B,), got {tuple(enopr.shape)}")
+    return enopr.to(torch.promote_types(enopr.dtype, torch.float32)).mean()
+
+
 # ---------------------------------------------------------------------------------------------
-# Eq. 4: the MLP that turns relation descriptors into subspace bases
+# The module: Eq. 2 -> 3 -> 4 -> 1 -> 5 -> 6 -> 7, in this order
 # ---------------------------------------------------------------------------------------------
-class Bottleneck(nn.Module):
-    """One residual bottleneck of Appendix C: z <- z + FC_up(GELU(FC_down(BN(z))))."""
-
-    def __init__(self, width: int, ratio: float):
-        super().__init__()
-        hidden = int(ratio * width)                  # floor(rho * w)
-        self.bn = nn.BatchNorm1d(width)              # BatchNorm, not LayerNorm (Appendix C)
-        self.down = nn.Linear(width, hidden)
-        self.up = nn.Linear(hidden, width)
-
-    def forward(self, z):                            # z: (M, w), M = every position of every segment
-        return z + self.up(F.gelu(self.down(self.bn(z))))
-
-
 class PWTP(nn.Module):
     """Pixel-Wise Temporal Projection (Sec. 3.1-3.2): T frames in, one dynamic-appearance frame out.
 
@@ -186,9 +273,8 @@ class PWTP(nn.Module):
         if not 1 <= proj_dim < frames:
             raise ValueError(f"PWTP: proj_dim (D) must satisfy 1 <= D < T = {frames}, got D = {proj_dim}; "
                              "D = T would explain every clip perfectly and leave no residual")
-        self.frames, self.proj_dim, self.stride = frames, proj_dim, stride
-        # Eq. 2: Phi, a per-frame 2D conv that aggregates a k x k neighbourhood. The stride makes
-        # the descriptor cheap (the subspace changes slowly across space), Eq. 4 upsamples back.
+        self.frames, self.proj_dim = frames, proj_dim
+        # Eq. 2: Phi, a per-frame 2D conv that aggregates a k x k neighbourhood (see local_aggregation).
         self.phi = nn.Conv2d(in_channels, channels, kernel_size, stride=stride,
                              padding=kernel_size // 2, bias=True)
         L = frames * (frames - 1) // 2               # number of frame pairs in Eq. 3
@@ -203,19 +289,13 @@ class PWTP(nn.Module):
         """Eq. 2-4: x (N, T, C, H, W) -> a (N, T, D, H, W), one T x D basis per pixel, stored
         channels first (see `normal_equations`); A of the paper is a.permute(0, 3, 4, 1, 2)."""
         N, T, C, H, W = x.shape
-        u = self.phi(x.flatten(0, 1))                # (N*T, C', H', W')   Eq. 2, every frame alike
-        u = u.unflatten(0, (N, T))                   # (N, T, C', H', W')
+        u = local_aggregation(self.phi, x)           # (N, T, C', H', W')  Eq. 2
         r = temporal_relation_descriptor(u)          # (N, H', W', L)      Eq. 3
         Hp, Wp = r.shape[1:3]
-        z = F.gelu(self.fc_in(r.flatten(0, 2)))      # (N*H'*W', w)        the MLP sees each position alone
+        z = F.gelu(self.fc_in(r.flatten(0, 2)))      # (N*H'*W', w)        Eq. 4: the MLP sees each position alone
         z = self.blocks(z)
-        a = self.fc_out(z)                           # (N*H'*W', T*D)
-        a = a.view(N, Hp, Wp, T * self.proj_dim).permute(0, 3, 1, 2)   # (N, T*D, H', W')  T*D maps
-        if (Hp, Wp) != (H, W):
-            # Eq. 4: the T*D maps are upsampled bilinearly to the frame size, so neighbouring pixels
-            # share smoothly varying subspaces.
-            a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)
-        return a.view(N, T, self.proj_dim, H, W)    # (N, T, D, H, W)    row t, column d of every A_n
+        maps = self.fc_out(z).view(N, Hp, Wp, T * self.proj_dim)       # (N, H', W', T*D)
+        return upsample_bases(maps, T, self.proj_dim, (H, W))          # (N, T, D, H, W)   Eq. 4
 
     def forward(self, x: torch.Tensor) -> PWTPOutput:
         """x: (N, T, C, H, W) segments (N = batch x segments) -> PWTPOutput (see its fields)."""
@@ -232,11 +312,12 @@ class PWTP(nn.Module):
         a = A.permute(0, 3, 4, 1, 2)                 # (N, T, D, H, W)     a view of A, same storage
         AtA, Atx, beta = normal_equations(xw, a)     # (N, D, D/C, H, W)   Eq. 1
         x_hat = combine(a, beta)                     # (N, T, C, H, W)     Eq. 1
-        residual = xw - x_hat                        # (N, T, C, H, W)     Eq. 5
+        residual = projection_residual(xw, x_hat)    # (N, T, C, H, W)     Eq. 5
 
-        # Eq. 6 and 7 from per-pixel sums instead of the full residual. They give the same
-        # numbers as dynamic_appearance(residual) and enopr(x, residual) (a test checks it), but
-        # the losses then reach the parameters through (N, D, C, H, W)-sized tensors only: the
+        # Eq. 6 and 7 from per-pixel sums: dynamic_appearance(residual) and enopr(x, residual),
+        # the definitions above, are NOT called here. These two lines give the same numbers and
+        # gradients (tests/test_pwtp.py::test_forward_da_and_enopr_equal_the_definitions), but the
+        # losses then reach the parameters through (N, D, C, H, W)-sized tensors only: the
         # backward pass never touches a full (N, T, C, H, W) tensor except to form A^T x. That
         # keeps PWTP a small fraction of the backbone's time, as its FLOPs promise.
         #   Eq. 6: mean_t e_t = mean_t x_t - (mean_t a_t) beta
@@ -246,6 +327,7 @@ class PWTP(nn.Module):
         AtA_beta = (AtA.unsqueeze(3) * beta.unsqueeze(1)).sum(2)                    # (N, D, C, H, W)
         e2 = (xx - (beta * (2 * Atx - AtA_beta)).sum((1, 2))).clamp_min(0)          # (N, H, W)
         enopr_ = e2.sum((1, 2)).clamp_min(1e-30).sqrt() / xx.sum((1, 2)).sqrt().clamp_min(1e-6)  # (N,)
+        # (Eq. 8, the batch mean, is projection_loss(out.enopr), applied by the training loop.)
         return PWTPOutput(da=da.to(x.dtype), x_hat=x_hat.to(x.dtype), residual=residual.to(x.dtype),
                           A=A,                                      # (N, H, W, T, D), in the graph
                           enopr=enopr_)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from pwtp import PWTP, dynamic_appearance, enopr, project, temporal_relation_descriptor
+from pwtp import PWTP, dynamic_appearance, enopr, project, projection_loss, temporal_relation_descriptor
 
 torch.manual_seed(0)
 
@@ -254,3 +254,17 @@ def test_A_is_in_the_working_dtype_for_half_inputs():
     assert out.A.dtype == torch.float32            # the solve's dtype: the tensor actually used
     (gA,) = torch.autograd.grad(out.enopr.mean(), out.A)
     assert gA.abs().sum() > 0
+
+
+def test_projection_loss_is_the_float32_batch_mean():
+    # Eq. 8: L_p is the plain mean of the per-segment ENoPR, reduced in (at least) float32.
+    e = torch.tensor([0.1, 0.5, 0.3], dtype=torch.bfloat16)
+    L = projection_loss(e)
+    assert L.dtype == torch.float32 and L.dim() == 0
+    assert abs(L.item() - e.float().mean().item()) < 1e-7
+    assert projection_loss(e.double()).dtype == torch.float64
+    m = PWTP(frames=4)
+    out = m(torch.randn(3, 4, 3, 16, 16))
+    torch.testing.assert_close(projection_loss(out.enopr), out.enopr.mean())
+    with pytest.raises(ValueError, match="per-segment"):
+        projection_loss(torch.ones(2, 3))
