@@ -24,8 +24,11 @@ FLOPs / 2, the number comparable with the paper's tables.
 import argparse
 import contextlib
 import csv
+import errno
 import json
 import os
+import pickle
+import shutil
 import time
 
 import torch
@@ -145,21 +148,110 @@ def skipped_count(ds):
     return int(sum(s.values())) if hasattr(s, "values") else int(s)
 
 
-def load_checkpoint(path, prog="evaluate.py"):
-    """train.py's checkpoint dict, checked for the entries that rebuild the model (also used by
-    visualize.py). Raises FileNotFoundError / ValueError naming `prog`, the file and what was expected.
+# ---------------------------------------------------------------------------------------------
+# One home for what train.py, visualize.py and bench.py share with this file: the device rule,
+# atomic file writes, reading checkpoints and turning one into a model. They import it from here.
+# ---------------------------------------------------------------------------------------------
+def resolve_device(arg="auto", local_rank=0, prog="evaluate.py"):
+    """--device auto|cpu|cuda|cuda:K -> torch.device. `auto` (and a bare `cuda`) pick this process's
+    GPU under torchrun (LOCAL_RANK), else the CPU. Asking for CUDA without one is an error."""
+    if arg == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(arg)
+    except RuntimeError:
+        raise SystemExit(f"{prog}: --device {arg!r}: expected auto, cpu, cuda or cuda:K") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"{prog}: --device {arg} asked for CUDA but none is available")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    return device
 
-    Our checkpoints hold numpy RNG states and plain dicts beside the weights, hence weights_only=False:
-    only load checkpoints you trust (ones this code wrote)."""
+
+def atomic_write(path, write_fn):
+    """Write `path` through a temporary file in the same folder, then os.replace it over `path`.
+
+    Why: a kill or a crash mid-write then never leaves a truncated file under `path`, and the
+    previous version stays readable until the new one is complete. If the write fails (a full
+    disk raises OSError ENOSPC, often deep inside torch.save as "unexpected pos ..."), the
+    temporary file is removed, so it cannot keep the disk full, and an OSError that names the file
+    is raised; the old `path` is untouched."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, FileNotFoundError):
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+            raise OSError(getattr(e, "errno", None) or errno.EIO,
+                          f"could not write {path} ({type(e).__name__}: {e}); {free / 2**20:.0f} MiB free "
+                          f"there (disk full?). The previous {os.path.basename(path)}, if any, is untouched "
+                          "and no temporary file was left behind") from e
+        raise
+
+
+def atomic_torch_save(obj, path):
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_json(obj, path):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+    atomic_write(path, write)
+
+
+def read_torch_file(path, what, weights_only=False):
+    """torch.load(path) with errors that say which file and flag: `what` is e.g.
+    "train.py: --resume". A missing, empty, truncated or foreign file raises ValueError (or
+    FileNotFoundError) naming it, instead of a bare EOFError / UnpicklingError / zip error.
+
+    weights_only=False runs the pickle: our own checkpoints hold numpy RNG states, which need it.
+    Only load checkpoints you trust (ones this code wrote)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{prog}: --checkpoint {path!r} does not exist "
-                                "(expected RUN_DIR/best.pt or RUN_DIR/last.pt written by train.py)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{what} {path!r} is empty (0 bytes): an interrupted copy or a full disk?")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            ModuleNotFoundError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} {path!r} is not a readable PyTorch file: truncated, corrupt or "
+                         f"not written by torch.save ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+
+
+def load_checkpoint(path, prog="evaluate.py", flag="--checkpoint"):
+    """train.py's checkpoint (or an exported weights file), checked for the entries that rebuild the
+    model. Raises FileNotFoundError / ValueError naming `prog`, `flag`, the file and what was
+    expected. Used by evaluate.py, visualize.py and train.py --resume."""
+    ckpt = read_torch_file(path, f"{prog}: {flag}")
     for key in ("model", "model_config"):
         if not isinstance(ckpt, dict) or key not in ckpt:
-            raise ValueError(f"{prog}: --checkpoint {path!r} has no {key!r} entry; expected a checkpoint "
-                             "written by train.py (keys 'model', 'model_config', ...)")
+            raise ValueError(f"{prog}: {flag} {path!r} has no {key!r} entry; expected a checkpoint "
+                             "written by train.py (keys 'model', 'model_config', ...) or by "
+                             "evaluate.py --export")
     return ckpt
+
+
+def _strip_prefix(state, prefix):
+    # DistributedDataParallel ("module.") and torch.compile ("_orig_mod.") rename every key.
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def model_from_checkpoint(ckpt):
+    """The DAModel a checkpoint (or export) describes, with its weights, on the CPU."""
+    import backbones
+
+    config = dict(ckpt["model_config"])
+    config["pretrained"] = None            # the weights come from the checkpoint: no download
+    model = backbones.build_model(**config)
+    model.load_state_dict(_strip_prefix(_strip_prefix(ckpt["model"], "module."), "_orig_mod."))
+    return model
 
 
 def write_csvs(stem, classes, conf, per_class):
@@ -220,15 +312,10 @@ def main(argv=None):
     segments, frames = cfg.get("segments", 8), cfg.get("frames", 8)
     crop_size = targs.get("crop_size") or cfg.get("crop_size", 224)
 
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = resolve_device(args.device)
     amp = AMP_DTYPES[args.amp] if args.amp else None
 
-    model = backbones.build_model(**cfg)
-    model.load_state_dict(ckpt["model"])
-    model.to(device)
+    model = model_from_checkpoint(ckpt).to(device)
 
     ds = data.build_dataset(dataset, data_root, split=split, train=False, segments=segments,
                             frames=frames, crop_size=crop_size, clips=args.clips, crops=args.crops,

@@ -5,6 +5,15 @@
     torchrun --nproc_per_node=8 train.py --dataset sthv1 --data-root DIR --backbone tsm --amp
     python train.py --resume RUN_DIR                            # continue a stopped run exactly
 
+The file reads in the order a run happens:
+    1. the parser and the recipe          build_parser, paper_recipe, resolve_defaults
+    2. opening or resuming a run          setup_distributed, open_run, StopRequest, RNG states
+    3. the model and the optimiser        build_optimizer, frozen_batchnorms, lr_lambda_factory
+    4. one training step                  train_step -> StepResult
+    5. the end of an epoch                validate, make_checkpoint, end_of_period
+    6. the log                            LOG_FIELDS, LogWriter
+    7. main                               the batch loop
+
 One step (Algorithm 1 for --joint mgda):
     clip (B, S*T, C, H, W) -> model -> logits (B, K), PWTP output (enopr (B*S,))
     L_c = cross-entropy with label smoothing 0.1       (recognition loss)
@@ -42,13 +51,12 @@ predictions are gathered from every rank; rank 0 alone prints and writes files.
 """
 import argparse
 import csv
-import hashlib
-import json
 import math
 import os
 import random
 import signal
 import time
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -56,22 +64,22 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluate import AMP_DTYPES, autocast, classification_metrics, predict
+from backbones import BACKBONES, INPUTS
+from data import DATASETS
+from evaluate import (AMP_DTYPES, atomic_json, atomic_torch_save, autocast, classification_metrics,
+                      load_checkpoint, predict, resolve_device)
+from mgda import STRATEGIES
 
-BACKBONES = ("tsm", "x3d_xs", "x3d_m", "vit_b16")
-INPUTS = ("da", "rgb", "rgbdiff", "dynimg")
-JOINT = ("mgda", "constant", "scheduler", "separate", "recognition")
-DATASETS = ("synthetic", "ucf101", "hmdb51", "sthv1", "kinetics400", "minikinetics", "list")
-
-# The CPU-sized configuration of the quick start (used for --dataset synthetic, flag by flag,
-# for every flag the user leaves unset). Chosen so that `python train.py` learns the synthetic set
-# in a few minutes on 2 CPU cores.
-# The CPU quick start. Chosen by a sweep over lr {0.0025, 0.005, 0.01} x T {4, 8} x joint
-# {mgda, constant} (30 epochs each): constant lambda = 1 reached 95-100 % validation top-1 on the
-# synthetic set, MGDA 25-57 %: on this set alpha (Eq. 12) collapses to ~0 within a few epochs,
-# i.e. g_p is the shorter gradient and PWTP then follows L_p alone, which (at T = 4, 64 px)
-# projects the moving object away too. So the quick start uses `constant`; `--joint mgda` shows
-# the collapse (the README's claims table has the numbers). Real datasets default to mgda.
+# =============================================================================================
+# 1. The parser and the recipe
+# =============================================================================================
+# The CPU quick start (used for --dataset synthetic, flag by flag, for every flag the user leaves
+# unset). Chosen by a sweep over lr {0.0025, 0.005, 0.01} x T {4, 8} x joint {mgda, constant}
+# (30 epochs each): constant lambda = 1 reached 95-100 % validation top-1 on the synthetic set,
+# MGDA 25-57 %: on this set alpha (Eq. 12) collapses to ~0 within a few epochs, i.e. g_p is the
+# shorter gradient and PWTP then follows L_p alone, which (at T = 4, 64 px) projects the moving
+# object away too. So the quick start uses `constant`; `--joint mgda` shows the collapse (the
+# README's claims table has the numbers). Real datasets default to mgda.
 SYNTHETIC_DEFAULTS = dict(
     backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64, joint="constant",
     epochs=30, batch_size=8, lr=0.005, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
@@ -113,7 +121,7 @@ def paper_recipe(dataset, backbone):
 
 
 # Flags that may be changed when resuming (they do not change the computation).
-RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every", "print_weights_checksum")
+RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every")
 
 
 def build_parser():
@@ -136,7 +144,7 @@ def build_parser():
     a("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
     a("--frames", type=int, default=None, help="T frames per segment (default 8)")
     a("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
-    a("--joint", default=None, choices=JOINT,
+    a("--joint", default=None, choices=STRATEGIES,
       help="joint-training strategy (Table 5; default mgda; synthetic: constant, see SYNTHETIC_DEFAULTS)")
     a("--lam", type=float, default=1.0, help="lambda of 'constant', lambda_max of 'scheduler' (default 1)")
     a("--lam-min", type=float, default=0.0, help="Eq. 13 floor lambda_min (default 0)")
@@ -162,7 +170,7 @@ def build_parser():
     a("--out", default=None, help="RUN_DIR (default runs/<dataset>-<backbone>-<input>-<joint>-<time>)")
     a("--resume", default=None, metavar="RUN_DIR",
       help="continue the run in RUN_DIR (its last.pt) exactly; its own flags are used, except "
-           + ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDABLE[:3]))
+           + ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDABLE))
     a("--seed", type=int, default=0)
     a("--subset", type=int, default=None, metavar="N", help="train on a random N-video subset")
     a("--overfit", type=int, default=None, metavar="N",
@@ -175,8 +183,6 @@ def build_parser():
            "against fp16's narrow range); losses, PWTP's solve and the optimiser stay in float32")
     a("--device", default="auto", help="auto | cpu | cuda (default auto)")
     a("--log-every", type=int, default=None, help="steps between progress lines / log.csv rows")
-    # Debugging aid for the distributed test: every rank prints a checksum of its weights.
-    a("--print-weights-checksum", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -216,22 +222,15 @@ def resolve_defaults(args, world_size):
     return args
 
 
-# ---------------------------------------------------------------------------------------------
-# Small helpers: distributed, files, RNG
-# ---------------------------------------------------------------------------------------------
+# =============================================================================================
+# 2. Opening or resuming a run
+# =============================================================================================
 def setup_distributed(device_arg):
+    """(rank, world, device) from torchrun's environment; the process group when world > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_arg == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(device_arg)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
+    device = resolve_device(device_arg, int(os.environ.get("LOCAL_RANK", "0")), prog="train.py")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"train.py: --device {device_arg} asked for CUDA but none is available")
         torch.cuda.set_device(device)
     if world > 1:
         # CUDA tensors (gradients, buffers) go through NCCL; the few small CPU tensors (loss log,
@@ -244,44 +243,38 @@ def is_dist():
     return dist.is_available() and dist.is_initialized()
 
 
-def atomic_write_bytes(path, write_fn):
-    """Write through a temporary file in the same folder, then os.replace: a crash mid-write never
-    leaves a truncated file under `path`."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    write_fn(tmp)
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj, path):
-    atomic_write_bytes(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_json(obj, path):
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-    atomic_write_bytes(path, w)
-
-
-def rng_state():
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(s):
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def weights_checksum(model):
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+def open_run(parser, args, argv, world, log):
+    """(args, checkpoint or None): a fresh run's completed flags, or a resumed run's own flags
+    (plus the few RESUME_OVERRIDABLE ones given now) and its last.pt."""
+    if not args.resume:
+        args = resolve_defaults(args, world)
+        if os.path.exists(os.path.join(args.out, "last.pt")):
+            raise SystemExit(f"train.py: --out {args.out} already holds a run (last.pt); "
+                             f"continue it with --resume {args.out} or choose another --out")
+        return args, None
+    path = args.resume if args.resume.endswith(".pt") else os.path.join(args.resume, "last.pt")
+    if not os.path.isfile(path):
+        raise SystemExit(f"train.py: --resume {args.resume}: no checkpoint at {path}")
+    try:
+        ckpt = load_checkpoint(path, "train.py", "--resume")
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    explicit = {k for k, v in vars(parser.parse_args(argv)).items() if v != parser.get_default(k)}
+    saved = dict(ckpt["args"])
+    ignored = sorted(explicit - set(RESUME_OVERRIDABLE) - {"resume", "device", "amp"})
+    if ignored:
+        log("warning: --resume uses the run's own settings; ignoring "
+            + ", ".join("--" + k.replace("_", "-") for k in ignored))
+    for k in RESUME_OVERRIDABLE + ("device", "amp"):
+        if k in explicit or k == "max_steps":    # a new --max-steps or none: never the old one
+            saved[k] = getattr(args, k)
+    saved["resume"] = args.resume
+    # Continue in the folder the checkpoint is in, even if the run was moved or copied since
+    # (its saved --out may point elsewhere, or nowhere).
+    saved["out"] = os.path.dirname(os.path.abspath(path))
+    if saved.get("amp") is True:           # checkpoints of older runs stored --amp as a bool
+        saved["amp"] = "bf16"
+    return argparse.Namespace(**saved), ckpt
 
 
 class StopRequest:
@@ -309,9 +302,28 @@ class StopRequest:
             signal.signal(s, h)
 
 
-# ---------------------------------------------------------------------------------------------
-# Model-side pieces of the recipe
-# ---------------------------------------------------------------------------------------------
+def seed_everything(seed):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def rng_state():
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(s):
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+# =============================================================================================
+# 3. The model, the optimiser and the schedule
+# =============================================================================================
 def frozen_batchnorms(model):
     """--freeze-bn (TSN's partial BN): every BatchNorm of the backbone but the first. PWTP's own
     BatchNorm (in its MLP) belongs to the DA task and keeps learning."""
@@ -329,7 +341,8 @@ def set_train_mode(model, frozen_bns):
 
 def build_optimizer(model, args):
     """SGD, momentum 0.9. Groups: classifier x5 lr and x5 weight decay; PWTP x pwtp_lr_mult lr;
-    no weight decay on biases and normalisation weights (1-D parameters)."""
+    no weight decay on biases and normalisation weights (1-D parameters). Each group remembers its
+    `lr_mult`, so the base learning rate of a step is group["lr"] / group["lr_mult"]."""
     head = {id(p) for p in model.head_parameters()}
     shared = {id(p) for p in model.shared_parameters()}
     groups = {}
@@ -339,9 +352,15 @@ def build_optimizer(model, args):
         lr_mult = 5.0 if id(p) in head else (args.pwtp_lr_mult if id(p) in shared else 1.0)
         wd = args.weight_decay * (5.0 if id(p) in head else 1.0) if p.ndim > 1 else 0.0
         groups.setdefault((lr_mult, wd), []).append(p)
-    param_groups = [{"params": ps, "lr": args.lr * m, "weight_decay": wd}
+    param_groups = [{"params": ps, "lr": args.lr * m, "weight_decay": wd, "lr_mult": m}
                     for (m, wd), ps in sorted(groups.items())]
     return torch.optim.SGD(param_groups, lr=args.lr, momentum=0.9)
+
+
+def base_lr(optimizer):
+    """The base learning rate the optimiser will use for its next step (before the multipliers)."""
+    g = optimizer.param_groups[0]
+    return g["lr"] / g.get("lr_mult", 1.0)
 
 
 def lr_lambda_factory(warmup_steps, total_steps):
@@ -354,6 +373,101 @@ def lr_lambda_factory(warmup_steps, total_steps):
     return f
 
 
+class Run(NamedTuple):
+    """What a run builds once and every later function uses."""
+    args: argparse.Namespace
+    run_dir: str
+    rank: int
+    world: int
+    device: torch.device
+    amp: Optional[torch.dtype]          # autocast dtype, or None: float32
+    loaders: object                     # data.Loaders
+    model: nn.Module
+    frozen_bns: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    joint: object                       # mgda.JointTraining
+    steps_per_epoch: int
+    total_steps: int
+    log: object                         # print on rank 0 only
+
+
+def build_run(args, rank, world, device, log):
+    """Data, model, optimiser, schedule and joint-training strategy of a run (fresh or resumed)."""
+    import backbones
+    import data
+    import mgda
+
+    seed_everything(args.seed)            # model initialisation identical on every rank
+    data_root = args.data_root
+    if args.dataset == "synthetic" and data_root is None:
+        data_root = data.default_synthetic_root()
+    if world > 1 and rank != 0:
+        dist.barrier()                    # rank 0 first: it may write the synthetic set on first use
+    loaders = data.build_loaders(args.dataset, data_root, split=args.split, segments=args.segments,
+                                 frames=args.frames, crop_size=args.crop_size, batch_size=args.batch_size,
+                                 workers=args.workers, subset=args.subset, overfit=args.overfit,
+                                 seed=args.seed)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    steps_per_epoch = len(loaders.train)
+    if steps_per_epoch == 0:
+        raise SystemExit(f"train.py: the training set of {args.dataset} at {data_root} gives no batch "
+                         f"of {args.batch_size}; lower --batch-size or check --data-root")
+    total_steps = args.epochs * steps_per_epoch
+
+    model = backbones.build_model(args.backbone, loaders.num_classes, input=args.input,
+                                  segments=args.segments, frames=args.frames, proj_dim=args.proj_dim,
+                                  depth=args.depth, dropout=args.dropout, pretrained=args.pretrained,
+                                  small=args.small, crop_size=args.crop_size).to(device)
+    if device.type == "cuda":             # channels-last for the convolutions
+        for p in model.parameters():
+            if p.dim() in (4, 5):
+                p.data = p.data.contiguous(memory_format=torch.channels_last if p.dim() == 4
+                                           else torch.channels_last_3d)
+    frozen_bns = frozen_batchnorms(model) if args.freeze_bn else []
+    for m in frozen_bns:
+        m.requires_grad_(False)
+    optimizer = build_optimizer(model, args)
+    warmup_steps = int(round(args.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_factory(warmup_steps, total_steps))
+    joint = mgda.JointTraining(args.joint, lam=args.lam, total_steps=total_steps, lam_min=args.lam_min,
+                               a=args.sched_a, b=args.sched_b,
+                               separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))))
+    amp = AMP_DTYPES[args.amp] if args.amp else None
+    # fp16 has 5 exponent bits: small gradients underflow to 0. The scaler multiplies the losses by
+    # a large factor before backward and divides the gradients by it before the step, skipping steps
+    # whose gradients overflowed (and shrinking the factor). bf16 has float32's range: no scaler.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    return Run(args, args.out, rank, world, device, amp, loaders, model, frozen_bns, optimizer,
+               scheduler, scaler, joint, steps_per_epoch, total_steps, log)
+
+
+def new_state():
+    """Everything about a run's progress that a checkpoint saves and --resume restores, whole."""
+    return {"epoch": 0, "batch_in_epoch": 0, "step": 0, "best_top1": -1.0, "history": [],
+            "epoch_acc": {"loss_sum": 0.0, "steps": 0, "correct": 0, "seen": 0}}
+
+
+def restore(run, ckpt):
+    """Load a checkpoint into the run's objects; returns its progress state."""
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler.is_enabled() and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    states = ckpt["rng"]["per_rank"]
+    if len(states) != run.world:
+        run.log(f"warning: the checkpoint has RNG states of {len(states)} ranks, this run has "
+                f"{run.world}; the continuation will not be bit-identical")
+    set_rng_state(states[run.rank] if len(states) == run.world else states[0])
+    return {k: ckpt[k] for k in new_state()}
+
+
+# =============================================================================================
+# 4. One training step
+# =============================================================================================
 def classification_loss(logits, labels, label_smoothing):
     """L_c: cross-entropy with label smoothing, computed in float32 (also under bf16 autocast)."""
     return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
@@ -378,6 +492,73 @@ def broadcast_buffers(model):
             i += b.numel()
 
 
+class StepResult(NamedTuple):
+    loss_c: float               # L_c of this step, averaged over ranks
+    loss_p: Optional[float]     # L_p (Eq. 8), averaged over ranks; None without PWTP
+    correct: int                # training top-1 hits on this rank's clips
+    seen: int                   # this rank's clips
+    info: dict                  # alpha (mgda) / lam / phase of the joint-training strategy
+    lr: float                   # the base learning rate this step used
+    stop: bool                  # some rank was asked to stop (SIGINT/SIGTERM): stop after it
+
+
+def train_step(run, clip, labels, step, stop_requested=False):
+    """Forward, both losses, the joint-training backward, clip, SGD step, LR schedule.
+
+    clip (B, S*T, C, H, W), labels (B,). Raises SystemExit on a non-finite loss, before the model
+    is touched. Every rank must call it (it all-reduces)."""
+    args, model, scaler, device = run.args, run.model, run.scaler, run.device
+    clip = clip.to(device, non_blocking=True)                  # (B, S*T, C, H, W)
+    labels = labels.to(device, non_blocking=True)              # (B,)
+    with autocast(device, run.amp):                            # --amp: bf16 / fp16, else float32
+        out = model(clip)
+    loss_c = classification_loss(out.logits, labels, args.label_smoothing)
+    loss_p = out.pwtp.enopr.float().mean() if out.pwtp is not None else None       # Eq. 8
+    # One small all-reduce: the losses for the log (averaged over ranks), a stop flag, so that
+    # every rank agrees to stop after this step, and the finiteness check.
+    stats = torch.tensor([loss_c.item(), 0.0 if loss_p is None else loss_p.item(), float(stop_requested)],
+                         dtype=torch.float64)
+    if run.world > 1:
+        dist.all_reduce(stats)
+        stats[:2] /= run.world
+    l_c, l_p, stop = stats.tolist()
+    if not (math.isfinite(l_c) and math.isfinite(l_p)):
+        stop_on_divergence(run, f"non-finite loss at step {step + 1}: L_c={l_c}, L_p={l_p}")
+    run.optimizer.zero_grad(set_to_none=True)
+    # scaler.scale is the identity unless --amp fp16. Scaling both losses by the same factor
+    # leaves MGDA's alpha (Eq. 12 is invariant to a common scale) and lambda intact.
+    info = run.joint.backward(model, scaler.scale(loss_c), None if loss_p is None else scaler.scale(loss_p),
+                              step)                              # every .grad, averaged over ranks
+    scaler.unscale_(run.optimizer)                               # true gradients before clipping
+    if args.clip_grad > 0:
+        trainable = [p for p in model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip_grad)
+        # Under fp16 an overflow is routine: the scaler skips this step and lowers its factor.
+        # Otherwise it means the run has diverged.
+        if not scaler.is_enabled() and not torch.isfinite(norm):
+            stop_on_divergence(run, f"non-finite gradient norm at step {step + 1}")
+    lr = base_lr(run.optimizer)
+    scaler.step(run.optimizer)                                   # optimizer.step(), or a skip
+    scaler.update()
+    run.scheduler.step()
+    broadcast_buffers(model)
+    with torch.no_grad():
+        correct = int((out.logits.argmax(1) == labels).sum())
+    return StepResult(l_c, None if loss_p is None else l_p, correct, labels.numel(), info, lr, stop > 0)
+
+
+def stop_on_divergence(run, what):
+    """A non-finite loss or gradient: stop before the model is updated, and say what to do."""
+    last = os.path.join(run.run_dir, "last.pt")
+    kept = (f"the last good checkpoint {last} is untouched" if os.path.exists(last)
+            else "no checkpoint was written yet")
+    raise SystemExit(f"train.py: {what}. Stopped before updating the model; {kept}. "
+                     "Try a lower --lr for a new run.")
+
+
+# =============================================================================================
+# 5. The end of an epoch: validation, checkpoint, metrics.json
+# =============================================================================================
 def validate(model, loader, device, amp, num_classes):
     """Single-view validation on this rank's shard, gathered over ranks; returns the metrics dict."""
     with torch.random.fork_rng(devices=[]):      # creating loader iterators draws from the RNG
@@ -393,379 +574,252 @@ def validate(model, loader, device, amp, num_classes):
             "val_enopr": esum / ecount if ecount else None, "val_videos": int(labels.numel())}
 
 
+def make_checkpoint(run, state):
+    """Model, optimiser, schedule, scaler, every rank's RNG states and the progress `state`."""
+    states = [rng_state()]
+    if run.world > 1:
+        states = [None] * run.world
+        dist.all_gather_object(states, rng_state())
+    return {"model": run.model.state_dict(), "model_config": run.model.config, "args": vars(run.args),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+            "rng": {"per_rank": states}, "classes": list(run.loaders.classes), **state}
+
+
+def save_checkpoint(run, state, best=False):
+    """last.pt (and best.pt) on rank 0; a failed write (a full disk) stops the run with a clear
+    message and the previous files intact (see evaluate.atomic_write)."""
+    ck = make_checkpoint(run, state)              # collective: every rank takes part
+    if run.rank != 0:
+        return
+    try:
+        if best:
+            atomic_torch_save(ck, os.path.join(run.run_dir, "best.pt"))
+        atomic_torch_save(ck, os.path.join(run.run_dir, "last.pt"))
+        atomic_json(state["history"], os.path.join(run.run_dir, "metrics.json"))
+    except OSError as e:
+        raise SystemExit(f"train.py: {e}. Free some space, then continue with: "
+                         f"python train.py --resume {run.run_dir}") from None
+
+
+def end_of_period(run, state, partial):
+    """Validate, record metrics, save best.pt/last.pt. `partial`: stopped mid-epoch."""
+    t0 = time.time()
+    metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes)
+    acc = state["epoch_acc"]
+    correct, seen = acc["correct"], acc["seen"]
+    if run.world > 1:
+        t = torch.tensor([correct, seen], dtype=torch.float64)
+        dist.all_reduce(t)
+        correct, seen = t.tolist()
+    done = state["batch_in_epoch"] / run.steps_per_epoch if partial else 1
+    entry = {"epoch": state["epoch"] + done, "step": state["step"],
+             "train_loss": acc["loss_sum"] / max(1, acc["steps"]),
+             "train_top1": 100.0 * correct / max(1, seen), **metrics, "partial": partial}
+    state["history"].append(entry)
+    improved = metrics["val_top1"] > state["best_top1"]
+    state["best_top1"] = max(state["best_top1"], metrics["val_top1"])
+    if not partial:                               # the checkpoint points at the next epoch's start
+        state.update(epoch=state["epoch"] + 1, batch_in_epoch=0, epoch_acc=new_state()["epoch_acc"])
+    save_checkpoint(run, state, best=improved)
+    for ds in (run.loaders.train.dataset, run.loaders.val.dataset):   # unreadable videos (data.py)
+        note = ds.report_skipped() if hasattr(ds, "report_skipped") else ""
+        if note:
+            run.log("warning: " + note)
+    enopr = f" | ENoPR {metrics['val_enopr']:.4f}" if metrics["val_enopr"] is not None else ""
+    run.log(f"epoch {entry['epoch']:.2f} validation ({metrics['val_videos']} videos, {time.time() - t0:.1f} s): "
+            f"top-1 {metrics['val_top1']:.2f} % | top-5 {metrics['val_top5']:.2f} % | "
+            f"mean class {metrics['val_mean_class_acc']:.2f} %{enopr} | train loss "
+            f"{entry['train_loss']:.4f} train top-1 {entry['train_top1']:.1f} %{' *best*' if improved else ''}")
+
+
+# =============================================================================================
+# 6. The log: log.csv (rank 0) and the progress line
+# =============================================================================================
+# alpha: MGDA's weight (Eq. 12); lam: lambda of constant / scheduler / recognition (Eq. 13); phase:
+# `separate`'s phase (1 = PWTP on L_p alone, 2 = backbone on frozen DA). Empty where it does not
+# apply. visualize.py reads log.csv with these same columns.
+LOG_FIELDS = ["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "phase", "lr", "clips_per_s"]
+
+
+class LogWriter:
+    """log.csv, one row per logged step, written by rank 0. On resume, rows past the checkpoint's
+    step (written before a hard kill) are dropped, so the file matches an uninterrupted run's."""
+
+    def __init__(self, run, step):
+        self.file, self.writer = None, None
+        if run.rank != 0:
+            return
+        path = os.path.join(run.run_dir, "log.csv")
+        rows = []
+        if os.path.exists(path):
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        self.file = open(path, "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
+        self.writer.writeheader()
+        self.writer.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in rows)
+        self.file.flush()
+
+    def write(self, row):
+        if self.writer is not None:
+            self.writer.writerow(row)
+            self.file.flush()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+
+
 def fmt_time(s):
     s = int(max(0, s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-# alpha: MGDA's weight (Eq. 12); lam: lambda of constant / scheduler / recognition (Eq. 13); phase:
-# `separate`'s phase (1 = PWTP on L_p alone, 2 = backbone on frozen DA). Empty where it does not apply.
-LOG_FIELDS = ["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "phase", "lr", "clips_per_s"]
+def log_step(run, state, r: StepResult, writer, step_time):
+    """One log.csv row and one progress line."""
+    info = r.info
+    clips_per_s = run.args.batch_size * run.world / max(step_time, 1e-9)
+    fmt = lambda k: f"{info[k]:.6f}" if k in info else ""
+    writer.write({"step": state["step"], "epoch": state["epoch"] + 1, "loss_c": f"{r.loss_c:.6f}",
+                  "loss_p": "" if r.loss_p is None else f"{r.loss_p:.6f}", "alpha": fmt("alpha"),
+                  "lam": fmt("lam"), "phase": info.get("phase", ""), "lr": f"{r.lr:.6g}",
+                  "clips_per_s": f"{clips_per_s:.2f}"})
+    weight = (f" alpha {info['alpha']:.3f}" if "alpha" in info else f" lam {info['lam']:.3f}" if "lam" in info
+              else f" phase {info['phase']}" if "phase" in info else "")
+    lp = "" if r.loss_p is None else f" L_p {r.loss_p:.4f}"
+    run.log(f"epoch {state['epoch'] + 1}/{run.args.epochs} step {state['step']}/{run.total_steps} | "
+            f"L_c {r.loss_c:.4f}{lp}{weight} | lr {r.lr:.3g} | {clips_per_s:.1f} clips/s | "
+            f"ETA {fmt_time(step_time * (run.total_steps - state['step']))}")
 
 
-# ---------------------------------------------------------------------------------------------
-# main
-# ---------------------------------------------------------------------------------------------
+def describe(run):
+    """The two lines that say what this run is."""
+    a, m = run.args, run.model
+    n_params = sum(p.numel() for p in m.parameters())
+    n_pwtp = sum(p.numel() for p in m.shared_parameters())
+    run.log(f"{a.dataset}: {len(run.loaders.train.dataset)} training / {len(run.loaders.val.dataset)} validation "
+            f"videos, {run.loaders.num_classes} classes | {a.input.upper()}-{a.backbone}"
+            f"{'-R' + str(a.depth) if a.backbone == 'tsm' else ''}{' (small)' if a.small else ''} "
+            f"{n_params / 1e6:.2f} M parameters (PWTP {n_pwtp:,}) | S={a.segments} T={a.frames} "
+            f"D={a.proj_dim} crop {a.crop_size} | joint {a.joint} | {run.world} x {run.device}"
+            f"{' ' + a.amp if run.amp is not None else ''}")
+    warmup = int(round(a.warmup_epochs * run.steps_per_epoch))
+    run.log(f"{a.epochs} epochs x {run.steps_per_epoch} steps, batch {a.batch_size} x {run.world}, "
+            f"lr {a.lr:g} (warm-up {warmup} steps, cosine), wd {a.weight_decay:g}, dropout {a.dropout}, "
+            f"label smoothing {a.label_smoothing}, clip {a.clip_grad}"
+            f"{', frozen BN: ' + str(len(run.frozen_bns)) if run.frozen_bns else ''} -> {run.run_dir}")
+
+
+# =============================================================================================
+# 7. main
+# =============================================================================================
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     stop = StopRequest()
     stop.install()
     try:
-        return _train(parser, args, argv, stop)
+        return train(parser, args, argv, stop)
     finally:
         stop.restore()
         if is_dist():
             dist.destroy_process_group()
 
 
-def _train(parser, args, argv, stop):
-    import backbones
-    import data
-    import mgda
-
+def train(parser, args, argv, stop):
     rank, world, device = setup_distributed(args.device)
-    main_proc = rank == 0
-
-    def log(*a):
-        if main_proc:
-            print(*a, flush=True)
-
-    # --- arguments: fresh run, or the resumed run's own flags -------------------------------
-    ckpt = None
-    if args.resume:
-        path = args.resume if args.resume.endswith(".pt") else os.path.join(args.resume, "last.pt")
-        if not os.path.isfile(path):
-            raise SystemExit(f"train.py: --resume {args.resume}: no checkpoint at {path}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        explicit = {k for k, v in vars(parser.parse_args(argv)).items() if v != parser.get_default(k)}
-        saved = dict(ckpt["args"])
-        ignored = sorted(explicit - set(RESUME_OVERRIDABLE) - {"resume", "device", "amp"})
-        if ignored:
-            log("warning: --resume uses the run's own settings; ignoring "
-                + ", ".join("--" + k.replace("_", "-") for k in ignored))
-        for k in RESUME_OVERRIDABLE + ("device", "amp"):
-            if k in explicit or k == "max_steps":    # a new --max-steps or none: never the old one
-                saved[k] = getattr(args, k)
-        saved["resume"] = args.resume
-        args = argparse.Namespace(**saved)
-    else:
-        args = resolve_defaults(args, world)
-    run_dir = args.out
-    if args.resume:
-        # Continue in the folder the checkpoint is in, even if the run was moved or copied since
-        # (its saved --out may point elsewhere, or nowhere).
-        run_dir = args.out = os.path.dirname(os.path.abspath(path))
-    if not args.resume and os.path.exists(os.path.join(run_dir, "last.pt")):
-        raise SystemExit(f"train.py: --out {run_dir} already holds a run (last.pt); "
-                         f"continue it with --resume {run_dir} or choose another --out")
-    if main_proc:
-        os.makedirs(run_dir, exist_ok=True)
-        atomic_json(vars(args), os.path.join(run_dir, "args.json"))
-    if args.amp is True:                  # checkpoints of older runs stored --amp as a bool
-        args.amp = "bf16"
-    amp = AMP_DTYPES[args.amp] if args.amp else None    # autocast dtype, or None: float32
-    if amp is not None and device.type != "cuda":
+    log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
+    args, ckpt = open_run(parser, args, argv, world, log)
+    if rank == 0:
+        os.makedirs(args.out, exist_ok=True)
+        atomic_json(vars(args), os.path.join(args.out, "args.json"))
+    if args.amp is not None and device.type != "cuda":
         log(f"note: --amp {args.amp} on {device}: CPU autocast is correct, but faster than float32 only "
             "on CPUs with native bf16/fp16 units")
-    # fp16 has 5 exponent bits: small gradients underflow to 0. The scaler multiplies the losses by
-    # a large factor before backward and divides the gradients by it before the step, skipping steps
-    # whose gradients overflowed (and shrinking the factor). bf16 has float32's range: no scaler.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-
-    # --- seeds: model initialisation identical on every rank, then per-rank streams ----------
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    random.seed(args.seed)
-
-    # --- data ---------------------------------------------------------------------------------
-    data_root = args.data_root
-    if args.dataset == "synthetic" and data_root is None:
-        data_root = data.default_synthetic_root()
-
-    def make_loaders():
-        return data.build_loaders(args.dataset, data_root, split=args.split, segments=args.segments,
-                                  frames=args.frames, crop_size=args.crop_size,
-                                  batch_size=args.batch_size, workers=args.workers, subset=args.subset,
-                                  overfit=args.overfit, seed=args.seed)
-    if world > 1 and rank != 0:
-        dist.barrier()                # rank 0 first: it may write the synthetic set on first use
-    loaders = make_loaders()
-    if world > 1 and rank == 0:
-        dist.barrier()
-    train_loader, train_sampler = loaders.train, loaders.train_sampler
-    # data.py's val loader shards the videos over ranks (every world-th, no padding); validate()
-    # gathers the predictions, so each video counts exactly once.
-    val_loader = loaders.val
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise SystemExit(f"train.py: the training set of {args.dataset} at {data_root} gives no batch "
-                         f"of {args.batch_size}; lower --batch-size or check --data-root")
-    total_steps = args.epochs * steps_per_epoch
-
-    # --- model, optimiser, schedule, joint training --------------------------------------------
-    model = backbones.build_model(args.backbone, loaders.num_classes, input=args.input,
-                                  segments=args.segments, frames=args.frames, proj_dim=args.proj_dim,
-                                  depth=args.depth, dropout=args.dropout, pretrained=args.pretrained,
-                                  small=args.small, crop_size=args.crop_size)
-    model.to(device)
-    if device.type == "cuda":
-        # channels-last for the convolutions (4-D weights -> NHWC, 5-D -> NDHWC)
-        for p in model.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
-            elif p.dim() == 5:
-                p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
-    frozen_bns = frozen_batchnorms(model) if args.freeze_bn else []
-    for m in frozen_bns:
-        m.requires_grad_(False)
-    optimizer = build_optimizer(model, args)
-    warmup_steps = int(round(args.warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_factory(warmup_steps, total_steps))
-    joint = mgda.JointTraining(args.joint, lam=args.lam, total_steps=total_steps, lam_min=args.lam_min,
-                               a=args.sched_a, b=args.sched_b,
-                               separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))))
-
-    start_epoch, skip, step, best_top1, history = 0, 0, 0, -1.0, []
-    epoch_acc = {"loss_sum": 0.0, "steps": 0, "correct": 0, "seen": 0}
+    run = build_run(args, rank, world, device, log)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler.is_enabled() and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, skip, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
-        best_top1, history = ckpt["best_top1"], list(ckpt["history"])
-        epoch_acc = dict(ckpt["epoch_acc"])
-        states = ckpt["rng"]["per_rank"]
-        if len(states) == world:
-            set_rng_state(states[rank])
-        else:
-            log(f"warning: the checkpoint has RNG states of {len(states)} ranks, this run has {world}; "
-                "the continuation will not be bit-identical")
-            set_rng_state(states[0])
-        if main_proc:                 # drop log rows written after the checkpoint (a hard kill)
-            log_path = os.path.join(run_dir, "log.csv")
-            if os.path.exists(log_path):
-                with open(log_path) as f:
-                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-                with open(log_path, "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-                    w.writeheader()
-                    w.writerows(rows)
-        log(f"resumed {run_dir} at step {step} (epoch {start_epoch + 1}, batch {skip})")
+        state = restore(run, ckpt)
+        log(f"resumed {run.run_dir} at step {state['step']} (epoch {state['epoch'] + 1}, "
+            f"batch {state['batch_in_epoch']})")
     else:
-        torch.manual_seed(args.seed + rank)      # dropout masks differ across ranks
-        np.random.seed(args.seed + rank)
-        random.seed(args.seed + rank)
+        state = new_state()
+        seed_everything(args.seed + rank)           # dropout masks differ across ranks
+    describe(run)
+    reason = loop(run, state, stop)
+    return finish(run, state, reason, stop)
 
-    n_params = sum(p.numel() for p in model.parameters())
-    n_pwtp = sum(p.numel() for p in model.shared_parameters())
-    log(f"{args.dataset}: {len(train_loader.dataset)} training / {len(loaders.val.dataset)} validation videos, "
-        f"{loaders.num_classes} classes | {args.input.upper()}-{args.backbone}"
-        f"{'-R' + str(args.depth) if args.backbone == 'tsm' else ''}{' (small)' if args.small else ''} "
-        f"{n_params / 1e6:.2f} M parameters (PWTP {n_pwtp:,}) | S={args.segments} T={args.frames} "
-        f"D={args.proj_dim} crop {args.crop_size} | joint {args.joint} | {world} x {device}"
-        f"{' ' + args.amp if amp is not None else ''}")
-    log(f"{args.epochs} epochs x {steps_per_epoch} steps, batch {args.batch_size} x {world}, "
-        f"lr {args.lr:g} (warm-up {warmup_steps} steps, cosine), wd {args.weight_decay:g}, "
-        f"dropout {args.dropout}, label smoothing {args.label_smoothing}, clip {args.clip_grad}"
-        f"{', frozen BN: ' + str(len(frozen_bns)) if frozen_bns else ''} -> {run_dir}")
 
-    def make_checkpoint(epoch, batch_in_epoch):
-        states = [rng_state()]
-        if world > 1:
-            states = [None] * world
-            dist.all_gather_object(states, rng_state())
-        return {"model": model.state_dict(), "model_config": model.config, "args": vars(args),
-                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng": {"per_rank": states}, "best_top1": best_top1, "history": history,
-                "epoch_acc": epoch_acc, "classes": list(loaders.classes)}
-
-    def end_of_period(epoch, batch_in_epoch, partial):
-        """Validate, record metrics, save best.pt/last.pt. `partial`: stopped mid-epoch."""
-        nonlocal best_top1, epoch_acc
-        t0 = time.time()
-        metrics = validate(model, val_loader, device, amp, loaders.num_classes)
-        if is_dist() and world > 1:
-            acc = torch.tensor([epoch_acc["correct"], epoch_acc["seen"]], dtype=torch.float64)
-            dist.all_reduce(acc)
-            correct, seen = acc.tolist()
-        else:
-            correct, seen = epoch_acc["correct"], epoch_acc["seen"]
-        done = batch_in_epoch if partial else steps_per_epoch
-        entry = {"epoch": epoch + (done / steps_per_epoch if partial else 1), "step": step,
-                 "train_loss": epoch_acc["loss_sum"] / max(1, epoch_acc["steps"]),
-                 "train_top1": 100.0 * correct / max(1, seen), **metrics, "partial": partial}
-        history.append(entry)
-        improved = metrics["val_top1"] > best_top1
-        if improved:
-            best_top1 = metrics["val_top1"]
-        if not partial:
-            epoch_acc = {"loss_sum": 0.0, "steps": 0, "correct": 0, "seen": 0}
-        ck = make_checkpoint(epoch + (0 if partial else 1), batch_in_epoch if partial else 0)
-        if main_proc:
-            if improved:
-                atomic_torch_save(ck, os.path.join(run_dir, "best.pt"))
-            atomic_torch_save(ck, os.path.join(run_dir, "last.pt"))
-            atomic_json(history, os.path.join(run_dir, "metrics.json"))
-        enopr_txt = f" | ENoPR {metrics['val_enopr']:.4f}" if metrics["val_enopr"] is not None else ""
-        for ds in (train_loader.dataset, val_loader.dataset):   # unreadable videos, counted by data.py
-            note = ds.report_skipped() if hasattr(ds, "report_skipped") else ""
-            if note:
-                log("warning: " + note)
-        log(f"epoch {entry['epoch']:.2f} validation ({metrics['val_videos']} videos, {time.time() - t0:.1f} s): "
-            f"top-1 {metrics['val_top1']:.2f} % | top-5 {metrics['val_top5']:.2f} % | "
-            f"mean class {metrics['val_mean_class_acc']:.2f} %{enopr_txt} | train loss "
-            f"{entry['train_loss']:.4f} train top-1 {entry['train_top1']:.1f} %{' *best*' if improved else ''}")
-        return entry
-
-    # --- the loop -------------------------------------------------------------------------------
-    log_file = None
-    if main_proc:
-        log_path = os.path.join(run_dir, "log.csv")
-        new = not os.path.exists(log_path)
-        log_file = open(log_path, "a", newline="")
-        log_writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
-        if new:
-            log_writer.writeheader()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    step_time, t_last, finished, reason = None, time.time(), True, None
+def loop(run, state, stop):
+    """The epochs and their batches. Returns why it ended: None (done), "signal" or "max_steps"."""
+    args, writer = run.args, LogWriter(run, state["step"])
+    step_time, t_last = None, time.time()
     try:
-        for epoch in range(start_epoch, args.epochs):
-            train_sampler.set_epoch(epoch, skip_batches=skip)
-            if hasattr(train_loader.dataset, "set_epoch"):
-                train_loader.dataset.set_epoch(epoch)
-            batch_in_epoch, skip = skip, 0
-            set_train_mode(model, frozen_bns)
+        while state["epoch"] < args.epochs:
+            epoch = state["epoch"]
+            run.loaders.train_sampler.set_epoch(epoch, skip_batches=state["batch_in_epoch"])
+            set_train_mode(run.model, run.frozen_bns)
             # Creating the iterator draws a base seed from the global torch RNG; keep that draw out
             # of the RNG stream so an uninterrupted and a resumed run see the same dropout masks.
             with torch.random.fork_rng(devices=[]):
-                batches = iter(train_loader)
-            while True:
-                try:
-                    clip, labels = next(batches)
-                except StopIteration:
-                    break
-                except Exception:
-                    if stop.signum is not None:   # a worker killed by the same signal: stop cleanly
-                        break
-                    raise
-                clip = clip.to(device, non_blocking=True)          # (B, S*T, C, H, W)
-                labels = labels.to(device, non_blocking=True)      # (B,)
-                with autocast(device, amp):                        # --amp: bf16 / fp16, else float32
-                    out = model(clip)
-                loss_c = classification_loss(out.logits, labels, args.label_smoothing)
-                loss_p = out.pwtp.enopr.float().mean() if out.pwtp is not None else None   # Eq. 8
-                # One small all-reduce: the losses for the log (averaged over ranks), a stop flag, so
-                # that every rank agrees to stop after this step, and the finiteness check.
-                stats = torch.tensor([loss_c.item(), loss_p.item() if loss_p is not None else 0.0,
-                                      1.0 if stop.signum is not None else 0.0], dtype=torch.float64)
-                if world > 1:
-                    dist.all_reduce(stats)
-                    stats[:2] /= world
-                if not torch.isfinite(stats[:2]).all():
-                    raise SystemExit(f"train.py: non-finite loss at step {step + 1} (epoch {epoch + 1}, "
-                                     f"batch {batch_in_epoch + 1}): L_c={stats[0].item()}, "
-                                     f"L_p={stats[1].item()}. Stopped before updating the model; the last "
-                                     f"good checkpoint in {run_dir}/last.pt is untouched. Try a lower --lr.")
-                optimizer.zero_grad(set_to_none=True)
-                # scaler.scale is the identity unless --amp fp16. Scaling both losses by the same
-                # factor leaves MGDA's alpha (Eq. 12 is invariant to a common scale) and lambda intact.
-                info = joint.backward(model, scaler.scale(loss_c),
-                                      scaler.scale(loss_p) if loss_p is not None else None,
-                                      step)                          # every .grad, averaged over ranks
-                scaler.unscale_(optimizer)                           # true gradients before clipping
-                if args.clip_grad and args.clip_grad > 0:
-                    norm = torch.nn.utils.clip_grad_norm_([p for p in trainable if p.grad is not None],
-                                                          args.clip_grad)
-                    # Under fp16 an overflow is routine: the scaler skips this step and lowers its
-                    # factor. Otherwise it means the run has diverged.
-                    if not scaler.is_enabled() and not torch.isfinite(norm):
-                        raise SystemExit(f"train.py: non-finite gradient norm at step {step + 1} "
-                                         f"(epoch {epoch + 1}); the last good checkpoint in "
-                                         f"{run_dir}/last.pt is untouched. Try a lower --lr.")
-                lr_now = args.lr * scheduler.lr_lambdas[0](step)    # base lr of this step
-                scaler.step(optimizer)                               # optimizer.step(), or a skip
-                scaler.update()
-                scheduler.step()
-                broadcast_buffers(model)
-                step += 1
-                batch_in_epoch += 1
-                with torch.no_grad():
-                    epoch_acc["loss_sum"] += stats[0].item()
-                    epoch_acc["steps"] += 1
-                    epoch_acc["correct"] += int((out.logits.argmax(1) == labels).sum())
-                    epoch_acc["seen"] += labels.numel()
-                # Free x_hat and residual (each as large as the clip) now, not after the next forward.
-                del out
-
+                batches = iter(run.loaders.train)
+            for clip, labels in batches:
+                r = train_step(run, clip, labels, state["step"], stop.signum is not None)
+                state["step"] += 1
+                state["batch_in_epoch"] += 1
+                acc = state["epoch_acc"]
+                acc["loss_sum"] += r.loss_c
+                acc["steps"] += 1
+                acc["correct"] += r.correct
+                acc["seen"] += r.seen
                 now = time.time()
                 dt, t_last = now - t_last, now
                 step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-                if step == 1 or step % args.log_every == 0 or batch_in_epoch == steps_per_epoch:
-                    clips_per_s = args.batch_size * world / max(step_time, 1e-9)
-                    row = {"step": step, "epoch": epoch + 1, "loss_c": f"{stats[0].item():.6f}",
-                           "loss_p": f"{stats[1].item():.6f}" if loss_p is not None else "",
-                           "alpha": f"{info['alpha']:.6f}" if "alpha" in info else "",
-                           "lam": f"{info['lam']:.6f}" if "lam" in info else "",
-                           "phase": info.get("phase", ""),
-                           "lr": f"{lr_now:.6g}", "clips_per_s": f"{clips_per_s:.2f}"}
-                    if main_proc:
-                        log_writer.writerow(row)
-                        log_file.flush()
-                    weight = (f" alpha {info['alpha']:.3f}" if "alpha" in info else
-                              f" lam {info['lam']:.3f}" if "lam" in info else
-                              f" phase {info['phase']}" if "phase" in info else "")
-                    lp = f" L_p {stats[1].item():.4f}" if loss_p is not None else ""
-                    log(f"epoch {epoch + 1}/{args.epochs} step {step}/{total_steps} | L_c {stats[0].item():.4f}"
-                        f"{lp}{weight} | lr {lr_now:.3g} | {clips_per_s:.1f} clips/s | "
-                        f"ETA {fmt_time(step_time * (total_steps - step))}")
-                if stats[2] > 0:
-                    reason = "signal"
-                    break
-                if args.max_steps is not None and args.max_steps <= step < total_steps:
-                    reason = "max_steps"
-                    break
-            if reason == "signal":
-                if batch_in_epoch >= steps_per_epoch:     # the signal came with the epoch's last step
-                    end_of_period(epoch, batch_in_epoch, partial=False)
-                else:                                      # mid-epoch: save the position, no validation
-                    ck = make_checkpoint(epoch, batch_in_epoch)
-                    if main_proc:
-                        atomic_torch_save(ck, os.path.join(run_dir, "last.pt"))
-                finished = False
-                break
-            if reason == "max_steps":
-                end_of_period(epoch, batch_in_epoch, partial=batch_in_epoch < steps_per_epoch)
-                finished = False
-                break
-            end_of_period(epoch, batch_in_epoch, partial=False)
+                last_of_epoch = state["batch_in_epoch"] == run.steps_per_epoch
+                if state["step"] == 1 or state["step"] % args.log_every == 0 or last_of_epoch:
+                    log_step(run, state, r, writer, step_time)
+                if r.stop:
+                    return end_early(run, state, "signal")
+                if args.max_steps is not None and args.max_steps <= state["step"] < run.total_steps:
+                    return end_early(run, state, "max_steps")
+            end_of_period(run, state, partial=False)
     finally:
-        if log_file is not None:
-            log_file.close()
+        writer.close()
+    return None
 
-    if args.print_weights_checksum:
-        print(f"rank {rank} weights sha256 {weights_checksum(model)}", flush=True)
-    last = history[-1] if history else None
+
+def end_early(run, state, reason):
+    """Stopped by a signal or --max-steps: at an epoch end the usual work, else the position (and,
+    for --max-steps, a validation) so that --resume continues exactly here."""
+    if state["batch_in_epoch"] >= run.steps_per_epoch:       # it came with the epoch's last step
+        end_of_period(run, state, partial=False)
+    elif reason == "max_steps":
+        end_of_period(run, state, partial=True)
+    else:                                                     # mid-epoch signal: no validation
+        save_checkpoint(run, state)
+    return reason
+
+
+def finish(run, state, reason, stop):
+    """The closing lines; a signal exits with 128 + its number, as a killed process would."""
+    history, run_dir = state["history"], run.run_dir
     if reason == "signal":
-        name = signal.Signals(stop.signum).name
-        log(f"stopped by {name} at step {step}; saved {run_dir}/last.pt. Continue with: "
-            f"python train.py --resume {run_dir}")
+        run.log(f"stopped by {signal.Signals(stop.signum).name} at step {state['step']}; saved "
+                f"{run_dir}/last.pt. Continue with: python train.py --resume {run_dir}")
         raise SystemExit(128 + int(stop.signum))
     if reason == "max_steps":
-        log(f"stopped at --max-steps {args.max_steps} (step {step} of {total_steps}); continue with: "
-            f"python train.py --resume {run_dir}")
-    if last is not None:
-        enopr_txt = f", ENoPR {last['val_enopr']:.4f}" if last["val_enopr"] is not None else ""
-        log(f"final validation: top-1 {last['val_top1']:.2f} %, top-5 {last['val_top5']:.2f} %, "
-            f"mean class accuracy {last['val_mean_class_acc']:.2f} %{enopr_txt} (best top-1 {best_top1:.2f} %)")
-    log(f"files: {run_dir}/log.csv, metrics.json, args.json, last.pt, best.pt; "
-        f"multi-view test: python evaluate.py --checkpoint {run_dir}/best.pt --clips 2 --crops 3")
-    return {"history": history, "best_top1": best_top1, "step": step, "finished": finished,
-            "run_dir": run_dir, "model": model}
+        run.log(f"stopped at --max-steps {run.args.max_steps} (step {state['step']} of {run.total_steps}); "
+                f"continue with: python train.py --resume {run_dir}")
+    if history:
+        last = history[-1]
+        enopr = f", ENoPR {last['val_enopr']:.4f}" if last["val_enopr"] is not None else ""
+        run.log(f"final validation: top-1 {last['val_top1']:.2f} %, top-5 {last['val_top5']:.2f} %, "
+                f"mean class accuracy {last['val_mean_class_acc']:.2f} %{enopr} "
+                f"(best top-1 {state['best_top1']:.2f} %)")
+    run.log(f"files: {run_dir}/log.csv, metrics.json, args.json, last.pt, best.pt; "
+            f"multi-view test: python evaluate.py --checkpoint {run_dir}/best.pt --clips 2 --crops 3")
+    return {"history": history, "best_top1": state["best_top1"], "step": state["step"],
+            "finished": reason is None, "run_dir": run_dir, "model": run.model}
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ import torch.nn.functional as F  # noqa: E402
 # import time and nothing else: they never decode.)
 import data  # noqa: E402
 # A checkpoint is read and checked the way evaluate.py reads it (one loader for both).
-from evaluate import load_checkpoint  # noqa: E402
+from evaluate import atomic_write, load_checkpoint, model_from_checkpoint  # noqa: E402
 
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
 LUMA = (0.299, 0.587, 0.114)
@@ -162,25 +162,11 @@ def fit_pwtp(x, steps, lr=3e-3, proj_dim=1, seed=0, log_every=50):
     return pwtp.eval(), history
 
 
-def _strip_prefix(state, prefix):
-    # DistributedDataParallel ("module.") and torch.compile ("_orig_mod.") rename every key.
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def pwtp_from_checkpoint(path, ckpt=None):
     """Rebuild the trained model from train.py's checkpoint dict and return (model.pwtp, model)."""
-    import backbones
-
     if ckpt is None:
         ckpt = load_checkpoint(path, "visualize.py da")
-    config = dict(ckpt["model_config"])
-    config["pretrained"] = None  # the weights come from the checkpoint; never touch the network
-    model = backbones.build_model(**config)
-    state = _strip_prefix(_strip_prefix(ckpt["model"], "module."), "_orig_mod.")
-    model.load_state_dict(state)
-    model.eval()
+    model = model_from_checkpoint(ckpt).eval()
     if getattr(model, "input", None) != "da" or getattr(model, "pwtp", None) is None:
         raise ValueError(f"visualize.py da: --checkpoint {path!r} is a model with input="
                          f"{getattr(model, 'input', '?')!r}; it has no PWTP, so there is no DA to show")
@@ -503,12 +489,11 @@ def cmd_schedule(args):
 def save(fig, out, dpi):
     """Save atomically (temp file + rename) so a reader never sees half a PNG; no tight bbox, so the
     pixel size is figsize * dpi exactly."""
-    d = os.path.dirname(os.path.abspath(out))
-    os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{os.path.basename(out)}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    os.replace(tmp, out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def build_parser():

@@ -158,12 +158,27 @@ def test_sigterm_then_resume_is_bit_exact(synth_root, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+# Runs train.main under torchrun and prints every rank's weight checksum afterwards.
+RANK_CHECKSUM = """
+import hashlib, os, sys
+sys.path.insert(0, {root!r})
+import train
+model = train.main(sys.argv[1:])["model"]
+h = hashlib.sha256()
+for k, v in sorted(model.state_dict().items()):
+    h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+print(f"rank {{os.environ['RANK']}} weights sha256 {{h.hexdigest()}}", flush=True)
+"""
+
+
 def test_torchrun_two_gloo_ranks_stay_identical(synth_root, tmp_path):
     run = str(tmp_path / "run")
+    script = tmp_path / "rank_checksum.py"
+    script.write_text(RANK_CHECKSUM.format(root=ROOT))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           os.path.join(ROOT, "train.py"), "--data-root", synth_root, "--out", run, "--max-steps", "2",
-           "--log-every", "1", "--workers", "0", "--print-weights-checksum", "--joint", "mgda"] + TINY
+           str(script), "--data-root", synth_root, "--out", run, "--max-steps", "2",
+           "--log-every", "1", "--workers", "0", "--joint", "mgda"] + TINY
     # --batch-size 4 per rank: 12 videos -> 6 per rank -> 1 step per epoch; 2 epochs' worth of steps
     cmd += ["--epochs", "2"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
