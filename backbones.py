@@ -5,9 +5,10 @@ ONE frame of the same size and channel count, so any network that eats RGB frame
 instead. The paper shows this on four networks, all written out in this file:
 
   * TSM on ResNet-18/34/50/101 (Lin, Gan and Han 2019): a 2D ResNet that runs on each of the S frames
-    separately, except that inside every residual block 1/8 of the channels are shifted one frame
-    forward in time and 1/8 one frame backward (`temporal_shift`). The shift is free (no parameters,
-    no multiply-adds) and lets a 2D network mix information across time.
+    separately, except that inside every residual block (every other one in ResNet-101, as in TSM's
+    code) 1/8 of the channels are shifted one frame forward in time and 1/8 one frame backward
+    (`temporal_shift`). The shift is free (no parameters, no multiply-adds) and lets a 2D network
+    mix information across time.
   * X3D-XS and X3D-M (Feichtenhofer 2020): a small 3D network with depthwise 3x3x3 convolutions. XS and
     M are the SAME network; they differ only in the input they are trained on (XS: 4 frames of 160^2,
     M: 16 frames of 224^2; the DA versions: DA_{4x8} and DA_{16x3}, i.e. S = 4 or 16 DA frames).
@@ -83,12 +84,14 @@ def conv1x1(cin, cout, stride=1):
 
 
 class BasicBlock(nn.Module):
-    """ResNet-18/34 block (torchvision names: conv1, bn1, conv2, bn2, downsample.0/.1) + residual shift."""
+    """ResNet-18/34 block (torchvision names: conv1, bn1, conv2, bn2, downsample.0/.1) + residual shift.
+
+    shift=False leaves the block a plain ResNet block (TSM-R101 shifts every other block only)."""
     expansion = 1
 
-    def __init__(self, cin, planes, stride=1, segments=8):
+    def __init__(self, cin, planes, stride=1, segments=8, shift=True):
         super().__init__()
-        self.segments = segments
+        self.segments, self.shift = segments, shift
         self.conv1, self.bn1 = conv3x3(cin, planes, stride), nn.BatchNorm2d(planes)
         self.conv2, self.bn2 = conv3x3(planes, planes), nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -100,18 +103,21 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         # "Residual shift": only the residual branch sees the shifted features; the identity path
         # keeps every frame's own features, so the spatial model of the ImageNet network survives.
-        out = self.relu(self.bn1(self.conv1(temporal_shift(x, self.segments))))
+        shifted = temporal_shift(x, self.segments) if self.shift else x
+        out = self.relu(self.bn1(self.conv1(shifted)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
 
 class Bottleneck(nn.Module):
-    """ResNet-50/101 block, torchvision's v1.5 (stride in the 3x3 conv) + residual shift before conv1."""
+    """ResNet-50/101 block, torchvision's v1.5 (stride in the 3x3 conv) + residual shift before conv1.
+
+    shift=False leaves the block a plain ResNet block (TSM-R101 shifts every other block only)."""
     expansion = 4
 
-    def __init__(self, cin, planes, stride=1, segments=8):
+    def __init__(self, cin, planes, stride=1, segments=8, shift=True):
         super().__init__()
-        self.segments = segments
+        self.segments, self.shift = segments, shift
         cout = planes * self.expansion
         self.conv1, self.bn1 = conv1x1(cin, planes), nn.BatchNorm2d(planes)
         self.conv2, self.bn2 = conv3x3(planes, planes, stride), nn.BatchNorm2d(planes)
@@ -123,7 +129,8 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):                                              # x: (B*S, C, H, W)
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(temporal_shift(x, self.segments))))
+        shifted = temporal_shift(x, self.segments) if self.shift else x
+        out = self.relu(self.bn1(self.conv1(shifted)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
@@ -140,6 +147,12 @@ class TSMResNet(nn.Module):
     Every frame is classified on its own (the shift is the only exchange between frames) and the
     S per-frame scores are averaged: TSN's "average consensus".
     width=64 is the real network; small=True in build_model uses width=16 (all widths / 4).
+
+    Which blocks shift: as in TSM's own code (make_temporal_shift, place "blockres"), a ResNet whose
+    layer3 has >= 23 blocks (ResNet-101) shifts every OTHER block of every layer, the blocks with
+    index 0, 2, 4, ... ("n_round = 2"); shallower ResNets (18/34/50) shift every block. So each
+    shifted ResNet-101 block sits beside an unshifted one, and a released TSM-R101 checkpoint fits
+    block for block. Each block's `shift` flag says what it does.
     """
 
     def __init__(self, num_classes, depth=50, segments=8, dropout=0.5, width=64):
@@ -154,11 +167,12 @@ class TSMResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         cin = width
+        n_round = 2 if counts[2] >= 23 else 1                          # TSM: every other block for R101
         for i, n in enumerate(counts):                                 # layer1..layer4, H/4 .. H/32
             planes, stride = width * 2 ** i, (1 if i == 0 else 2)
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, planes, stride if j == 0 else 1, segments))
+                blocks.append(block(cin, planes, stride if j == 0 else 1, segments, shift=(j % n_round == 0)))
                 cin = planes * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

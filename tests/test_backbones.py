@@ -61,6 +61,34 @@ def test_shift_sits_in_the_residual_branch_of_the_block():
     assert torch.allclose(blk(x), F.relu(x))
 
 
+def shift_flags(net):
+    return {name: [blk.shift for blk in getattr(net, name)] for name in ("layer1", "layer2", "layer3", "layer4")}
+
+
+def test_which_blocks_shift_follows_tsm():
+    # TSM's make_temporal_shift ("blockres"): n_round = 2 when layer3 has >= 23 blocks (ResNet-101),
+    # and block i of every layer is shifted iff i % n_round == 0. ResNet-18/34/50: every block.
+    with torch.device("meta"):
+        flags = {d: shift_flags(backbones.TSMResNet(10, depth=d, segments=2, width=16)) for d in (18, 34, 50, 101)}
+    for d in (18, 34, 50):
+        assert all(all(f) for f in flags[d].values()), d
+    layout = backbones.RESNET_LAYOUT[101][1]
+    assert [len(f) for f in flags[101].values()] == list(layout) == [3, 4, 23, 3]
+    for f in flags[101].values():
+        assert f == [i % 2 == 0 for i in range(len(f))]
+    assert sum(sum(f) for f in flags[101].values()) == 2 + 2 + 12 + 2
+
+
+def test_unshifted_block_keeps_frames_apart():
+    # shift=False (the odd blocks of R101) is a plain ResNet block: frame 0 never sees frame 1.
+    torch.manual_seed(0)
+    blk = BasicBlock(16, 16, segments=2, shift=False).eval()
+    x = torch.randn(2, 16, 6, 6)
+    x_other = x.clone()
+    x_other[1] += 5.0                                                  # change frame 1 on every channel
+    assert torch.allclose(blk(x_other)[0], blk(x)[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # Small configurations: shapes, gradients, inputs, parameter groups, rebuild from config
 # ---------------------------------------------------------------------------------------------
