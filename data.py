@@ -40,6 +40,7 @@ CLI:
 import argparse
 import collections
 import csv
+import hashlib
 import json
 import math
 import os
@@ -72,6 +73,8 @@ DENSE_DATASETS = ("kinetics400", "minikinetics")  # Appendix A: dense sampling f
 # No horizontal flip where labels have a direction: Something-Something ("pushing something from left
 # to right") and the synthetic set (MoveRight vs MoveLeft): a flip would turn one class into another.
 NO_FLIP = ("sthv1", "synthetic")
+# Learned decodable frame counts of a dataset's short videos (see count_cache_path).
+COUNT_CACHE_NAME = "dynamic-appearance-frame-counts.tsv"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -124,30 +127,81 @@ def dense_indices(num_frames, length, train, rng=None, clip=0, clips=1):
 # Decoding: PyAV for video files, PIL for JPEG frame folders. Both return uint8 (N, H, W, 3).
 # ---------------------------------------------------------------------------------------------------
 
+class ShortVideo(ValueError):
+    """read_frames: the stream ended after `decoded` frames, before a wanted frame below `expected` (the
+    count the caller sampled from; by default the container header's). Headers do over-count: a real
+    UCF101 .avi says 444 frames and decodes 68, and a truncated download keeps its full header. Padding
+    the clip with copies of the last frame would be a silently wrong clip, so the caller is told the
+    decodable count instead and samples again (VideoDataset does; see also decodable_frames)."""
+
+    def __init__(self, path, decoded, expected):
+        super().__init__(f"{path}: the header says {expected} frames but only {decoded} decode")
+        self.path, self.decoded, self.expected = path, decoded, expected
+
+    def __reduce__(self):  # picklable with its fields (DataLoader workers pass errors to the parent)
+        return ShortVideo, (self.path, self.decoded, self.expected)
+
+
 def _frame_files(folder):
     names = sorted(f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in IMAGE_EXTS)
     return [os.path.join(folder, f) for f in names]
 
 
+def _video_stream(container, path):
+    if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame + slice threads in the decoder
+    return stream
+
+
 def count_frames(path):
     """Number of frames: images in a frame folder; for a video the container's count, or (when the
-    container does not store one, e.g. some .webm/.mkv) a counting pass over the packets (no decoding)."""
+    container does not store one, e.g. some .webm/.mkv) a counting pass over the packets (no decoding).
+    Cheap, but only as true as the header: decodable_frames gives the truth."""
     if os.path.isdir(path):
         return len(_frame_files(path))
     with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         if stream.frames and stream.frames > 0:
             return int(stream.frames)
         return sum(1 for p in container.demux(stream) if p.size > 0)
 
 
+def _frames(container, stream):
+    """container.decode(stream), except that a packet failing to decode after the first frame ends the
+    stream instead of raising: the frames before it are good, so a damaged tail or a truncated download
+    reads as a shorter video (reported as such, see ShortVideo). A failing first frame still raises."""
+    frames, n = container.decode(stream), 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.FFmpegError:
+            if n == 0:
+                raise
+            return
+        n += 1
+        yield frame
+
+
+def decodable_frames(path):
+    """How many frames of `path` really decode: a full decode (as long as playing the video through),
+    the truth where count_frames' header figure is wrong. Frame folders: the number of images."""
+    if os.path.isdir(path):
+        return len(_frame_files(path))
+    with av.open(path) as container:
+        return sum(1 for _ in _frames(container, _video_stream(container, path)))
+
+
 def _decode_range(container, stream, wanted, use_pts):
     """Decode forward and pick the frames whose index is in sorted `wanted`. Index = running count from
     the start when not seeking; from the presentation time when we seeked (idx = time * fps). A wanted
-    index with no frame of its own (variable frame rate) gets the previous frame; wanted indices past the
-    end get the last decoded frame. Returns {index: ndarray} or None if the seek overshot.
+    index with no frame of its own (variable frame rate) gets the previous frame.
+    Returns (picked, last, decoded): picked = {index: array} for the wanted indices the stream reached,
+    last = the last decoded frame's array when some were not reached (else None), decoded = frames
+    decoded; or None when the seek overshot (the caller decodes from the start).
     Only frames that are used are converted to RGB arrays (the conversion costs about as much as the
     decode); PyAV hands out a fresh frame object per decoded frame, so keeping the previous one is safe."""
     rate = stream.average_rate or stream.guessed_rate
@@ -155,7 +209,7 @@ def _decode_range(container, stream, wanted, use_pts):
     start = stream.start_time or 0
     out, ptr, count = {}, 0, 0
     prev = None  # [frame object, its array or None]
-    for frame in container.decode(stream):
+    for frame in _frames(container, stream):
         if use_pts:
             if frame.pts is None:
                 return None
@@ -173,52 +227,129 @@ def _decode_range(container, stream, wanted, use_pts):
             out[wanted[ptr]] = use[1]
             ptr += 1
         if ptr == len(wanted):
-            return out
+            return out, None, count
         prev = cur
-    if prev is None:
-        raise ValueError("no decodable frames")
-    if prev[1] is None:
-        prev[1] = prev[0].to_ndarray(format="rgb24")
-    for w in wanted[ptr:]:  # past the end of the stream: repeat the last frame
-        out[w] = prev[1]
-    return out
+    last = None if prev is None else prev[1] if prev[1] is not None else prev[0].to_ndarray(format="rgb24")
+    return out, last, count
 
 
-def read_frames(path, indices):
+def _read_images(folder, indices):
+    """Frame folder: JPEGs via PIL, indices past the end clamped to the last image."""
+    from PIL import Image  # matplotlib depends on Pillow, so it is installed
+    files = _frame_files(folder)
+    if not files:
+        raise ValueError(f"{folder}: no JPEG frames")
+    cache = {}
+    for w in set(indices):
+        with Image.open(files[min(w, len(files) - 1)]) as im:
+            cache[w] = np.asarray(im.convert("RGB"))
+    return np.stack([cache[i] for i in indices])
+
+
+def read_frames(path, indices, num_frames=None):
     """uint8 frames (len(indices), H, W, 3) at the given 0-based frame indices (any order, repeats ok).
 
     Videos: open with PyAV, threads on, seek to the key frame before the first needed frame (when it is
-    not near the start), decode forward only until the last needed frame. Frame folders: JPEGs via PIL,
-    indices past the end clamped to the last image."""
+    not near the start), decode forward only until the last needed frame. Indices at or past the video's
+    length (`num_frames`, the count the caller sampled from; by default the container's header count)
+    repeat the last frame. If the stream ends BEFORE a wanted index below that length, raise ShortVideo
+    (carrying the decodable count) rather than pad. Frame folders: see _read_images."""
     indices = [int(i) for i in indices]
-    wanted = sorted(set(indices))
     if os.path.isdir(path):
-        from PIL import Image  # matplotlib depends on Pillow, so it is installed
-        files = _frame_files(path)
-        if not files:
-            raise ValueError(f"{path}: no JPEG frames")
-        cache = {}
-        for w in wanted:
-            with Image.open(files[min(w, len(files) - 1)]) as im:
-                cache[w] = np.asarray(im.convert("RGB"))
-        return np.stack([cache[i] for i in indices])
-    out = None
+        return _read_images(path, indices)
+    wanted = sorted(set(indices))
+    got = None
     with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = _video_stream(container, path)
+        length = num_frames or stream.frames or None  # frames that should exist (None: unknown)
         rate = stream.average_rate or stream.guessed_rate
         if wanted[0] >= SEEK_MIN_FRAME and rate and stream.time_base:
             target = (stream.start_time or 0) + int(wanted[0] / (rate * stream.time_base))
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-            out = _decode_range(container, stream, wanted, use_pts=True)
-    if out is None:  # no seek wanted, or the seek landed badly: decode from the start
+            try:
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+                got = _decode_range(container, stream, wanted, use_pts=True)
+            except av.error.FFmpegError:
+                got = None  # e.g. a truncated file has no index to seek with
+
+    def short(got):  # a wanted frame that should exist was not reached
+        return bool(length) and any(w < length and w not in got[0] for w in wanted)
+
+    # No seek wanted, the seek landed badly, or the stream ended early after it (time stamps cannot say
+    # how many frames there were): decode from the start, counting frames exactly.
+    if got is None or short(got):
         with av.open(path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            out = _decode_range(container, stream, wanted, use_pts=False)
-    return np.stack([out[i] for i in indices])
+            got = _decode_range(container, _video_stream(container, path), wanted, use_pts=False)
+        if got[2] == 0:
+            raise ValueError(f"{path}: no decodable frames")
+        if short(got):
+            raise ShortVideo(path, got[2], length)
+    out, last, _ = got
+    return np.stack([out[i] if i in out else last for i in indices])  # past the end: the last frame
+
+
+# Decodable frame counts, remembered per dataset. A short video (ShortVideo) costs one wasted decode
+# the first time it is read; the count learned then is appended to a small file beside the dataset, so
+# later runs sample from the right count at once. Where the file lives is our choice (the paper is
+# silent): in the data root when it is writable, so everyone using that copy of the data shares it.
+
+def count_cache_path(root):
+    """The count cache of the dataset at `root`: ROOT/COUNT_CACHE_NAME when the data root is writable,
+    else ~/.cache/dynamic-appearance/frame-counts-<hash of the absolute root>.tsv (read-only mounts)."""
+    root = os.path.abspath(root)
+    here = os.path.join(root, COUNT_CACHE_NAME)
+    if os.access(here, os.W_OK) or (not os.path.exists(here) and os.access(root, os.W_OK)):
+        return here
+    key = hashlib.sha1(root.encode()).hexdigest()[:16]
+    return os.path.join(os.path.expanduser("~"), ".cache", "dynamic-appearance", f"frame-counts-{key}.tsv")
+
+
+def _file_key(path):
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def append_count(cache, path, count):
+    """Record in `cache` that video `path` decodes `count` frames: one line "path<TAB>size<TAB>
+    mtime_ns<TAB>count". A single write() to a file opened with O_APPEND lands whole at the end, so
+    DataLoader workers in separate processes may append at once. Best effort: a cache that cannot be
+    written only means the count is learned again next run."""
+    path = os.path.abspath(path)
+    if "\t" in path or "\n" in path:
+        return
+    try:
+        size, mtime = _file_key(path)
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        fd = os.open(cache, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{path}\t{size}\t{mtime}\t{count}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def cached_counts(cache):
+    """{absolute path: decodable count} from `cache`; the last line per path wins. A line counts only
+    while its video keeps the recorded size and mtime (a replaced or re-downloaded file is learned
+    afresh), and damaged lines are ignored, so a stale cache can never break a run."""
+    try:
+        with open(cache, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    last = {}
+    for ln in text.splitlines():
+        parts = ln.split("\t")
+        if len(parts) == 4 and all(p.isdigit() for p in parts[1:]) and int(parts[3]) > 0:
+            last[parts[0]] = tuple(int(p) for p in parts[1:])
+    out = {}
+    for path, (size, mtime, count) in last.items():
+        try:
+            if _file_key(path) == (size, mtime):
+                out[path] = count
+        except OSError:
+            pass
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,7 +416,11 @@ def normalize(x):
 # ---------------------------------------------------------------------------------------------------
 
 class SkippedVideoWarning(RuntimeWarning):
-    """A video could not be read and another one was used in its place."""
+    """A video could not be read (replaced by another one in training, scored as unreadable at test)."""
+
+
+class ShortVideoWarning(RuntimeWarning):
+    """A video decodes fewer frames than its header says; its clips are sampled from those that decode."""
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -293,11 +428,19 @@ class VideoDataset(torch.utils.data.Dataset):
 
     Randomness (sampling offsets, crop, flip) comes from numpy Generator seeded with (seed, epoch, index):
     an item is a pure function of those, whatever the worker count or order -> exact mid-epoch resume.
-    Unreadable videos: see __getitem__.
+
+    Unreadable videos (corrupt, empty, no frames) are counted in `skipped` and warned about, then:
+      substitute=True (training): replaced by another readable sample, see _substitute;
+      substitute=False (the test protocol): never replaced. The item is (zeros of the normal clip shape,
+          label -1); label -1 means "unreadable", and evaluation drops those rows and reports how many.
+          `unreadable()` lists their paths.
+    Short videos (the header over-counts, see ShortVideo): the decodable count is learned on first read,
+    kept in shared memory for every worker, appended to `count_cache` (a file, see count_cache_path;
+    None: not kept beyond this object) and read back from it when a later dataset object is built.
     """
 
     def __init__(self, samples, classes, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
-                 seed=0, dense=False, flip=True, name="list"):
+                 seed=0, dense=False, flip=True, name="list", substitute=True, count_cache=None):
         if not samples:
             raise ValueError(f"{name}: the split has no videos")
         if train and (clips != 1 or crops != 1):
@@ -307,6 +450,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.train, self.segments, self.frames = train, segments, frames
         self.crop_size, self.clips, self.crops = crop_size, clips, crops
         self.seed, self.dense, self.flip, self.name = seed, dense, flip, name
+        self.substitute, self.count_cache = substitute, count_cache
         self.epoch = 0
         # Skip counts live in shared memory so that DataLoader worker processes (fork or spawn) add to
         # the same counters the main process reads through `skipped`. Increments from two workers at the
@@ -314,11 +458,14 @@ class VideoDataset(torch.utils.data.Dataset):
         # warning is printed by the worker either way).
         self._skip_counts = torch.zeros(len(self.samples), dtype=torch.int32).share_memory_()
         self._bad = set()  # sample indices that failed in this process: not retried as substitutes
-        self._warned = set()  # (epoch, path) already warned about in this process
+        self._warned = set()  # (epoch, path) or path already warned about in this process
         # Frame counts in shared memory (-1 = not yet known): a count found by one DataLoader worker is
         # seen by every worker and by later epochs' workers, so each video's header is read once per run
         # rather than once per worker per epoch (a second file open per item on a cold cache).
         self._frame_counts = torch.full((len(self.samples),), -1, dtype=torch.int64).share_memory_()
+        known = cached_counts(count_cache) if count_cache else {}
+        for i, (path, _) in enumerate(self.samples if known else []):
+            self._frame_counts[i] = known.get(os.path.abspath(path), -1)
 
     def __len__(self):
         return len(self.samples)
@@ -332,6 +479,10 @@ class VideoDataset(torch.utils.data.Dataset):
         counts = self._skip_counts
         return collections.Counter({self.samples[i][0]: int(counts[i]) for i in torch.nonzero(counts).flatten().tolist()})
 
+    def unreadable(self):
+        """Sorted paths of the videos that failed to read (in any worker of this dataset object)."""
+        return sorted(self.skipped)
+
     def report_skipped(self):
         """A one-line summary of skipped videos ('' if none), for train.py to print once per epoch."""
         s = self.skipped
@@ -341,11 +492,12 @@ class VideoDataset(torch.utils.data.Dataset):
         more = f", ... {len(s) - 10} more" if len(s) > 10 else ""
         return f"{self.name}: {sum(s.values())} reads of {len(s)} unreadable videos were skipped: {items}{more}"
 
-    def _rng(self, index):
-        return np.random.default_rng([self.seed, self.epoch, index])
+    def _rng(self, key):
+        return np.random.default_rng([self.seed, self.epoch, key])
 
     def num_frames(self, index):
-        """Frame count of sample `index`, read from the file on first use and then shared."""
+        """Frame count of sample `index`: the cached decodable count, else the header's (read from the
+        file on first use), then shared; a short video lowers it when first decoded (_learn_count)."""
         n = int(self._frame_counts[index])
         if n < 0:
             n = count_frames(self.samples[index][0])
@@ -357,56 +509,90 @@ class VideoDataset(torch.utils.data.Dataset):
             return dense_indices(num, self.segments * self.frames, self.train, rng, clip, self.clips)
         return sparse_indices(num, self.segments, self.frames, self.train, rng, clip, self.clips)
 
-    def load(self, index, rng):
-        """The item for sample `index` with randomness from `rng`; raises if the video is unreadable."""
-        path, label = self.samples[index]
+    def _clip(self, index, rng):
+        """Sample, decode and transform one clip of sample `index` (raises ShortVideo on a short video)."""
+        path = self.samples[index][0]
         num = self.num_frames(index)
         if num < 1:
             raise ValueError("the video has no frames")
         if self.train:
-            idx = self._indices(num, rng)
-            frames = read_frames(path, idx)  # (S*T, H, W, 3) uint8
+            frames = read_frames(path, self._indices(num, rng), num)  # (S*T, H, W, 3) uint8
             box = multiscale_crop_box(frames.shape[1], frames.shape[2], rng)
             flip = self.flip and bool(rng.integers(2))
-            return normalize(crop_resize(frames, box, self.crop_size, flip)), label  # (S*T, 3, H, W)
+            return normalize(crop_resize(frames, box, self.crop_size, flip))  # (S*T, 3, H, W)
         # test: all temporal clips decoded in one pass, then every clip x crop view
         per_clip = [self._indices(num, None, c) for c in range(self.clips)]
-        allf = read_frames(path, np.concatenate(per_clip))  # (clips*S*T, H, W, 3)
+        allf = read_frames(path, np.concatenate(per_clip), num)  # (clips*S*T, H, W, 3)
         L = len(per_clip[0])
         boxes = eval_crop_boxes(allf.shape[1], allf.shape[2], self.crop_size, self.crops)
         views = [crop_resize(allf[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
-        return normalize(torch.stack(views)), label  # (V, S*T, 3, H, W)
+        return normalize(torch.stack(views))  # (V, S*T, 3, H, W)
+
+    def load(self, index, key=None):
+        """(clip, label) of sample `index` with randomness from (seed, epoch, key) (key: the item asked
+        for, `index` by default); raises if the video is unreadable. A short video is learned and sampled
+        again from the same fresh generator, so the item equals what a run that knew the count gives."""
+        key = index if key is None else key
+        try:
+            return self._clip(index, self._rng(key)), self.samples[index][1]
+        except ShortVideo as e:
+            self._learn_count(index, e)
+            return self._clip(index, self._rng(key)), self.samples[index][1]
+
+    def _learn_count(self, index, err):
+        path = self.samples[index][0]
+        self._frame_counts[index] = err.decoded
+        if self.count_cache:
+            append_count(self.count_cache, path, err.decoded)
+        if ("short", path) not in self._warned:
+            self._warned.add(("short", path))
+            kept = f"; count cached in {self.count_cache}" if self.count_cache else ""
+            warnings.warn(f"{self.name}: {path}: the header says {err.expected} frames but only {err.decoded} "
+                          f"decode; its clips are sampled from those {err.decoded}{kept}", ShortVideoWarning)
 
     def _note_skip(self, index, err):
         path = self.samples[index][0]
+        first = int(self._skip_counts[index]) == 0  # over all workers: the test protocol warns once
         self._skip_counts[index] += 1
         self._bad.add(index)
-        if (self.epoch, path) not in self._warned:
+        if self.substitute and (self.epoch, path) not in self._warned:
             self._warned.add((self.epoch, path))
             warnings.warn(f"{self.name}: skipping unreadable video {path} (epoch {self.epoch}): "
                           f"{type(err).__name__}: {err}", SkippedVideoWarning)
+        elif not self.substitute and first and path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"{self.name}: unreadable video {path}: {type(err).__name__}: {err}; not replaced: "
+                          "its item has label -1 (left out of the scores, counted as unreadable)",
+                          SkippedVideoWarning)
 
     def __getitem__(self, index):
         """A corrupt, empty or unreadable video never stops a run: it is counted in `skipped`, warned about
-        (once per path per epoch and process), and replaced by the next readable sample of a permutation
-        seeded by (seed, epoch, index), so the substitute is deterministic too. If 100 videos in a row fail,
-        or every video fails, the data is broken: raise with the last error."""
-        err = None
+        (training: once per path per epoch and process; test: once per path), and then either replaced
+        (substitute=True, see _substitute) or returned as (zeros, -1) (substitute=False)."""
+        err = RuntimeError("failed earlier in this process")
         if index not in self._bad:
             try:
-                return self.load(index, self._rng(index))
+                return self.load(index)
             except Exception as e:  # noqa: BLE001 - any decode/IO failure means "skip this video"
-                self._note_skip(index, e)
                 err = e
-        else:
-            self._note_skip(index, RuntimeError("failed earlier in this process"))
+        self._note_skip(index, err)
+        if not self.substitute:
+            L, c = self.segments * self.frames, self.crop_size
+            shape = (L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)
+            return torch.zeros(shape), -1
+        return self._substitute(index, err)
+
+    def _substitute(self, index, err):
+        """The next readable sample of a permutation seeded by (seed, epoch, index), with item `index`'s
+        randomness, so the substitute is deterministic too. If 100 videos in a row fail, or every video
+        fails, the data is broken: raise with the last error."""
         fails = 1
         order = np.random.default_rng([self.seed, self.epoch, index, 1]).permutation(len(self.samples))
         for j in order.tolist():
             if j == index or j in self._bad:
                 continue
             try:
-                return self.load(j, self._rng(index))
+                return self.load(j, index)
             except Exception as e:  # noqa: BLE001
                 self._note_skip(j, e)
                 err, fails = e, fails + 1
@@ -419,13 +605,14 @@ class VideoDataset(torch.utils.data.Dataset):
 
 
 def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
-                  seed=0):
-    """The train or test split of dataset `name` read from its official layout at `data_root`."""
+                  seed=0, substitute=True):
+    """The train or test split of dataset `name` read from its official layout at `data_root`.
+    substitute: replace unreadable videos (training) or return them as (zeros, -1) (test protocol)."""
     classes, samples = parse_dataset(name, data_root, split, train)
+    root = data_root or default_synthetic_root()  # only synthetic may come without a root
     return VideoDataset(samples, classes, train, segments, frames, crop_size, clips if not train else 1,
-                        crops if not train else 1, seed, dense=name in DENSE_DATASETS,
-                        flip=name not in NO_FLIP,
-                        name=name)
+                        crops if not train else 1, seed, dense=name in DENSE_DATASETS, flip=name not in NO_FLIP,
+                        name=name, substitute=substitute, count_cache=count_cache_path(root))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -520,24 +707,26 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
     subset=N: N training videos drawn at random (seeded); val stays the full test split.
     overfit=N: N training videos (seeded pick) for both train and val; val uses the test transforms.
     Val batch size is max(1, batch_size // V) with V = clips*crops views per item, so a val batch holds
-    about as many clips as a train batch."""
+    about as many clips as a train batch. Training replaces unreadable videos; validation follows the
+    test protocol (substitute=False: an unreadable video's item has label -1, see VideoDataset)."""
     train_ds = build_dataset(dataset, data_root, split, True, segments, frames, crop_size, 1, 1, seed)
     classes = train_ds.classes
-    kw = dict(segments=segments, frames=frames, crop_size=crop_size, seed=seed,
-              dense=dataset in DENSE_DATASETS, flip=dataset not in NO_FLIP, name=dataset)
+    kw = dict(segments=segments, frames=frames, crop_size=crop_size, seed=seed, dense=train_ds.dense,
+              flip=train_ds.flip, name=dataset, count_cache=train_ds.count_cache)
     pick_rng = np.random.default_rng([seed, 12345])
     if overfit:
         n = min(int(overfit), len(train_ds))
         chosen = sorted(pick_rng.choice(len(train_ds), n, replace=False).tolist())
         samples = [train_ds.samples[i] for i in chosen]
         train_ds = VideoDataset(samples, classes, True, **kw)
-        val_ds = VideoDataset(samples, classes, False, clips=clips, crops=crops, **kw)
+        val_ds = VideoDataset(samples, classes, False, clips=clips, crops=crops, substitute=False, **kw)
     else:
         if subset:
             n = min(int(subset), len(train_ds))
             chosen = sorted(pick_rng.choice(len(train_ds), n, replace=False).tolist())
             train_ds = VideoDataset([train_ds.samples[i] for i in chosen], classes, True, **kw)
-        val_ds = build_dataset(dataset, data_root, split, False, segments, frames, crop_size, clips, crops, seed)
+        val_ds = build_dataset(dataset, data_root, split, False, segments, frames, crop_size, clips, crops, seed,
+                               substitute=False)
         if val_ds.classes != classes:
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
     pin = torch.cuda.is_available()
@@ -1133,30 +1322,47 @@ def ensure_synthetic(root, **kwargs):
 # CLI
 # ---------------------------------------------------------------------------------------------------
 
+def _check_video(path):
+    """(header count, decodable count) of one video, fully decoded, then read as a test clip would be."""
+    header, true = count_frames(path), decodable_frames(path)
+    if true < 1:
+        raise ValueError("no frames")
+    read_frames(path, sparse_indices(true, 3, 2, False), true)
+    return header, true
+
+
 def inspect(name, data_root, split=1, limit=500):
-    """Print classes, split sizes, how many videos decode (a clip's worth of frames), frame-count range."""
+    """Print classes, split sizes, how many videos decode, the decodable frame-count range, and every
+    checked video whose header frame count differs from the frames that decode. Those counts go into the
+    dataset's count cache, so training starts with them."""
     for train in (True, False):
         classes, samples = parse_dataset(name, data_root, split, train)
+        cache = count_cache_path(data_root or default_synthetic_root())
+        known = cached_counts(cache)
         if train:
             print(f"{name} split {split}: {len(classes)} classes ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
         which = "train" if train else "test"
         check = samples if not limit or limit >= len(samples) else [samples[i] for i in
                                                                      np.linspace(0, len(samples) - 1, limit).astype(int)]
-        ok, counts, bad = 0, [], []
+        counts, bad, differ = [], [], []
         for path, _ in check:
             try:
-                n = count_frames(path)
-                if n < 1:
-                    raise ValueError("no frames")
-                read_frames(path, sparse_indices(n, 3, 2, False))
-                ok += 1
-                counts.append(n)
+                header, true = _check_video(path)
             except Exception as e:  # noqa: BLE001
                 bad.append(f"{path}: {type(e).__name__}: {e}")
+                continue
+            counts.append(true)
+            if true != header:
+                differ.append(f"{path}: header {header} frames, {true} decode")
+                if known.get(os.path.abspath(path)) != true:
+                    append_count(cache, path, true)
         rng_txt = f"frames {min(counts)}..{max(counts)} (median {int(np.median(counts))})" if counts else "no frames"
-        print(f"  {which}: {len(samples)} videos; checked {len(check)}: {ok} decode, {len(bad)} fail; {rng_txt}")
+        print(f"  {which}: {len(samples)} videos; checked {len(check)}: {len(counts)} decode, {len(bad)} fail, "
+              f"{len(differ)} with a wrong header frame count; decodable {rng_txt}")
         for b in bad[:10]:
             print(f"    FAIL {b}")
+        for d in differ:
+            print(f"    COUNT {d}")
 
 
 def bench(width=320, height=240, length=150, videos=4, items=24, segments=8, frames=8, crop_size=224, train=True):

@@ -470,3 +470,140 @@ def test_skips_in_worker_processes_reach_the_parent(tmp_path):
     labels = torch.cat([y for _, y in loader])
     assert labels.tolist() == [0, 0, 0, 0]  # the bad one was replaced by a good one
     assert ds.skipped == {bad: 1}  # counted in a worker, visible here (shared memory)
+
+
+# ----------------------------------------------------------------------------------------------- short videos
+
+def write_short(path, n=60, keep=0.4):
+    """An .avi whose header says n frames but whose bytes stop after `keep` of the file (a truncated
+    download). Right half of frame i: grey at level(i); left half: noise, so that the frames, not the
+    header, hold most of the bytes and the cut falls among the frames."""
+    frames = np.stack([np.full((32, 32, 3), level(i), np.uint8) for i in range(n)])
+    frames[:, :, :16] = np.random.default_rng(0).integers(0, 256, (n, 32, 16, 3))
+    data.write_video(path, frames, gop=10)
+    with open(path, "rb") as f:
+        blob = f.read()
+    with open(path, "wb") as f:
+        f.write(blob[: int(len(blob) * keep)])
+    return path
+
+
+def clip_numbers(clip):
+    """Frame numbers of a normalised clip (N, 3, H, W) written by write_short (right half)."""
+    raw = clip * torch.tensor(data.IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(data.IMAGENET_MEAN).view(1, 3, 1, 1)
+    return frame_numbers((raw[..., raw.shape[-1] // 2 + 1:] * 255).numpy())
+
+
+def test_short_video_is_sampled_from_its_decodable_frames_and_the_count_is_cached(tmp_path, monkeypatch):
+    path = write_short(str(tmp_path / "short.avi"))
+    assert data.count_frames(path) == 60  # the header still says 60
+    true = data.decodable_frames(path)
+    assert 5 <= true <= 30
+    with pytest.raises(data.ShortVideo) as e:  # never padded with copies of the last frame
+        data.read_frames(path, [0, 45])
+    assert e.value.decoded == true and e.value.expected == 60
+    last = frame_numbers(data.read_frames(path, [true - 1], true)[:, :, 16:])[0]
+
+    cache = str(tmp_path / "counts.tsv")
+    reads = []
+    real = data.read_frames
+    monkeypatch.setattr(data, "read_frames", lambda p, idx, n=None: reads.append(list(idx)) or real(p, idx, n))
+    ds = data.VideoDataset([(path, 0)], ["a"], train=False, segments=4, frames=1, crop_size=16, count_cache=cache)
+    with pytest.warns(data.ShortVideoWarning) as rec:
+        clip, label = ds[0]
+    assert len(rec) == 1 and "60" in str(rec[0].message) and f"only {true} decode" in str(rec[0].message)
+    assert reads[-1] == data.sparse_indices(true, 4, 1, False).tolist() and max(reads[-1]) < true
+    numbers = clip_numbers(clip[0])
+    assert label == 0 and numbers == sorted(numbers) and numbers.count(last) <= 1 and len(set(numbers)) >= 3
+    assert ds.num_frames(0) == true
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: learned, no second warning or short decode
+        assert torch.equal(ds[0][0], clip)
+    with open(cache) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1 and lines[0].split("\t")[0] == os.path.abspath(path) and lines[0].endswith(f"\t{true}")
+
+    # a new dataset object starts from the cached count: no header read, one decode from the right count
+    header_count = data.count_frames
+
+    def no_header(p):
+        raise AssertionError("header read although the count is cached")
+    monkeypatch.setattr(data, "count_frames", no_header)
+    reads.clear()
+    again = data.VideoDataset([(path, 0)], ["a"], train=False, segments=4, frames=1, crop_size=16, count_cache=cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(again[0][0], clip)
+    assert reads == [data.sparse_indices(true, 4, 1, False).tolist()]
+    # a stale line (the file was replaced since) is ignored; a damaged line breaks nothing
+    with open(cache, "a") as f:
+        f.write("garbage\tline\n\x00\n")
+    write_numbered(path, 40)
+    monkeypatch.setattr(data, "count_frames", header_count)
+    fresh = data.VideoDataset([(path, 0)], ["a"], train=True, segments=2, frames=2, crop_size=16, count_cache=cache)
+    assert int(fresh._frame_counts[0]) == -1 and fresh.num_frames(0) == 40
+
+
+def test_count_cache_location_and_inspect_lists_short_videos(tmp_path, proto, monkeypatch, capsys):
+    root = str(tmp_path / "data")
+    put(proto, os.path.join(root, "vids", "ok.avi"))
+    write_short(os.path.join(root, "vids", "short.avi"))
+    true = data.decodable_frames(os.path.join(root, "vids", "short.avi"))
+    write_text(os.path.join(root, "train.txt"), ["vids/ok.avi 0", "vids/short.avi 1"])
+    write_text(os.path.join(root, "val.txt"), ["vids/short.avi 1"])
+    ds = data.build_dataset("list", root, train=True, segments=2, frames=2, crop_size=16)
+    assert ds.count_cache == os.path.join(root, data.COUNT_CACHE_NAME)  # writable root: the cache lives there
+    with pytest.warns(data.ShortVideoWarning):
+        ds[1]
+    assert data.cached_counts(ds.count_cache) == {os.path.abspath(os.path.join(root, "vids", "short.avi")): true}
+    assert data.build_dataset("list", root, train=False, segments=2, frames=2).num_frames(0) == true
+
+    os.remove(ds.count_cache)
+    data.main(["inspect", "--dataset", "list", "--data-root", root])
+    out = capsys.readouterr().out
+    assert f"COUNT {os.path.join(root, 'vids', 'short.avi')}: header 60 frames, {true} decode" in out
+    assert "ok.avi" not in out and "1 with a wrong header frame count" in out
+    assert len(data.cached_counts(ds.count_cache)) == 1  # inspect fills the cache (once, not per split)
+    with open(ds.count_cache) as f:
+        assert len(f.read().splitlines()) == 1
+
+    # a read-only data root: the cache goes to ~/.cache, one file per root
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(data.os, "access", lambda p, mode: False)
+    a, b = data.count_cache_path(root), data.count_cache_path(str(tmp_path))
+    assert a != b and all(p.startswith(str(tmp_path / "home" / ".cache" / "dynamic-appearance")) for p in (a, b))
+
+
+# ----------------------------------------------------------------------------------------------- test protocol
+
+def test_test_protocol_never_substitutes_an_unreadable_video(tmp_path, synth):
+    good = write_numbered(str(tmp_path / "good.avi"), 12)
+    other = write_numbered(str(tmp_path / "other.avi"), 20)
+    bad = str(tmp_path / "bad.avi")
+    with open(bad, "wb") as f:
+        f.write(bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8)))
+    samples = [(good, 0), (bad, 1), (other, 1)]
+    kw = dict(segments=2, frames=2, crop_size=16)
+    ev = data.VideoDataset(samples, ["a", "b"], train=False, clips=2, substitute=False, **kw)
+    with pytest.warns(data.SkippedVideoWarning) as rec:
+        clip, label = ev[1]
+    ref, ref_label = ev[0]
+    assert label == -1 and clip.shape == ref.shape == (2, 4, 3, 16, 16) and clip.dtype == ref.dtype
+    assert not clip.any() and ref.abs().sum() > 0 and ref_label == 0
+    assert len(rec) == 1 and "bad.avi" in str(rec[0].message) and "label -1" in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once
+        assert ev[1][1] == -1
+    assert ev.unreadable() == [bad] and ev.skipped[bad] == 2
+    assert ev[2][1] == 1 and not torch.equal(ev[2][0], ref)  # the other items are their own videos
+    labels = torch.cat([y for _, y in torch.utils.data.DataLoader(ev, batch_size=3)])
+    assert labels.tolist() == [0, -1, 1]
+    # training keeps substituting (with the counted warning)
+    tr = data.VideoDataset(samples, ["a", "b"], train=True, **kw)
+    with pytest.warns(data.SkippedVideoWarning):
+        assert tr[1][1] in (0, 1) and tr.skipped[bad] == 1
+    L = data.build_loaders("synthetic", synth, segments=1, frames=1, crop_size=8, batch_size=2, workers=0)
+    assert L.train.dataset.substitute and not L.val.dataset.substitute
+    o = data.build_loaders("synthetic", synth, segments=1, frames=1, crop_size=8, batch_size=2, workers=0, overfit=2)
+    assert o.train.dataset.substitute and not o.val.dataset.substitute
+    assert data.build_dataset("synthetic", synth, train=False, substitute=False).substitute is False
