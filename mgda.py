@@ -22,12 +22,26 @@ Naming (EQUATIONS.md leaves the choice to us): alpha weighs g_c, the *recognitio
 We use this convex combination as written in Algorithm 1, *not* multiplied by 2, so on the shared
 parameters MGDA takes steps of at most the size of the larger gradient.
 
-Distributed training: every function here that produces gradients also averages them over the
-ranks of torch.distributed (when it is initialised) *before* anything is derived from them. That
-is what keeps alpha identical on every rank: alpha is a non-linear function of the gradients, so
-averaging per-rank alphas would give a different (and rank-dependent) answer. train.py therefore
-does not wrap the model in DistributedDataParallel: DDP averages the one gradient of one
-backward pass, while MGDA needs two separate gradients of the shared parameters.
+Why MGDA "collapses", and the two options against it (neither is in the paper; both follow
+Sener & Koltun's reference code, which offers them as optional):
+    Eq. 12 picks the point of the segment [g_p, g_c] closest to 0. On motion data ||g_p|| / ||g_c||
+    on theta_p is ~1e-2..1e-3, so that point is (almost) g_p itself: alpha ~ 0 and PWTP learns from
+    L_p alone. `normalize` (--mgda-normalize) divides each gradient by a per-task normaliser before
+    Eq. 12 (alpha is still applied to the unnormalised gradients); `space` (--mgda-space) derives
+    alpha from the gradients w.r.t. the per-pixel bases A instead of theta_p (the MGDA-UB
+    analogue). See `normalizers` and `JointTraining`.
+
+One step = K micro-batches (gradient accumulation, K = 1 by default):
+    for each micro-batch:  jt.accumulate(model, loss_c / K, loss_p / K, bases=out.pwtp.A)
+    once:                  info = jt.step(model, step)       # every .grad written, alpha, log stats
+`backward` is accumulate + step with K = 1.
+
+Distributed training: `step` averages the accumulated gradients over the ranks of
+torch.distributed (when it is initialised) *before* anything is derived from them. That is what
+keeps alpha identical on every rank: alpha is a non-linear function of the gradients, so averaging
+per-rank alphas would give a different (and rank-dependent) answer. train.py therefore does not
+wrap the model in DistributedDataParallel: DDP averages the one gradient of one backward pass,
+while MGDA needs two separate gradients of the shared parameters.
 """
 import math
 from typing import Iterable, List, Optional
@@ -35,30 +49,99 @@ from typing import Iterable, List, Optional
 import torch
 import torch.distributed as dist
 
+STRATEGIES = ("mgda", "constant", "scheduler", "separate", "recognition")
+NORMALIZERS = ("none", "l2", "loss", "loss+")
+SPACES = ("params", "bases")
+
 
 # ---------------------------------------------------------------------------------------------
 # Eq. 11-12: the min-norm element of the segment between two gradients
 # ---------------------------------------------------------------------------------------------
-def min_norm_alpha(g_c: torch.Tensor, g_p: torch.Tensor) -> float:
-    """Eq. 12: alpha* = clip_[0,1]( (g_p - g_c)^T g_p / ||g_c - g_p||^2 ), minimiser of Eq. 11.
+def min_norm_alpha_gram(gcc: float, gcp: float, gpp: float) -> float:
+    """Eq. 12 from the three inner products gcc = g_c.g_c, gcp = g_c.g_p, gpp = g_p.g_p:
 
-    g_c, g_p: flattened gradients of the same parameters (any shape, same numel).
+        alpha* = clip_[0,1]( (g_p - g_c)^T g_p / ||g_c - g_p||^2 ) = clip_[0,1]( (gpp - gcp) / (gcc - 2 gcp + gpp) )
 
     Eq. 11 asks for the shortest vector alpha g_c + (1 - alpha) g_p on the segment between the two
     gradients. Its squared norm is a parabola in alpha with vertex at the unclipped value above;
-    clipping to [0, 1] is exact because a parabola is monotone on each side of its vertex. When
-    the gradients coincide the parabola is flat (every alpha is optimal) and the formula is 0/0:
-    we return 0.5, the choice that treats both tasks alike.
+    clipping to [0, 1] is exact because a parabola is monotone on each side of its vertex. Only
+    inner products are needed, which is what lets alpha come from any space whose inner products
+    we can sum (parameters, bases, several micro-batches, several ranks).
+    When the gradients coincide the parabola is flat (every alpha is optimal) and the formula is
+    0/0: we return 0.5, the choice that treats both tasks alike (also when ||g_c - g_p||^2 is below
+    1e-12 of ||g_c||^2 + ||g_p||^2, where float64 cancellation leaves no digit of it).
+    Non-finite inputs (an fp16 overflow) give NaN: the step's gradients are then NaN too, which
+    the GradScaler skips and train.py's finiteness check reports.
     """
-    g_c = g_c.detach().double().flatten()   # float64: the dot products of two ~1e7-long vectors
-    g_p = g_p.detach().double().flatten()
-    diff = g_c - g_p
-    denom = diff.dot(diff)
-    scale = g_c.dot(g_c) + g_p.dot(g_p)
-    if denom <= 1e-12 * scale or denom == 0:
+    if not all(map(math.isfinite, (gcc, gcp, gpp))):
+        return float("nan")
+    denom = gcc - 2.0 * gcp + gpp                           # ||g_c - g_p||^2
+    if not denom > 1e-12 * (gcc + gpp):
         return 0.5
-    alpha = (g_p - g_c).dot(g_p) / denom
-    return float(alpha.clamp(0.0, 1.0))
+    return min(1.0, max(0.0, (gpp - gcp) / denom))
+
+
+def _gram(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(3,) float64 [u.u, u.v, v.v] of two same-shaped tensors (products in their dtype, sums in
+    float64: a bases tensor has ~1e7 entries, and a float64 copy of it would double the memory)."""
+    return torch.stack([torch.sum(u * u, dtype=torch.float64), torch.sum(u * v, dtype=torch.float64),
+                        torch.sum(v * v, dtype=torch.float64)])
+
+
+def min_norm_alpha(g_c: torch.Tensor, g_p: torch.Tensor) -> float:
+    """Eq. 12 for two gradients g_c, g_p of the same parameters (any shape, same numel)."""
+    gcc, gcp, gpp = _gram(g_c.detach().flatten(), g_p.detach().flatten()).tolist()
+    return min_norm_alpha_gram(gcc, gcp, gpp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient normalisation before Eq. 12 (not in the paper; Sener & Koltun's optional normalisers)
+# ---------------------------------------------------------------------------------------------
+def normalizers(normalize: str, gram, loss_c: float, loss_p: float):
+    """(n_c, n_p): Eq. 12 is then solved for g_c / n_c and g_p / n_p.
+
+    gram = (g_c.g_c, g_c.g_p, g_p.g_p) in the space alpha is derived in; loss_c, loss_p the
+    (unscaled, batch-mean) loss values.
+        none   n = 1            plain Eq. 12: the shorter gradient wins (the collapse, alpha ~ 0)
+        l2     n = ||g||        both vectors have norm 1, so with two tasks the min-norm point of the
+                                segment is always its midpoint: alpha = 0.5, whatever the gradients
+                                (by symmetry; algebraically (1 - cos) / (2 - 2 cos)). MGDA-l2 with two
+                                tasks is thus *not adaptive*: it is L_c + L_p at half the step on theta_p.
+        loss   n = L            g / L = grad log L: each task counts by its *relative* rate of
+                                decrease. Norms survive (||g_c||/L_c vs ||g_p||/L_p), so alpha still
+                                adapts, but a small L_p (ENoPR ~0.1-0.7 vs cross-entropy ~1-5)
+                                lengthens g_p's vector and moves alpha away from 0.
+        loss+  n = L ||g||      vectors of norm 1/L_c and 1/L_p: direction only, then the task with the
+                                LARGER loss gets the shorter vector, hence the larger weight. For
+                                orthogonal gradients alpha = L_c^2 / (L_c^2 + L_p^2).
+    Guards (our choice): a zero normaliser (zero gradient or zero loss) is replaced by 1, so a zero
+    gradient stays zero and Eq. 12 picks it (that task is already stationary) instead of 0/0;
+    a negative loss would flip its gradient, so it is an error.
+    """
+    if normalize not in NORMALIZERS:
+        raise ValueError(f"--mgda-normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+    if normalize in ("loss", "loss+") and (loss_c < 0 or loss_p < 0):
+        raise ValueError(f"--mgda-normalize {normalize}: the losses must be >= 0, got L_c={loss_c}, L_p={loss_p}")
+    gcc, _, gpp = gram
+    n_c = {"none": 1.0, "l2": math.sqrt(gcc), "loss": loss_c, "loss+": loss_c * math.sqrt(gcc)}[normalize]
+    n_p = {"none": 1.0, "l2": math.sqrt(gpp), "loss": loss_p, "loss+": loss_p * math.sqrt(gpp)}[normalize]
+    return (n_c if n_c != 0 else 1.0), (n_p if n_p != 0 else 1.0)
+
+
+def normalized_alpha(gram, normalize: str = "none", loss_c: float = 1.0, loss_p: float = 1.0) -> float:
+    """Eq. 12 on g_c / n_c and g_p / n_p, from the Gram entries of g_c, g_p (see `normalizers`)."""
+    gcc, gcp, gpp = gram
+    n_c, n_p = normalizers(normalize, gram, loss_c, loss_p)
+    return min_norm_alpha_gram(gcc / (n_c * n_c), gcp / (n_c * n_p), gpp / (n_p * n_p))
+
+
+def gradient_stats(gram) -> dict:
+    """The log's view of the two parameter-space gradients: their norms and the cosine between
+    them (NaN when one of them is zero: no angle)."""
+    gcc, gcp, gpp = gram
+    norms = math.sqrt(gcc) * math.sqrt(gpp)
+    return {"gc_norm": math.sqrt(gcc), "gp_norm": math.sqrt(gpp),
+            "cos": gcp / norms if norms > 0 else float("nan")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,12 +170,19 @@ def scale_schedule(step: int, total_steps: int, lam_max: float = 1.0, lam_min: f
 # ---------------------------------------------------------------------------------------------
 # Gradient plumbing shared by every strategy
 # ---------------------------------------------------------------------------------------------
-def _grads(loss: torch.Tensor, params: List[torch.Tensor], retain_graph: bool = False):
-    """d loss / d params as a list of tensors, zeros for parameters the loss does not reach."""
-    if not params:
-        return []
-    gs = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
+def _grads(loss: torch.Tensor, params: List[torch.Tensor], retain_graph: bool = False,
+           bases: Optional[torch.Tensor] = None):
+    """(d loss / d params with zeros where the loss does not reach a parameter, d loss / d bases
+    or None). One backward pass gives both: autograd accepts the non-leaf A beside the leaves."""
+    inputs = params + ([bases] if bases is not None else [])
+    if not inputs:
+        return [], None
+    gs = list(torch.autograd.grad(loss, inputs, retain_graph=retain_graph, allow_unused=True))
+    h = gs.pop() if bases is not None else None
+    if bases is not None and h is None:
+        raise ValueError("mgda.py (--mgda-space bases): a loss does not depend on the bases tensor given; "
+                         "pass out.pwtp.A of the same forward pass (the node every PWTP output is computed from)")
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)], h
 
 
 def _flat(grads: List[torch.Tensor]) -> torch.Tensor:
@@ -107,10 +197,14 @@ def _unflat(flat: torch.Tensor, like: List[torch.Tensor]) -> List[torch.Tensor]:
     return out
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def average_across_ranks(grads: List[torch.Tensor]) -> List[torch.Tensor]:
     """Average a list of gradients over the ranks of torch.distributed (one all-reduce of one
     flat buffer); the identity when not running distributed."""
-    if not grads or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not grads or not _distributed():
         return grads
     flat = _flat(grads)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
@@ -128,98 +222,246 @@ def _trainable(params: Iterable[torch.Tensor]) -> List[torch.Tensor]:
     return [p for p in params if p.requires_grad]
 
 
-# ---------------------------------------------------------------------------------------------
-# Algorithm 1: one MGDA step
-# ---------------------------------------------------------------------------------------------
-def mgda_backward(shared_params, recognition_params, loss_c: torch.Tensor, loss_p: torch.Tensor) -> float:
-    """Algorithm 1 for one mini-batch: sets .grad of every parameter and returns alpha*.
+def _add(acc: dict, key: str, value):
+    """acc[key] += value (lists of tensors elementwise), creating it on the first micro-batch."""
+    if key not in acc:
+        acc[key] = [v.detach() for v in value] if isinstance(value, list) else value.detach()
+    elif isinstance(value, list):
+        for a, v in zip(acc[key], value):
+            a.add_(v.detach())
+    else:
+        acc[key] = acc[key] + value.detach()
 
-    shared_params:      theta_p, the PWTP parameters (reached by both losses)
-    recognition_params: theta_c, backbone + head (reached by L_c only)
-    loss_c, loss_p:     the two losses of this mini-batch, graphs still alive.
 
-    After this call an optimiser step applies
-        theta_p <- theta_p - lr * (alpha* g_c + (1 - alpha*) g_p)     (Alg. 1, Eq. 12 for alpha*)
-        theta_c <- theta_c - lr * grad_{theta_c} L_c
-    """
-    shared, recog = _trainable(shared_params), _trainable(recognition_params)
-    # g_p first: L_p = ENoPR depends on theta_p only, so this backward runs through PWTP alone
-    # (cheap), and the graph is kept for the L_c backward, which reuses PWTP's part of it.
-    g_p = _grads(loss_p, shared, retain_graph=True)
-    g_c_all = _grads(loss_c, shared + recog)
-    # Average over ranks before alpha is derived from them: same alpha everywhere.
-    g_p = average_across_ranks(g_p)
-    g_c_all = average_across_ranks(g_c_all)
-    g_c, g_rec = g_c_all[:len(shared)], g_c_all[len(shared):]
-    alpha = min_norm_alpha(_flat(g_c), _flat(g_p))                      # Eq. 12
-    _set_grads(shared, [alpha * gc + (1.0 - alpha) * gp for gc, gp in zip(g_c, g_p)])
-    _set_grads(recog, g_rec)
-    return alpha
+GRAD_KEYS = ("g_c", "g_p", "g_rec", "g_mix")   # the accumulated gradient lists (see _plan)
+
+
+def _reduce_over_ranks(acc: dict):
+    """Rank averages of everything accumulated, in two all-reduces (gradients; float64 scalars).
+    Gradients and loss values are averaged: the global loss is the mean of the ranks' losses.
+    The bases Gram entries are SUMMED and divided by world^2: the bases of different ranks' clips
+    are different coordinates, and the global loss's bases gradient there is h_rank / world."""
+    if not _distributed():
+        return
+    world = dist.get_world_size()
+    keys = [k for k in GRAD_KEYS if k in acc]
+    avg = average_across_ranks([g for k in keys for g in acc[k]])
+    for k in keys:
+        acc[k], avg = avg[:len(acc[k])], avg[len(acc[k]):]
+    names = [k for k in ("loss_c", "loss_p", "gram_bases") if k in acc]
+    scalars = torch.cat([acc[k].reshape(-1) for k in names])
+    dist.all_reduce(scalars, op=dist.ReduceOp.SUM)
+    for k in names:
+        n = acc[k].numel()
+        acc[k], scalars = scalars[:n].reshape(acc[k].shape) / (world ** 2 if k == "gram_bases" else world), scalars[n:]
 
 
 # ---------------------------------------------------------------------------------------------
 # The strategies of Table 5 behind one small interface
 # ---------------------------------------------------------------------------------------------
-STRATEGIES = ("mgda", "constant", "scheduler", "separate", "recognition")
-
-
 class JointTraining:
-    """Picks a joint-training strategy by name; `backward` is called once per mini-batch.
+    """Picks a joint-training strategy by name and writes the step's gradients.
 
-    jt = JointTraining("mgda")
-    info = jt.backward(model, loss_c, loss_p, step)   # sets every .grad, returns {"alpha": ...}
+    jt = JointTraining("mgda", normalize="none", space="params")
+    info = jt.backward(model, loss_c, loss_p, step, bases=out.pwtp.A)   # K = 1
+    # or, with K micro-batches:  jt.accumulate(model, loss_c / K, loss_p / K, bases=out.pwtp.A) x K,
+    #                            info = jt.step(model, step)
     optimizer.step()
 
     `model` provides shared_parameters() (PWTP) and recognition_parameters() (backbone + head).
     For a model without PWTP (RGB input, rival representations) loss_p is None and only L_c is
-    used, whatever the strategy. Gradients are averaged over ranks here, for every strategy.
+    used, whatever the strategy; info is then {}.
 
     lam:            lambda of `constant`, lambda_max of `scheduler`
     lam_min, a, b:  the floor and shape of Eq. 13 (`scheduler`)
     total_steps:    t_max of Eq. 13
     separate_steps: how many of the first steps train PWTP alone on L_p (`separate`); afterwards
                     PWTP is frozen (its .grad is None, so neither SGD nor weight decay moves it).
+    normalize:      --mgda-normalize, one of NORMALIZERS (see `normalizers`); `mgda` only.
+    space:          --mgda-space, where alpha's inner products are taken (`mgda` only):
+                    "params": Eq. 11-12 on g_c, g_p = gradients w.r.t. theta_p (Algorithm 1).
+                    "bases":  the MGDA-UB analogue: on h_c, h_p = gradients w.r.t. the per-pixel bases
+                    A (PWTPOutput.A, (N, H, W, T, D)), the one tensor through which theta_p reaches
+                    both losses. The theta_p update is then the alpha-mixed bases gradient
+                    backpropagated into theta_p, which by the chain rule (linear in the mix) IS
+                    alpha g_c + (1 - alpha) g_p: we write that, and use h only for alpha.
+                    Needs bases=out.pwtp.A in accumulate/backward.
+    stats:          True (default): every step with both losses reports ||g_c||, ||g_p|| and
+                    cos(g_c, g_p) on theta_p (unnormalised, divided by the loss scale). For `mgda`
+                    they are free; for the weighted strategies and `separate` they need g_c and g_p
+                    separately, i.e. one more backward pass through PWTP (or, in separate's phases,
+                    the pass that phase would skip). False: no stats, no extra pass.
+
+    info (returned by step/backward): "alpha" (mgda), "lam" (constant/scheduler/recognition),
+    "phase" (separate: 1 or 2), and with stats "gc_norm", "gp_norm", "cos".
     """
 
     def __init__(self, strategy: str = "mgda", lam: float = 1.0, total_steps: int = 1,
-                 lam_min: float = 0.0, a: float = 1.0, b: float = 1.0, separate_steps: int = 0):
+                 lam_min: float = 0.0, a: float = 1.0, b: float = 1.0, separate_steps: int = 0,
+                 normalize: str = "none", space: str = "params", stats: bool = True):
         if strategy not in STRATEGIES:
             raise ValueError(f"--joint must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if strategy == "separate" and separate_steps <= 0:
             raise ValueError("joint training 'separate' needs separate_steps > 0 (steps of PWTP-only training)")
+        if normalize not in NORMALIZERS:
+            raise ValueError(f"--mgda-normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+        if space not in SPACES:
+            raise ValueError(f"--mgda-space must be one of {', '.join(SPACES)}, got {space!r}")
         self.strategy, self.lam, self.total_steps = strategy, lam, total_steps
         self.lam_min, self.a, self.b, self.separate_steps = lam_min, a, b, separate_steps
+        self.normalize, self.space, self.stats = normalize, space, bool(stats)
+        self._acc = None                     # what the micro-batches of the current step summed
 
-    def _weighted(self, shared, recog, loss_c, loss_p, lam):
-        # L = L_c + lambda L_p (Eq. 9 scalarised). L_p does not reach theta_c, so one backward of
-        # the sum gives grad L_c on theta_c and grad L_c + lambda grad L_p on theta_p.
-        loss = loss_c if lam == 0 else loss_c + lam * loss_p
-        g = average_across_ranks(_grads(loss, shared + recog))
-        _set_grads(shared + recog, g)
-
-    def backward(self, model, loss_c: torch.Tensor, loss_p: Optional[torch.Tensor], step: int) -> dict:
-        shared = _trainable(model.shared_parameters())
-        recog = _trainable(model.recognition_parameters())
-        if loss_p is None or not shared:               # no PWTP in this model: plain recognition
-            self._weighted(shared, recog, loss_c, None, 0.0)
-            return {}
-        if self.strategy == "mgda":
-            return {"alpha": mgda_backward(shared, recog, loss_c, loss_p)}
-        if self.strategy == "constant":
-            self._weighted(shared, recog, loss_c, loss_p, self.lam)
-            return {"lam": self.lam}
+    def lam_at(self, step: int) -> float:
+        """lambda of the weighted strategies at this step (Eq. 9 scalarised; Eq. 13 for scheduler)."""
         if self.strategy == "scheduler":
-            lam = scale_schedule(step, self.total_steps, self.lam, self.lam_min, self.a, self.b)
-            self._weighted(shared, recog, loss_c, loss_p, lam)
-            return {"lam": lam}
-        if self.strategy == "recognition":
-            self._weighted(shared, recog, loss_c, loss_p, 0.0)
-            return {"lam": 0.0}
-        # separate: phase 1 fits PWTP to its own task, phase 2 trains the backbone on frozen DA.
-        if step < self.separate_steps:
-            _set_grads(shared, average_across_ranks(_grads(loss_p, shared)))
-            _set_grads(recog, None)
-            return {"phase": 1}
-        _set_grads(recog, average_across_ranks(_grads(loss_c, recog)))
-        _set_grads(shared, None)
-        return {"phase": 2}
+            return scale_schedule(step, self.total_steps, self.lam, self.lam_min, self.a, self.b)
+        return self.lam if self.strategy == "constant" else 0.0
+
+    # --- public API -------------------------------------------------------------------------
+    def backward(self, model, loss_c: torch.Tensor, loss_p: Optional[torch.Tensor], step: int,
+                 bases: Optional[torch.Tensor] = None, scale: float = 1.0) -> dict:
+        """One mini-batch, one step: accumulate + step with K = 1. Sets every .grad, returns info."""
+        self.accumulate(model, loss_c, loss_p, bases=bases, scale=scale, step=step)
+        return self.step(model, step)
+
+    def accumulate(self, model, loss_c: torch.Tensor, loss_p: Optional[torch.Tensor],
+                   bases: Optional[torch.Tensor] = None, scale: float = 1.0, step: Optional[int] = None):
+        """Add one micro-batch's gradients (losses already divided by K; graphs are freed).
+
+        bases: out.pwtp.A of this micro-batch (needed for mgda with space="bases", else ignored).
+        scale: the common factor s both losses were multiplied by (fp16 GradScaler, scaler.get_scale()).
+               The gradients stay scaled (the scaler unscales .grad later); logged norms are divided
+               by s and the `loss` normalisers use L = loss / s. alpha does not depend on s.
+        step:  optional; when given (backward() gives it), `separate` computes only its phase's
+               gradient and, with stats=False, `scheduler` needs a single backward pass (lambda
+               known). step() must then be called with the same step.
+        """
+        self._accumulate(_trainable(model.shared_parameters()), _trainable(model.recognition_parameters()),
+                         loss_c, loss_p, bases, scale, step)
+
+    def step(self, model, step: int) -> dict:
+        """Average what was accumulated over ranks, derive alpha once (mgda), write every .grad."""
+        return self._step(_trainable(model.shared_parameters()), _trainable(model.recognition_parameters()), step)
+
+    # --- what each micro-batch computes ------------------------------------------------------
+    def _plan(self, has_p: bool, step: Optional[int]) -> set:
+        """The gradients this micro-batch must produce: "c" = grad L_c on theta_p, "p" = grad L_p on
+        theta_p, "rec" = grad L_c on theta_c, "mix" = grad (L_c + lambda L_p) on both (one pass)."""
+        if not has_p:
+            return {"mix"}                                      # lambda = 0: plain recognition
+        if self.strategy == "mgda" or self.stats:
+            return {"c", "p", "rec"}
+        if self.strategy == "separate":
+            if step is None:                                    # phase unknown: what either needs
+                return {"p", "rec"}
+            return {"p"} if step < self.separate_steps else {"rec"}
+        if self.strategy == "scheduler" and step is None:       # lambda unknown until step()
+            return {"c", "p", "rec"}
+        return {"mix"}
+
+    def _start(self, has_p: bool, scale: float, step: Optional[int]) -> dict:
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"mgda.py: the loss scale must be a finite number > 0, got {scale}")
+        if self._acc is None:
+            self._acc = {"has_p": has_p, "scale": scale, "step": step}
+        acc = self._acc
+        if (acc["has_p"], acc["scale"], acc["step"]) != (has_p, scale, step):
+            raise ValueError("mgda.py: the micro-batches of one step must agree on loss_p being given, "
+                             f"the loss scale and step; got {(has_p, scale, step)} after "
+                             f"{(acc['has_p'], acc['scale'], acc['step'])} (call step() between steps)")
+        return acc
+
+    def _accumulate(self, shared, recog, loss_c, loss_p, bases, scale, step):
+        has_p = loss_p is not None and bool(shared)
+        acc = self._start(has_p, float(scale), step)
+        use_bases = has_p and self.strategy == "mgda" and self.space == "bases"
+        if use_bases and bases is None:
+            raise ValueError("--mgda-space bases needs the per-pixel bases: pass bases=out.pwtp.A to "
+                             "JointTraining.accumulate/backward")
+        if use_bases and not bases.requires_grad:
+            raise ValueError("--mgda-space bases: the bases tensor given does not require grad; pass "
+                             "out.pwtp.A of a forward pass run with gradients")
+        # Loss values for the `loss` normalisers: sums of loss / K over the micro-batches = means.
+        _add(acc, "loss_c", loss_c.detach().double() / acc["scale"])
+        if has_p:
+            _add(acc, "loss_p", loss_p.detach().double() / acc["scale"])
+        need = self._plan(has_p, step)
+        if "mix" in need:
+            # L = L_c + lambda L_p (Eq. 9 scalarised). L_p does not reach theta_c, so one backward of
+            # the sum gives grad L_c on theta_c and grad L_c + lambda grad L_p on theta_p.
+            acc["lam"] = lam = self.lam_at(step) if has_p else 0.0
+            _add(acc, "g_mix", _grads(loss_c if lam == 0 else loss_c + lam * loss_p, shared + recog)[0])
+            return
+        h_p = h_c = None
+        if "p" in need:
+            # L_p = ENoPR depends on theta_p only: this backward runs through PWTP alone (cheap), and
+            # the graph is kept for the L_c backward, which reuses PWTP's part of it.
+            g_p, h_p = _grads(loss_p, shared, retain_graph="c" in need or "rec" in need,
+                              bases=bases if use_bases else None)
+            _add(acc, "g_p", g_p)
+        if "c" in need or "rec" in need:
+            targets = (shared if "c" in need else []) + (recog if "rec" in need else [])
+            g, h_c = _grads(loss_c, targets, bases=bases if use_bases else None)
+            if "c" in need:
+                _add(acc, "g_c", g[:len(shared)])
+                g = g[len(shared):]
+            if "rec" in need:
+                _add(acc, "g_rec", g)
+        if use_bases:
+            # The bases of different clips are different coordinates: Gram entries add up.
+            _add(acc, "gram_bases", _gram(h_c, h_p))                # (3,) h_c.h_c, h_c.h_p, h_p.h_p
+
+    # --- the step --------------------------------------------------------------------------
+    def _step(self, shared, recog, step: int) -> dict:
+        acc, self._acc = self._acc, None
+        if acc is None:
+            raise RuntimeError("mgda.py: JointTraining.step() without accumulate() since the last step")
+        if acc["step"] is not None and acc["step"] != step:
+            raise ValueError(f"mgda.py: accumulate() was given step={acc['step']} but step() step={step}")
+        _reduce_over_ranks(acc)                                      # before alpha: same on every rank
+        if "g_mix" in acc:
+            _set_grads(shared + recog, acc["g_mix"])
+            return {"lam": acc["lam"]} if acc["has_p"] else {}
+        s = acc["scale"]
+        info, gram = {}, None
+        if "g_c" in acc and "g_p" in acc:
+            # Parameter-space Gram entries of the unscaled gradients (float64): Eq. 12 (params) and the log.
+            gram = (_gram(_flat(acc["g_c"]), _flat(acc["g_p"])) / (s * s)).tolist()
+            if self.stats:
+                info.update(gradient_stats(gram))
+        if self.strategy == "mgda":
+            if self.space == "bases":
+                gram = (acc["gram_bases"] / (s * s)).tolist()
+            alpha = normalized_alpha(gram, self.normalize, acc["loss_c"].item(), acc["loss_p"].item())
+            # Algorithm 1: theta_p <- alpha g_c + (1 - alpha) g_p (the UNnormalised gradients),
+            #              theta_c <- grad L_c alone.
+            _set_grads(shared, [alpha * gc + (1.0 - alpha) * gp for gc, gp in zip(acc["g_c"], acc["g_p"])])
+            _set_grads(recog, acc["g_rec"])
+            info["alpha"] = alpha
+        elif self.strategy == "separate":
+            # Phase 1 fits PWTP to its own task, phase 2 trains the backbone on frozen DA.
+            phase = 1 if step < self.separate_steps else 2
+            _set_grads(shared, acc["g_p"] if phase == 1 else None)
+            _set_grads(recog, None if phase == 1 else acc["g_rec"])
+            info["phase"] = phase
+        else:
+            lam = self.lam_at(step)                                  # L_c + lambda L_p, Eq. 9 / 13
+            _set_grads(shared, [gc + lam * gp for gc, gp in zip(acc["g_c"], acc["g_p"])])
+            _set_grads(recog, acc["g_rec"])
+            info["lam"] = lam
+        return info
+
+
+def mgda_backward(shared_params, recognition_params, loss_c: torch.Tensor, loss_p: torch.Tensor) -> float:
+    """Algorithm 1 for one mini-batch on explicit parameter lists: sets .grad of every parameter
+    and returns alpha* (plain Eq. 12 in parameter space; JointTraining("mgda") with its defaults).
+
+    After this call an optimiser step applies
+        theta_p <- theta_p - lr * (alpha* g_c + (1 - alpha*) g_p)     (Alg. 1, Eq. 12 for alpha*)
+        theta_c <- theta_c - lr * grad_{theta_c} L_c
+    """
+    shared, recog = _trainable(shared_params), _trainable(recognition_params)
+    jt = JointTraining("mgda", stats=False)
+    jt._accumulate(shared, recog, loss_c, loss_p, None, 1.0, None)
+    return jt._step(shared, recog, 0)["alpha"]

@@ -1,11 +1,15 @@
-"""mgda.py: Eq. 12 against a brute-force Eq. 11, Algorithm 1's gradients, Eq. 13, the strategies."""
+"""mgda.py: Eq. 12 against a brute-force Eq. 11, Algorithm 1's gradients, Eq. 13, the strategies,
+gradient normalisers, the bases space (MGDA-UB analogue), gradient accumulation over micro-batches
+and ranks, the loss scale of fp16, and the logged gradient statistics."""
 import math
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from mgda import JointTraining, min_norm_alpha, mgda_backward, scale_schedule
+from mgda import (NORMALIZERS, SPACES, STRATEGIES, JointTraining, min_norm_alpha, mgda_backward,
+                  normalized_alpha, scale_schedule)
 
 
 def brute_force_alpha(g_c, g_p, n=100_001):
@@ -70,10 +74,14 @@ class TwoTask(nn.Module):
         return list(self.head.parameters())
 
     def losses(self, x, y):
+        return self.losses_and_bases(x, y)[:2]
+
+    def losses_and_bases(self, x, y):
+        # z plays the part of the bases A: the one tensor through which theta_p reaches both losses.
         z = torch.tanh(self.shared(x))
         loss_c = nn.functional.cross_entropy(self.head(z), y)
         loss_p = ((z - x[:, :3]) ** 2).mean()        # depends on theta_p only, like ENoPR
-        return loss_c, loss_p
+        return loss_c, loss_p, z
 
 
 def test_algorithm1_writes_the_convex_combination():
@@ -167,3 +175,311 @@ def test_strategies_write_the_right_gradients(strategy):
 def test_unknown_strategy_is_a_clear_error():
     with pytest.raises(ValueError, match="--joint"):
         JointTraining("adaptive")
+
+
+def test_bad_flags_are_clear_errors():
+    with pytest.raises(ValueError, match="--mgda-normalize"):
+        JointTraining("mgda", normalize="l1")
+    with pytest.raises(ValueError, match="--mgda-space"):
+        JointTraining("mgda", space="features")
+    assert NORMALIZERS == ("none", "l2", "loss", "loss+") and SPACES == ("params", "bases")
+    assert STRATEGIES == ("mgda", "constant", "scheduler", "separate", "recognition")
+    m = TwoTask()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    loss_c, loss_p = m.losses(x, y)
+    with pytest.raises(ValueError, match="--mgda-space bases"):                 # no bases given
+        JointTraining("mgda", space="bases").backward(m, loss_c, loss_p, 0)
+    loss_c, loss_p = m.losses(x, y)
+    stray = torch.randn(8, 3, requires_grad=True)                               # not in the graph
+    with pytest.raises(ValueError, match="does not depend on the bases"):
+        JointTraining("mgda", space="bases").backward(m, loss_c, loss_p, 0, bases=stray)
+    loss_c, loss_p = m.losses(x, y)
+    with pytest.raises(ValueError, match="--mgda-normalize loss"):              # a negative loss flips g
+        JointTraining("mgda", normalize="loss").backward(m, loss_c, loss_p - 10.0, 0)
+    with pytest.raises(RuntimeError, match="without accumulate"):
+        JointTraining("mgda").step(m, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient normalisers
+# ---------------------------------------------------------------------------------------------
+def normaliser(name, g, loss):
+    """The definition, written out independently of mgda.py."""
+    return {"none": 1.0, "l2": g.norm().item(), "loss": loss, "loss+": loss * g.norm().item()}[name]
+
+
+def gram_of(g_c, g_p):
+    g_c, g_p = g_c.double().flatten(), g_p.double().flatten()
+    return [g_c.dot(g_c).item(), g_c.dot(g_p).item(), g_p.dot(g_p).item()]
+
+
+@pytest.mark.parametrize("normalize", ["none", "l2", "loss", "loss+"])
+def test_normalised_alpha_matches_brute_force(normalize):
+    g = torch.Generator().manual_seed(3)
+    for _ in range(30):
+        d = int(torch.randint(2, 12, (1,), generator=g))
+        g_c = torch.randn(d, generator=g, dtype=torch.float64) * 10 ** float(torch.rand(1, generator=g) * 4 - 2)
+        g_p = torch.randn(d, generator=g, dtype=torch.float64) * 10 ** float(torch.rand(1, generator=g) * 4 - 2)
+        L_c, L_p = float(torch.rand(1, generator=g) * 5 + 0.01), float(torch.rand(1, generator=g) + 0.01)
+        alpha = normalized_alpha(gram_of(g_c, g_p), normalize, L_c, L_p)
+        u, v = g_c / normaliser(normalize, g_c, L_c), g_p / normaliser(normalize, g_p, L_p)
+        a, grid = check_alpha(u, v)                          # Eq. 11 on the normalised vectors
+        assert abs(alpha - a) < 1e-9 and abs(alpha - grid) <= 1e-3
+
+
+def test_l2_gives_one_half_and_guards_zero():
+    g = torch.Generator().manual_seed(4)
+    for _ in range(20):
+        g_c = torch.randn(50, generator=g) * 1e3             # norms 1e5..1e6 apart, any angle
+        g_p = torch.randn(50, generator=g) * 1e-3
+        assert normalized_alpha(gram_of(g_c, g_p), "l2") == pytest.approx(0.5, abs=1e-9)
+        assert normalized_alpha(gram_of(g_c, -g_c * 1e-4), "l2") == pytest.approx(0.5, abs=1e-9)
+    # A zero gradient is not normalised (no 0/0): it stays the min-norm point.
+    v = torch.randn(5, generator=g)
+    assert normalized_alpha(gram_of(torch.zeros(5), v), "l2") == 1.0
+    assert normalized_alpha(gram_of(v, torch.zeros(5)), "loss+", 1.0, 0.5) == 0.0
+    assert normalized_alpha(gram_of(v, 2 * v), "loss", 0.0, 0.0) == 1.0     # zero losses: not divided
+    # Through JointTraining: with l2 the update on theta_p is the plain average of g_c and g_p.
+    torch.manual_seed(0)
+    m = TwoTask()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    loss_c, loss_p = m.losses(x, y)
+    g_c = torch.autograd.grad(loss_c, m.shared_parameters(), retain_graph=True)
+    g_p = torch.autograd.grad(1e-3 * loss_p, m.shared_parameters(), retain_graph=True)
+    info = JointTraining("mgda", normalize="l2").backward(m, loss_c, 1e-3 * loss_p, 0)
+    assert info["alpha"] == pytest.approx(0.5, abs=1e-9)
+    for p, gc, gp in zip(m.shared_parameters(), g_c, g_p):
+        torch.testing.assert_close(p.grad, 0.5 * gc + 0.5 * gp)
+
+
+@pytest.mark.parametrize("normalize", ["none", "l2", "loss", "loss+"])
+def test_alpha_applies_to_the_unnormalised_gradients(normalize):
+    torch.manual_seed(2)
+    m = TwoTask()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    loss_c, loss_p = m.losses(x, y)
+    loss_p = 0.01 * loss_p                                  # the imbalance of motion data
+    shared = m.shared_parameters()
+    flat = lambda gs: torch.cat([g.flatten() for g in gs])
+    g_c = torch.autograd.grad(loss_c, shared, retain_graph=True)
+    g_p = torch.autograd.grad(loss_p, shared, retain_graph=True)
+    u = flat(g_c) / normaliser(normalize, flat(g_c), loss_c.item())
+    v = flat(g_p) / normaliser(normalize, flat(g_p), loss_p.item())
+    info = JointTraining("mgda", normalize=normalize).backward(m, loss_c, loss_p, 0)
+    assert info["alpha"] == pytest.approx(min_norm_alpha(u, v), abs=1e-6)   # u, v rounded to float32 here
+    for p, gc, gp in zip(shared, g_c, g_p):
+        torch.testing.assert_close(p.grad, info["alpha"] * gc + (1 - info["alpha"]) * gp)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bases space (MGDA-UB analogue) on a real PWTP + backbone
+# ---------------------------------------------------------------------------------------------
+def tiny_model():
+    import backbones
+    torch.manual_seed(0)
+    model = backbones.build_model("tsm", 3, segments=2, frames=4, depth=18, small=True, crop_size=32,
+                                  dropout=0.0)
+    return model.eval()          # BatchNorm on running statistics: clips do not interact
+
+
+def tiny_batch(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, 3, 32, 32, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def real_losses(model, clip, labels):
+    out = model(clip)
+    return F.cross_entropy(out.logits, labels), out.pwtp.enopr.mean(), out.pwtp.A
+
+
+@pytest.mark.parametrize("normalize", ["none", "loss+"])
+def test_bases_space_update_is_the_backpropagated_mix(normalize):
+    model = tiny_model()
+    clip, labels = tiny_batch(2)
+    loss_c, loss_p, A = real_losses(model, clip, labels)
+    shared, recog = model.shared_parameters(), model.recognition_parameters()
+    # Explicit: gradients w.r.t. the bases and w.r.t. the parameters, graph kept for the mix.
+    h_c, h_p = (torch.autograd.grad(l, A, retain_graph=True)[0] for l in (loss_c, loss_p))
+    g_c = torch.autograd.grad(loss_c, shared, retain_graph=True)
+    g_p = torch.autograd.grad(loss_p, shared, retain_graph=True)
+    g_rec = torch.autograd.grad(loss_c, recog, retain_graph=True)
+    n_c = normaliser(normalize, h_c, loss_c.item())
+    n_p = normaliser(normalize, h_p, loss_p.item())
+    expected = min_norm_alpha(h_c / n_c, h_p / n_p)          # Eq. 12 on the bases gradients
+    via_A = torch.autograd.grad(A, shared, grad_outputs=expected * h_c + (1 - expected) * h_p,
+                                retain_graph=True)           # the mix backpropagated from A
+    info = JointTraining("mgda", space="bases", normalize=normalize).backward(model, loss_c, loss_p, 0, bases=A)
+    assert info["alpha"] == pytest.approx(expected, abs=1e-6)
+    assert info["alpha"] != pytest.approx(normalized_alpha(gram_of(torch.cat([g.flatten() for g in g_c]),
+                                                                   torch.cat([g.flatten() for g in g_p])),
+                                                           normalize, loss_c.item(), loss_p.item()), abs=1e-3)
+    alpha = info["alpha"]
+    for p, gc, gp, ga in zip(shared, g_c, g_p, via_A):
+        torch.testing.assert_close(p.grad, alpha * gc + (1 - alpha) * gp, rtol=1e-4, atol=1e-8)
+        torch.testing.assert_close(p.grad, ga, rtol=1e-3, atol=1e-7)
+    for p, g in zip(recog, g_rec):                           # the backbone keeps grad L_c unscaled
+        torch.testing.assert_close(p.grad, g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient accumulation: K micro-batches of B == one batch of K*B
+# ---------------------------------------------------------------------------------------------
+def grads_of(model):
+    return [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+def assert_same_grads(a, b, rtol, atol):
+    for ga, gb in zip(a, b):
+        assert (ga is None) == (gb is None)
+        if ga is not None:
+            torch.testing.assert_close(ga, gb, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("strategy,space,normalize", [("mgda", "params", "none"), ("mgda", "bases", "loss"),
+                                                      ("mgda", "params", "loss+"), ("constant", "params", "none")])
+def test_micro_batches_equal_one_batch_real_model(strategy, space, normalize):
+    model = tiny_model()
+    clip, labels = tiny_batch(4, seed=1)
+    kw = dict(lam=0.5, space=space, normalize=normalize)
+    loss_c, loss_p, A = real_losses(model, clip, labels)
+    whole = JointTraining(strategy, **kw).backward(model, loss_c, loss_p, 0, bases=A)
+    g_whole = grads_of(model)
+    model.zero_grad(set_to_none=True)
+    jt, K = JointTraining(strategy, **kw), 2
+    for k in range(K):
+        loss_c, loss_p, A = real_losses(model, clip[2 * k:2 * k + 2], labels[2 * k:2 * k + 2])
+        jt.accumulate(model, loss_c / K, loss_p / K, bases=A)
+    parts = jt.step(model, 0)
+    assert set(parts) == set(whole)
+    for key in whole:
+        assert parts[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-7), key
+    assert_same_grads(g_whole, grads_of(model), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("strategy", ["mgda", "constant", "scheduler", "separate", "recognition"])
+@pytest.mark.parametrize("stats", [True, False])
+def test_micro_batches_equal_one_batch_every_strategy(strategy, stats):
+    torch.manual_seed(5)
+    m = TwoTask()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    for step in (0, 5):                                      # separate: phase 1, then phase 2
+        kw = dict(lam=0.7, total_steps=10, separate_steps=3, stats=stats, normalize="loss")
+        m.zero_grad(set_to_none=True)
+        whole = JointTraining(strategy, **kw).backward(m, *m.losses(x, y), step)
+        g_whole = grads_of(m)
+        for give_step in (None, step):                       # accumulate with and without the step
+            m.zero_grad(set_to_none=True)
+            jt = JointTraining(strategy, **kw)
+            for k in range(4):
+                loss_c, loss_p = m.losses(x[2 * k:2 * k + 2], y[2 * k:2 * k + 2])
+                jt.accumulate(m, loss_c / 4, loss_p / 4, step=give_step)
+            parts = jt.step(m, step)
+            assert set(parts) == set(whole)
+            for key in whole:
+                assert parts[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-8), key
+            assert_same_grads(g_whole, grads_of(m), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="step"):            # a step other than the accumulated one
+        jt = JointTraining(strategy, **kw)
+        jt.accumulate(m, *m.losses(x, y), step=2)
+        jt.step(m, 3)
+
+
+def _ranks_worker(rank, world, path, configs):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{path}/rendezvous", rank=rank, world_size=world)
+    torch.manual_seed(7)
+    m = TwoTask()                                           # identical weights on every rank
+    torch.manual_seed(8)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    out = {}
+    for strategy, space, normalize in configs:
+        jt = JointTraining(strategy, lam=0.3, space=space, normalize=normalize)
+        for k in range(2):                                  # this rank's 4 clips as 2 micro-batches of 2
+            i = 4 * rank + 2 * k
+            loss_c, loss_p, z = m.losses_and_bases(x[i:i + 2], y[i:i + 2])
+            jt.accumulate(m, loss_c / 2, loss_p / 2, bases=z)
+        out[(strategy, space, normalize)] = (jt.step(m, 0), grads_of(m))
+    torch.save(out, f"{path}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ranks_and_micro_batches_equal_one_batch(tmp_path):
+    # 2 gloo ranks x 2 micro-batches x 2 clips == one process, one batch of 8.
+    import torch.multiprocessing as mp
+    configs = [("mgda", "params", "loss"), ("mgda", "bases", "none"), ("mgda", "bases", "loss+"),
+               ("constant", "params", "none")]
+    mp.spawn(_ranks_worker, args=(2, str(tmp_path), configs), nprocs=2, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    torch.manual_seed(7)
+    m = TwoTask()
+    torch.manual_seed(8)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    for cfg in configs:
+        strategy, space, normalize = cfg
+        loss_c, loss_p, z = m.losses_and_bases(x, y)
+        info = JointTraining(strategy, lam=0.3, space=space, normalize=normalize).backward(m, loss_c, loss_p, 0, bases=z)
+        for info_r, grads_r in (r[cfg] for r in results):
+            assert set(info_r) == set(info)
+            for key in info:
+                assert info_r[key] == pytest.approx(info[key], rel=1e-5, abs=1e-8), (cfg, key)
+            assert_same_grads(grads_r, grads_of(m), rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# fp16 loss scale and the logged statistics
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("normalize", ["none", "l2", "loss", "loss+"])
+@pytest.mark.parametrize("space", ["params", "bases"])
+def test_a_common_loss_scale_leaves_alpha_unchanged(normalize, space):
+    torch.manual_seed(6)
+    m = TwoTask()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    jt = JointTraining("mgda", normalize=normalize, space=space)
+    loss_c, loss_p, z = m.losses_and_bases(x, y)
+    ref = jt.backward(m, loss_c, 0.05 * loss_p, 0, bases=z)
+    g_ref = grads_of(m)
+    for s in (2.0 ** 16, 3.7):
+        loss_c, loss_p, z = m.losses_and_bases(x, y)
+        info = jt.backward(m, s * loss_c, s * (0.05 * loss_p), 0, bases=z, scale=s)
+        if s == 2.0 ** 16:       # GradScaler's factors are powers of two: every float scales exactly,
+            assert info["alpha"] == ref["alpha"]                 # alpha is bit-identical
+        # Any other factor changes the float32 rounding of the gradients, not alpha's value.
+        assert info["alpha"] == pytest.approx(ref["alpha"], rel=1e-5, abs=1e-7)
+        for key in ("gc_norm", "gp_norm", "cos"):             # logged unscaled
+            assert info[key] == pytest.approx(ref[key], rel=1e-12 if s == 2.0 ** 16 else 1e-4), (s, key)
+        for g, gr in zip(grads_of(m), g_ref):                 # .grad stays scaled: the scaler unscales it
+            torch.testing.assert_close(g / s, gr, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("strategy", ["mgda", "constant", "scheduler", "separate", "recognition"])
+def test_stats_are_logged_and_correct(strategy):
+    torch.manual_seed(9)
+    m = TwoTask()
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    shared = m.shared_parameters()
+    flat = lambda gs: torch.cat([g.flatten() for g in gs])
+    # Two different losses: norms and cosine against explicit autograd.
+    loss_c, loss_p = m.losses(x, y)
+    g_c = flat(torch.autograd.grad(loss_c, shared, retain_graph=True))
+    g_p = flat(torch.autograd.grad(loss_p, shared, retain_graph=True))
+    info = JointTraining(strategy, separate_steps=2).backward(m, loss_c, loss_p, 0)
+    assert info["gc_norm"] == pytest.approx(g_c.norm().item(), rel=1e-5)
+    assert info["gp_norm"] == pytest.approx(g_p.norm().item(), rel=1e-5)
+    assert info["cos"] == pytest.approx((g_c @ g_p / (g_c.norm() * g_p.norm())).item(), rel=1e-4, abs=1e-6)
+    # The same function as both losses (up to a factor 3): cos = 1, norms in ratio 3.
+    z = torch.tanh(m.shared(x))
+    f = (z ** 2).mean() + nn.functional.cross_entropy(m.head(z), y)
+    info = JointTraining(strategy, separate_steps=2).backward(m, f, 3 * f, 0)
+    assert info["cos"] == pytest.approx(1.0, abs=1e-6)
+    assert info["gp_norm"] == pytest.approx(3 * info["gc_norm"], rel=1e-6)
+    # stats=False: no stats keys (and the same gradients).
+    loss_c, loss_p = m.losses(x, y)
+    JointTraining(strategy, separate_steps=2).backward(m, loss_c, loss_p, 0)
+    g_on = grads_of(m)
+    loss_c, loss_p = m.losses(x, y)
+    info = JointTraining(strategy, separate_steps=2, stats=False).backward(m, loss_c, loss_p, 0)
+    assert not {"gc_norm", "gp_norm", "cos"} & set(info)
+    assert_same_grads(g_on, grads_of(m), rtol=1e-5, atol=1e-7)     # one backward of the sum: rounding
+    # No PWTP (loss_p None): plain recognition, nothing to log.
+    loss_c, _ = m.losses(x, y)
+    assert JointTraining(strategy, separate_steps=2).backward(m, loss_c, None, 0) == {}
