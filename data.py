@@ -41,6 +41,7 @@ import argparse
 import collections
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -782,10 +783,35 @@ def layout_error(name, root, what):
         f"{name}: {what} (data root: {root!r}).\nExpected layout for --dataset {name}:\n{LAYOUTS[name]}")
 
 
+def read_text(path):
+    """The text of a split or class file (UTF-8, a BOM dropped); a clear error when it is not text."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: expected a text file (a split or class list), but byte {e.start} is not "
+                         "UTF-8 text; is it the right file, unpacked?") from None
+    if "\x00" in text:
+        raise ValueError(f"{path}: expected a text file (a split or class list), but it holds NUL bytes")
+    return text
+
+
 def read_lines(path):
-    """Non-empty stripped lines of a text file; handles CRLF (the official UCF101 lists) and a BOM."""
-    with open(path, "r", encoding="utf-8-sig", newline=None) as f:  # newline=None: \r\n -> \n
-        return [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+    """(line number, stripped line) of every non-empty line of a text file; CRLF (the official UCF101
+    lists) and a BOM are handled."""
+    return [(n, ln.strip()) for n, ln in enumerate(read_text(path).splitlines(), 1) if ln.strip()]
+
+
+def _line_error(path, n, line, expected):
+    return ValueError(f"{path}, line {n}: expected {expected}, got {line!r}")
+
+
+def _number(text, path, n, line, expected):
+    """int(text), or the error naming the file, the line and the expected form."""
+    if not (text.isascii() and text.isdigit()):
+        raise _line_error(path, n, line, expected)
+    return int(text)
 
 
 class _Resolver:
@@ -853,27 +879,32 @@ def parse_ucf101(root, split=1, train=True, name="ucf101"):
     _need_root(name, root, split, splits=(1, 2, 3))
     lists = _need(name, root, os.path.join(root, "ucfTrainTestlist"), "folder")
     videos = _need(name, root, os.path.join(root, "UCF-101"), "folder")
-    classes = []
-    for ln in read_lines(_need(name, root, os.path.join(lists, "classInd.txt"))):
-        idx, cls = ln.split(maxsplit=1)
-        if int(idx) != len(classes) + 1:
-            raise ValueError(f"{os.path.join(lists, 'classInd.txt')}: expected id {len(classes) + 1}, got {ln!r}")
-        classes.append(cls)
+    classes, cfile = [], _need(name, root, os.path.join(lists, "classInd.txt"))
+    for n, ln in read_lines(cfile):
+        parts = ln.split(maxsplit=1)
+        form = f"'{len(classes) + 1} <ClassName>' (ids 1, 2, ... in order)"
+        if len(parts) != 2 or _number(parts[0], cfile, n, ln, form) != len(classes) + 1:
+            raise _line_error(cfile, n, ln, form)
+        classes.append(parts[1])
     by_lower = {c.lower(): i for i, c in enumerate(classes)}
-    listfile = os.path.join(lists, f"{'trainlist' if train else 'testlist'}0{split}.txt")
+    listfile = _need(name, root, os.path.join(lists, f"{'trainlist' if train else 'testlist'}0{split}.txt"))
     samples = []
-    for ln in read_lines(_need(name, root, listfile)):
+    for n, ln in read_lines(listfile):
         parts = ln.split()
         rel = parts[0].replace("\\", "/")
-        if len(parts) > 1:  # trainlist: 1-based class id
-            label = int(parts[1]) - 1
-        else:  # testlist: class from the folder name
-            cls = rel.split("/")[0].lower()
-            if cls not in by_lower:
-                raise ValueError(f"{listfile}: class folder of {rel!r} is not in classInd.txt")
-            label = by_lower[cls]
-        if not 0 <= label < len(classes):
-            raise ValueError(f"{listfile}: class id out of range in {ln!r}")
+        folder = by_lower.get(rel.split("/")[0].lower()) if "/" in rel else None  # class from the folder
+        if len(parts) > 1:  # trainlist: 1-based class id, which must agree with the folder
+            label = _number(parts[1], listfile, n, ln, "'<Class>/v_<Class>_gXX_cYY.avi <class id>'") - 1
+            if not 0 <= label < len(classes):
+                raise ValueError(f"{listfile}, line {n}: class id {parts[1]} is not in classInd.txt "
+                                 f"(1..{len(classes)}): {ln!r}")
+            if folder is not None and folder != label:
+                raise ValueError(f"{listfile}, line {n}: {rel!r} is in the folder of class {classes[folder]!r} "
+                                 f"(id {folder + 1}) but labelled {parts[1]} = class {classes[label]!r}")
+        elif folder is None:  # testlist: the folder is the only label
+            raise ValueError(f"{listfile}, line {n}: class folder of {rel!r} is not in classInd.txt")
+        else:
+            label = folder
         samples.append((os.path.join(videos, *rel.split("/")), label))
     return classes, _keep_existing(name, root, samples)
 
@@ -891,10 +922,13 @@ def parse_hmdb51(root, split=1, train=True):
     want = "1" if train else "2"
     samples = []
     for label, (cls, f) in enumerate(zip(classes, files)):
-        for ln in read_lines(os.path.join(sdir, f)):
-            vid, tag = ln.split()[:2]
-            if tag == want:
-                samples.append((os.path.join(vdir, cls, vid), label))
+        path = os.path.join(sdir, f)
+        for n, ln in read_lines(path):
+            parts = ln.split()
+            if len(parts) < 2 or parts[1] not in ("0", "1", "2"):
+                raise _line_error(path, n, ln, "'<name>.avi 0|1|2' (1 = train, 2 = test, 0 = unused)")
+            if parts[1] == want:
+                samples.append((os.path.join(vdir, cls, parts[0]), label))
     return classes, _keep_existing(name, root, samples)
 
 
@@ -904,15 +938,17 @@ def parse_sthv1(root, split=1, train=True):
     if split != 1:
         raise ValueError(f"{name}: only split 1 exists (train / validation), got --split {split}")
     fdir = _need(name, root, os.path.join(root, "20bn-something-something-v1"), "folder")
-    classes = read_lines(_need(name, root, os.path.join(root, "something-something-v1-labels.csv")))
+    classes = [ln for _, ln in read_lines(_need(name, root, os.path.join(root, "something-something-v1-labels.csv")))]
     index = {c: i for i, c in enumerate(classes)}
     listfile = _need(name, root, os.path.join(
         root, f"something-something-v1-{'train' if train else 'validation'}.csv"))
     samples = []
-    for ln in read_lines(listfile):
+    for n, ln in read_lines(listfile):
+        if ";" not in ln:
+            raise _line_error(listfile, n, ln, "'<id>;<label>'")
         vid, label = ln.split(";", 1)
         if label not in index:
-            raise ValueError(f"{listfile}: label {label!r} is not in something-something-v1-labels.csv")
+            raise ValueError(f"{listfile}, line {n}: label {label!r} is not in something-something-v1-labels.csv")
         samples.append((os.path.join(fdir, vid), index[label]))
     return classes, _keep_existing(name, root, samples)
 
@@ -964,20 +1000,24 @@ def _youtube_id(path):
 
 def _read_kinetics_csv(path):
     """Rows (label, youtube_id, start, end) of an official Kinetics CSV (header row required)."""
-    rows = []
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if "youtube_id" not in header:
-            raise ValueError(f"{path}: expected a header with label,youtube_id,time_start,time_end,split; "
-                             f"got {header}")
-        col = {h: i for i, h in enumerate(header)}
-        for r in reader:
-            if not r:
-                continue
-            label = r[col["label"]].strip() if "label" in col else ""
-            rows.append((label, r[col["youtube_id"]].strip(), int(float(r[col["time_start"]])),
-                         int(float(r[col["time_end"]]))))
+    rows, form = [], "label,youtube_id,time_start,time_end,split"
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = [h.strip() for h in next((r for r in reader if r), [])]  # the first non-empty row
+    if not {"youtube_id", "time_start", "time_end"} <= set(header):
+        raise ValueError(f"{path}: expected a header with {form}; got {header}")
+    col = {h: i for i, h in enumerate(header)}
+    for r in reader:
+        if not r:
+            continue
+        line = ",".join(r)
+        if len(r) < len(header):
+            raise _line_error(path, reader.line_num, line, f"{len(header)} columns ({form})")
+        try:
+            start, end = int(float(r[col["time_start"]])), int(float(r[col["time_end"]]))
+        except ValueError:
+            raise _line_error(path, reader.line_num, line, f"{form} with times in seconds") from None
+        label = r[col["label"]].strip() if "label" in col else ""
+        rows.append((label, r[col["youtube_id"]].strip(), start, end))
     return rows
 
 
@@ -1050,7 +1090,7 @@ def parse_minikinetics(root, split=1, train=True):
         f = _first_file(root, [os.path.join(d, f"{which}_ytid_list.txt") for d in ("", "minikinetics", "annotations")])
         if f is None:
             raise layout_error(name, root, f"missing {os.path.join(root, f'{which}_ytid_list.txt')}")
-        ids[which] = set(read_lines(f))
+        ids[which] = {ln for _, ln in read_lines(f)}
     # the classes are the Kinetics labels that survive the train-id filter (200 in the official lists)
     _, train_items = _kinetics_items(root, True, name)
     train_items = [it for it in train_items if it[2] in ids["train"]]
@@ -1075,10 +1115,10 @@ def _list_files(root, split):
 
 def _parse_list_file(root, listfile):
     samples = []
-    for ln in read_lines(listfile):
+    for n, ln in read_lines(listfile):
         parts = ln.split()
         if len(parts) < 2 or not parts[-1].isdigit():
-            raise ValueError(f"{listfile}: expected 'relative/path label', got {ln!r}")
+            raise _line_error(listfile, n, ln, "'relative/path label' (label: 0, 1, ...)")
         rel = " ".join(parts[:-1])
         if len(parts) >= 3 and parts[-2].isdigit() and not os.path.exists(os.path.join(root, rel)):
             rel = " ".join(parts[:-2])  # rawframes style: "path num_frames label"
@@ -1096,7 +1136,7 @@ def parse_list(root, split=1, train=True):
     samples = _parse_list_file(root, listfile)
     cfile = os.path.join(root, "classes.txt")
     if os.path.isfile(cfile):
-        classes = read_lines(cfile)
+        classes = [ln for _, ln in read_lines(cfile)]
     else:
         # no names given: count labels over BOTH lists so train and val agree on the number of classes
         n = max(lab for f in (trf, vaf) if f for _, lab in _parse_list_file(root, f)) + 1

@@ -607,3 +607,94 @@ def test_test_protocol_never_substitutes_an_unreadable_video(tmp_path, synth):
     o = data.build_loaders("synthetic", synth, segments=1, frames=1, crop_size=8, batch_size=2, workers=0, overfit=2)
     assert o.train.dataset.substitute and not o.val.dataset.substitute
     assert data.build_dataset("synthetic", synth, train=False, substitute=False).substitute is False
+
+
+# ----------------------------------------------------------------------------------------------- split files
+
+def ucf_root(root, proto, train_lines):
+    lists = os.path.join(root, "ucfTrainTestlist")
+    write_text(os.path.join(lists, "classInd.txt"), ["1 Archery", "2 Bowling", "3 Diving"], crlf=True)
+    for cls in ("Archery", "Bowling", "Diving"):
+        put(proto, os.path.join(root, "UCF-101", cls, f"v_{cls}_g01_c01.avi"))
+    write_text(os.path.join(lists, "trainlist01.txt"), train_lines, crlf=True)
+    write_text(os.path.join(lists, "testlist01.txt"), ["Diving/v_Diving_g01_c01.avi"], crlf=True)
+    return os.path.join(lists, "trainlist01.txt")
+
+
+def test_a_trainlist_label_that_contradicts_its_class_folder_is_rejected(tmp_path, proto):
+    listfile = ucf_root(str(tmp_path), proto, ["Archery/v_Archery_g01_c01.avi 1", "Bowling/v_Bowling_g01_c01.avi 3"])
+    with pytest.raises(ValueError) as e:
+        data.parse_dataset("ucf101", str(tmp_path), 1, True)
+    msg = str(e.value)
+    assert listfile in msg and "line 2" in msg and "'Bowling'" in msg and "'Diving'" in msg
+    # the synthetic set reads the same layout, so the same check guards it
+    syn = str(tmp_path / "syn")
+    data.write_synthetic(syn, classes=2, videos_per_class=2, size=16, frames=4)
+    tl = os.path.join(syn, "ucfTrainTestlist", "trainlist01.txt")
+    with open(tl) as f:
+        lines = f.read().splitlines()
+    write_text(tl, lines[:-1] + [lines[-1][:-1] + ("1" if lines[-1].endswith("2") else "2")], crlf=True)
+    with pytest.raises(ValueError, match=r"trainlist01.txt, line %d: .*MoveLeft.*MoveRight" % len(lines)):
+        data.parse_dataset("synthetic", syn, 1, True)
+
+
+def bad_bytes():
+    return bytes(np.random.default_rng(3).integers(128, 256, 400, dtype=np.uint8))  # never valid UTF-8
+
+
+def test_split_and_class_files_that_are_not_text_are_named(tmp_path, proto):
+    cases = {}
+    r = str(tmp_path / "ucf")
+    ucf_root(r, proto, ["Archery/v_Archery_g01_c01.avi 1"])
+    cases["ucf101"] = (r, os.path.join(r, "ucfTrainTestlist", "classInd.txt"))
+    r = str(tmp_path / "hmdb")
+    put(proto, os.path.join(r, "hmdb51_org", "run", "a.avi"))
+    cases["hmdb51"] = (r, os.path.join(r, "testTrainMulti_7030_splits", "run_test_split1.txt"))
+    r = str(tmp_path / "sth")
+    os.makedirs(os.path.join(r, "20bn-something-something-v1", "1"))
+    write_text(os.path.join(r, "something-something-v1-labels.csv"), ["Holding something"])
+    cases["sthv1"] = (r, os.path.join(r, "something-something-v1-train.csv"))
+    r = str(tmp_path / "kin")
+    put(proto, os.path.join(r, "train", "aaa.mp4"))
+    cases["kinetics400"] = (r, os.path.join(r, "train.csv"))
+    r = str(tmp_path / "list")
+    put(proto, os.path.join(r, "a.avi"))
+    write_text(os.path.join(r, "train.txt"), ["a.avi 0"])
+    cases["list"] = (r, os.path.join(r, "classes.txt"))
+    for name, (root, path) in cases.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(bad_bytes())
+        with pytest.raises(ValueError) as e:
+            data.parse_dataset(name, root, 1, True)
+        assert path in str(e.value) and "expected a text file" in str(e.value), name
+
+
+@pytest.mark.parametrize("name,lines,expected", [
+    ("ucf101", ["Archery/v_Archery_g01_c01.avi 1", "Bowling/v_Bowling_g01_c01.avi two"], "<class id>"),
+    ("ucf101-classInd", ["1 Archery", "x Bowling"], "<ClassName>"),
+    ("hmdb51", ["a.avi 1", "b.avi train"], "0|1|2"),
+    ("list", ["a.avi 0", "a.avi zero"], "relative/path label"),
+    ("kinetics400", ["label,youtube_id,time_start,time_end,split", "run,aaa,0,10,train", "run,bbb,one,10,train"],
+     "times in seconds"),
+])
+def test_a_non_numeric_label_names_file_line_and_form(tmp_path, proto, name, lines, expected):
+    root = str(tmp_path)
+    if name.startswith("ucf101"):
+        listfile = ucf_root(root, proto, ["Archery/v_Archery_g01_c01.avi 1"])
+        if name == "ucf101-classInd":
+            listfile = os.path.join(root, "ucfTrainTestlist", "classInd.txt")
+        name = "ucf101"
+    elif name == "hmdb51":
+        put(proto, os.path.join(root, "hmdb51_org", "run", "a.avi"))
+        listfile = os.path.join(root, "testTrainMulti_7030_splits", "run_test_split1.txt")
+    elif name == "list":
+        put(proto, os.path.join(root, "a.avi"))
+        listfile = os.path.join(root, "train.txt")
+    else:
+        put(proto, os.path.join(root, "train", "aaa.mp4"))
+        listfile = os.path.join(root, "train.csv")
+    write_text(listfile, [""] + lines)  # a blank first line: line numbers count it; the last line is bad
+    with pytest.raises(ValueError) as e:
+        data.parse_dataset(name, root, 1, True)
+    assert f"{listfile}, line {len(lines) + 1}: expected" in str(e.value) and expected in str(e.value)
