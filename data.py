@@ -35,7 +35,7 @@ Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use
 CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
-  python data.py bench   [--width 320 --height 240 --length 150 --segments 8 --frames 8 --crop-size 224]
+  (loader throughput: bench.py's loader_vs_step row)
 """
 import argparse
 import collections
@@ -49,7 +49,6 @@ import random
 import re
 import shutil
 import tempfile
-import time
 import warnings
 from typing import NamedTuple
 
@@ -1405,34 +1404,6 @@ def inspect(name, data_root, split=1, limit=500):
             print(f"    COUNT {d}")
 
 
-def bench(width=320, height=240, length=150, videos=4, items=24, segments=8, frames=8, crop_size=224, train=True):
-    """Decode + transform throughput of VideoDataset items on UCF101-sized mpeg4 videos written to a temp
-    folder. Prints clips/s (a clip = S*T frames); never asserted anywhere."""
-    torch.set_num_threads(1)  # as in a DataLoader worker (see _worker_init): throughput per worker
-    with tempfile.TemporaryDirectory() as d:
-        rng = np.random.default_rng(0)
-        bgs, sprites = synthetic_pool(0, max(width, height) + 8)
-        samples = []
-        for v in range(videos):
-            base = bgs[v % len(bgs)][:height, :width]
-            vid = np.stack([np.roll(base, 2 * f, axis=1) for f in range(length)])
-            vid = np.clip(vid.astype(np.int16) + rng.integers(-3, 4, size=vid.shape[1:]), 0, 255).astype(np.uint8)
-            p = os.path.join(d, f"v{v}.avi")
-            write_video(p, vid)
-            samples.append((p, 0))
-        ds = VideoDataset(samples, ["x"], train=train, segments=segments, frames=frames, crop_size=crop_size)
-        ds[0]
-        t0 = time.perf_counter()
-        for i in range(items):
-            ds.set_epoch(i)
-            ds[i % videos]
-        dt = time.perf_counter() - t0
-        print(f"bench: {items} {'train' if train else 'test'} clips of {segments}x{frames} frames from {width}x{height} "
-              f"{length}-frame mpeg4 videos -> {crop_size}px: {items / dt:.1f} clips/s, "
-              f"{items * segments * frames / dt:.0f} frames/s (1 process = 1 loader worker, 1 torch thread)")
-        return items / dt
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1448,27 +1419,15 @@ def main(argv=None):
     i.add_argument("--data-root", default=None)
     i.add_argument("--split", type=int, default=1)
     i.add_argument("--limit", type=int, default=500, help="decode-check at most N videos per split (0: all)")
-    b = sub.add_parser("bench", help="decoded clips/s")
-    b.add_argument("--width", type=int, default=320)
-    b.add_argument("--height", type=int, default=240)
-    b.add_argument("--length", type=int, default=150)
-    b.add_argument("--segments", type=int, default=8)
-    b.add_argument("--frames", type=int, default=8)
-    b.add_argument("--crop-size", type=int, default=224)
-    b.add_argument("--items", type=int, default=24)
-    b.add_argument("--test", action="store_true", help="test transforms instead of train")
     a = ap.parse_args(argv)
     if a.cmd == "synth":
         write_synthetic(a.out, a.classes, a.videos_per_class, a.size, a.frames, a.seed)
         print(f"wrote {a.classes} classes x {a.videos_per_class} videos ({a.size}px, {a.frames} frames) to {a.out}")
-    elif a.cmd == "inspect":
+    else:
         try:
             inspect(a.dataset, a.data_root, a.split, a.limit)
         except (FileNotFoundError, ValueError) as e:  # layout problems: the message is the whole story
             raise SystemExit(f"inspect: {e}")
-    else:
-        bench(a.width, a.height, a.length, items=a.items, segments=a.segments, frames=a.frames,
-              crop_size=a.crop_size, train=not a.test)
 
 
 if __name__ == "__main__":
