@@ -1,6 +1,7 @@
 """Tests for backbones.py: the temporal shift, the small configurations, parameter counts, FLOPs,
 torchvision-format checkpoint loading, and a TSM-R18 DA model that overfits 8 clips."""
 import os
+import re
 
 import pytest
 import torch
@@ -297,13 +298,234 @@ def test_bad_checkpoint_is_reported_not_ignored():
 
 
 def test_imagenet_download_failure_is_a_clear_error(monkeypatch):
+    seen = {}
+
     def offline(url, **kw):
+        seen.update(kw)
         raise OSError("network unreachable")
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="resnet18-.*Offline"):
+    with pytest.raises(RuntimeError, match="resnet18-.*Offline.*--pretrained PATH.*--pretrained none"):
         build_model("tsm", 5, input="rgb", depth=18, pretrained="imagenet")
-    with pytest.raises(ValueError, match="no ImageNet checkpoint"):
+    assert seen.get("check_hash") is True                              # torchvision's hash prefix is verified
+    with pytest.raises(ValueError, match="no ImageNet checkpoint.*--pretrained none"):
         build_model("x3d_xs", 5, input="rgb", pretrained="imagenet")
+    with pytest.raises(ValueError, match="small"):
+        build_model("tsm", 5, input="rgb", depth=18, small=True, pretrained="imagenet")
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting points (load_starting_point): the four formats, with their published key names
+# ---------------------------------------------------------------------------------------------
+def tsm_release(depth=18, classes=400, dropout=0.5, shifted=True):
+    """The TSM authors' checkpoint layout (ops/models.py's TSN inside DataParallel, saved by main.py):
+    {"epoch", "arch", "state_dict", "best_prec1"}; torchvision's ResNet keys under module.base_model.;
+    the conv1 of every shifted block (all blocks of R18/R50) wrapped by TemporalShift, so its weight
+    is ...conv1.net.weight; the classifier module.new_fc.* (base_model.fc.* when trained with dropout 0)."""
+    keys = {}
+    for k, shape in tv_resnet_keys(depth, classes).items():
+        if k.startswith("fc.") and dropout:
+            keys["module.new_fc." + k[3:]] = shape
+        elif shifted and re.fullmatch(r"layer\d\.\d+\.conv1\.weight", k):
+            keys["module.base_model." + k.replace(".conv1.", ".conv1.net.")] = shape
+        else:
+            keys["module.base_model." + k] = shape
+    return {"epoch": 50, "arch": f"resnet{depth}", "state_dict": fake_checkpoint(keys), "best_prec1": 71.2}
+
+
+def pwtp_keys(model):
+    return {k for k in model.state_dict() if k.startswith("pwtp.") and not k.endswith("num_batches_tracked")}
+
+
+@pytest.mark.parametrize("dropout,classes", [(0.5, 400), (0.0, 101)], ids=["new_fc_dropped", "base_fc_kept"])
+def test_tsm_release_lands_where_it_should(dropout, classes):
+    obj = tsm_release(18, classes=classes, dropout=dropout)
+    sd = obj["state_dict"]
+    m = build_model("tsm", 101, input="da", segments=2, frames=4, depth=18)     # full-size R18: the real names
+    pwtp_before = {k: v.clone() for k, v in m.pwtp.state_dict().items()}
+    fc_before = m.net.fc.weight.clone()
+    r = backbones.load_starting_point(m, obj, "tsm_r18_k400.pth")
+    own = m.state_dict()
+    assert r["format"] == "tsm"
+    assert torch.equal(own["net.layer1.0.conv1.weight"], sd["module.base_model.layer1.0.conv1.net.weight"])
+    assert torch.equal(own["net.layer3.0.downsample.1.running_var"], sd["module.base_model.layer3.0.downsample.1.running_var"])
+    for k, v in sd.items():
+        ours = "net." + k.replace("module.base_model.", "").replace("module.new_fc.", "fc.").replace(".net.", ".")
+        if classes == 400 and ours.startswith("net.fc."):
+            continue
+        assert torch.equal(own[ours], v.to(own[ours].dtype)), k
+    assert all(torch.equal(v, m.pwtp.state_dict()[k]) for k, v in pwtp_before.items())   # PWTP untouched
+    if classes == 400:                                                  # 400 Kinetics classes vs 101: dropped
+        assert r["dropped"] == ["module.new_fc.weight", "module.new_fc.bias"] and torch.equal(m.net.fc.weight, fc_before)
+        assert set(r["left_initial"]) == pwtp_keys(m) | {"net.fc.weight", "net.fc.bias"}
+        assert r["loaded"] == len(sd) - 2 and any("classifier dropped" in n for n in r["notes"])
+    else:                                                               # same class count: the classifier loads
+        assert r["dropped"] == [] and set(r["left_initial"]) == pwtp_keys(m) and r["loaded"] == len(sd)
+
+
+def test_tsm_release_errors_name_the_key():
+    obj = tsm_release(18)
+    obj["state_dict"]["module.base_model.layer2.1.bn2.weight"] = torch.zeros(3)
+    m = build_model("tsm", 10, input="rgb", segments=2, frames=1, depth=18)
+    with pytest.raises(ValueError, match=r"module\.base_model\.layer2\.1\.bn2\.weight -> net\.layer2\.1\.bn2\.weight"):
+        backbones.load_starting_point(m, obj, "bad.pth")
+    # the small (width 16) network cannot take full-size weights: every shape is checked
+    small = build_model("tsm", 10, input="rgb", segments=2, frames=1, depth=18, small=True)
+    with pytest.raises(ValueError, match="shape mismatch.*conv1"):
+        backbones.load_starting_point(small, tsm_release(18), "tsm_r18.pth")
+    with pytest.raises(ValueError, match="TSMResNet.*X3D"):
+        backbones.load_starting_point(build_model("x3d_xs", 10, input="rgb", small=True), tsm_release(18), "tsm.pth")
+
+
+def test_tsn_weights_without_shift_load_with_a_note():
+    m = build_model("tsm", 10, input="rgb", segments=2, frames=1, depth=18)
+    r = backbones.load_starting_point(m, tsm_release(18, shifted=False), "tsn_r18.pth")
+    assert any("shifts 0 blocks" in n for n in r["notes"])
+
+
+# pytorchvideo's X3D names, written here independently of backbones.pytorchvideo_x3d_name (the inverse).
+PTV_BLOCK = {"shortcut.0": "branch1_conv", "shortcut.1": "branch1_norm", "conv_a": "branch2.conv_a",
+             "bn_a": "branch2.norm_a", "conv_b": "branch2.conv_b", "bn_b": "branch2.norm_b.0",
+             "se.fc1": "branch2.norm_b.1.block.0", "se.fc2": "branch2.norm_b.1.block.2",
+             "conv_c": "branch2.conv_c", "bn_c": "branch2.norm_c"}
+
+
+def to_pytorchvideo(key, stages=4):
+    m = re.fullmatch(r"stages\.(\d+)\.(\d+)\.(.+)\.(\w+)", key)
+    if m:
+        return f"blocks.{int(m[1]) + 1}.res_blocks.{m[2]}.{PTV_BLOCK[m[3]]}.{m[4]}"
+    part, leaf = key.rsplit(".", 1)
+    h = stages + 1
+    return {"stem_xy": "blocks.0.conv.conv_t", "stem_t": "blocks.0.conv.conv_xy", "stem_bn": "blocks.0.norm",
+            "head_conv": f"blocks.{h}.pool.pre_conv", "head_bn": f"blocks.{h}.pool.pre_norm",
+            "head_lin": f"blocks.{h}.pool.post_conv", "proj": f"blocks.{h}.proj"}[part] + "." + leaf
+
+
+def stride_only_shortcut_bns(net):
+    return [f"stages.{s}.{j}.shortcut.1." for s, st in enumerate(net.stages) for j, b in enumerate(st)
+            if b.shortcut is not None and b.conv_a.in_channels == b.conv_c.out_channels]
+
+
+@pytest.mark.parametrize("with_bn", [False, True], ids=["as_pytorchvideo", "with_shortcut_bn"])
+def test_pytorchvideo_x3d_round_trip(with_bn):
+    torch.manual_seed(3)
+    src = build_model("x3d_xs", 400, input="rgb", small=True).net
+    gaps = stride_only_shortcut_bns(src)
+    assert gaps == ["stages.0.0.shortcut.1."]                          # stem width == stage-1 width, stride 2
+    sd = {}
+    for k, v in src.state_dict().items():
+        if with_bn or not k.startswith(tuple(gaps)):                   # pytorchvideo has no such BN
+            sd[to_pytorchvideo(k)] = v + 3 if k.endswith("num_batches_tracked") else torch.randn_like(v)
+    obj = {"model_state": sd, "epoch": 300}
+    m = build_model("x3d_xs", 6, input="da", segments=4, frames=4, small=True)
+    r = backbones.load_starting_point(m, obj, "X3D_XS.pyth")
+    own = m.state_dict()
+    assert r["format"] == "pytorchvideo-x3d"
+    for k in src.state_dict():
+        ptv = to_pytorchvideo(k)
+        if ptv in sd and not k.startswith("proj."):
+            assert torch.equal(own["net." + k], sd[ptv]), k
+    assert torch.equal(own["net.stem_xy.weight"], sd["blocks.0.conv.conv_t.weight"])   # the swapped stem names
+    assert r["dropped"] == ["blocks.5.proj.weight", "blocks.5.proj.bias"]
+    left = pwtp_keys(m) | {"net.proj.weight", "net.proj.bias"}
+    if not with_bn:
+        left |= {f"net.stages.0.0.shortcut.1.{p}" for p in ("weight", "bias", "running_mean", "running_var")}
+        assert any("no BatchNorm on a shortcut" in n for n in r["notes"])
+    assert set(r["left_initial"]) == left
+
+
+# A few real X3D-XS keys and shapes, from pytorchvideo's create_x3d defaults (400 classes): where they go.
+REAL_X3D_XS = {
+    "blocks.0.conv.conv_t.weight": ((24, 3, 1, 3, 3), "stem_xy.weight"),        # spatial conv, runs first
+    "blocks.0.conv.conv_xy.weight": ((24, 1, 5, 1, 1), "stem_t.weight"),        # depthwise temporal conv
+    "blocks.0.norm.running_var": ((24,), "stem_bn.running_var"),
+    "blocks.1.res_blocks.0.branch1_conv.weight": ((24, 24, 1, 1, 1), "stages.0.0.shortcut.0.weight"),
+    "blocks.1.res_blocks.0.branch2.conv_a.weight": ((54, 24, 1, 1, 1), "stages.0.0.conv_a.weight"),
+    "blocks.1.res_blocks.0.branch2.conv_b.weight": ((54, 1, 3, 3, 3), "stages.0.0.conv_b.weight"),
+    "blocks.1.res_blocks.0.branch2.norm_b.1.block.0.weight": ((8, 54, 1, 1, 1), "stages.0.0.se.fc1.weight"),
+    "blocks.1.res_blocks.0.branch2.norm_b.1.block.2.bias": ((54,), "stages.0.0.se.fc2.bias"),
+    "blocks.2.res_blocks.0.branch1_norm.weight": ((48,), "stages.1.0.shortcut.1.weight"),
+    "blocks.3.res_blocks.1.branch2.norm_b.0.weight": ((216,), "stages.2.1.bn_b.weight"),   # a block without SE
+    "blocks.4.res_blocks.6.branch2.conv_c.weight": ((192, 432, 1, 1, 1), "stages.3.6.conv_c.weight"),
+    "blocks.5.pool.pre_conv.weight": ((432, 192, 1, 1, 1), "head_conv.weight"),
+    "blocks.5.pool.pre_norm.bias": ((432,), "head_bn.bias"),
+    "blocks.5.pool.post_conv.weight": ((2048, 432, 1, 1, 1), "head_lin.weight"),
+    "blocks.5.proj.weight": ((400, 2048), "proj.weight"),
+}
+
+
+def test_real_pytorchvideo_x3d_names_map_onto_ours():
+    with torch.device("meta"):
+        own = build_model("x3d_xs", 400, input="rgb").net.state_dict()
+    for key, (shape, ours) in REAL_X3D_XS.items():
+        assert backbones.pytorchvideo_x3d_name(key) == ours, key
+        assert tuple(own[ours].shape) == shape, key
+        assert to_pytorchvideo(ours) == key
+    assert "stages.2.1.se.fc1.weight" not in own                       # SE on every other block only
+    # what our X3D cannot receive maps to nothing (and would be reported as "not in the model")
+    assert backbones.pytorchvideo_x3d_name("blocks.5.pool.post_norm.weight") is None   # bn_lin5 (off by default)
+    assert backbones.pytorchvideo_x3d_name("blocks.6.proj.weight") is None
+
+
+def test_torchvision_state_dict_as_starting_point():
+    sd = fake_checkpoint(tv_resnet_keys(18))
+    m = build_model("tsm", 1000, input="da", segments=2, frames=4, depth=18)
+    r = backbones.load_starting_point(m, sd, "resnet18.pth")
+    assert r["format"] == "torchvision" and r["dropped"] == [] and set(r["left_initial"]) == pwtp_keys(m)
+    assert torch.equal(m.net.fc.weight, sd["fc.weight"])              # 1000 classes both: kept
+    assert torch.equal(m.state_dict()["net.layer4.1.bn2.running_mean"],
+                       sd["layer4.1.bn2.running_mean"])
+
+
+def own_checkpoint(model, prefix=""):
+    return {"model": {prefix + k: v.clone() for k, v in model.state_dict().items()}, "model_config": model.config,
+            "args": {}, "epoch": 3}
+
+
+def test_own_checkpoint_loads_pwtp_and_backbone():
+    torch.manual_seed(1)
+    src = build_model("tsm", 5, input="da", segments=2, frames=4, depth=18, small=True)
+    with torch.no_grad():
+        for b in src.buffers():
+            b.add_(1)                                                  # BN statistics unlike a fresh model's
+    # a Kinetics-like run (5 classes here) fine-tuned on another set (3 classes): classifier dropped
+    dst = build_model(**{**src.config, "num_classes": 3})
+    r = backbones.load_starting_point(dst, own_checkpoint(src, "module."), "k400_da.pt")
+    assert r["format"] == "this-project" and r["dropped"] == ["module.net.fc.weight", "module.net.fc.bias"]  # the file's names
+    assert set(r["left_initial"]) == {"net.fc.weight", "net.fc.bias"}
+    for k, v in src.state_dict().items():
+        if not k.startswith("net.fc."):
+            assert torch.equal(dst.state_dict()[k], v), k
+    # same class count: everything, PWTP included
+    same = build_model(**src.config)
+    r = backbones.load_starting_point(same, own_checkpoint(src), "k400_da.pt")
+    assert r["left_initial"] == [] and r["dropped"] == [] and r["loaded"] == len(src.state_dict())
+    assert all(torch.equal(same.state_dict()[k], v) for k, v in src.state_dict().items())
+
+
+def test_own_checkpoint_rgb_and_da_mismatches():
+    rgb = build_model("tsm", 5, input="rgb", segments=2, frames=4, depth=18, small=True)
+    da = build_model("tsm", 5, input="da", segments=2, frames=4, depth=18, small=True)
+    r = backbones.load_starting_point(da, own_checkpoint(rgb), "rgb.pt")     # RGB run -> DA model: PWTP stays
+    assert set(r["left_initial"]) == pwtp_keys(da)
+    with pytest.raises(ValueError, match="input='da'"):
+        backbones.load_starting_point(rgb, own_checkpoint(da), "da.pt")       # nowhere to put the PWTP
+    x3d = build_model("x3d_xs", 5, input="da", segments=2, frames=4, small=True)
+    with pytest.raises(ValueError, match="backbone is 'tsm'"):
+        backbones.load_starting_point(x3d, own_checkpoint(da), "da.pt")
+    other_T = build_model("tsm", 5, input="da", segments=2, frames=6, depth=18, small=True)
+    with pytest.raises(ValueError, match=r"pwtp\.fc_in\.weight"):
+        backbones.load_starting_point(other_T, own_checkpoint(da), "da.pt")
+
+
+def test_unknown_format_names_the_file_and_the_formats():
+    m = build_model("tsm", 5, input="rgb", segments=2, frames=1, depth=18, small=True)
+    for obj in ({"foo.weight": torch.zeros(1)}, [1, 2], {"optimizer": {}}):
+        with pytest.raises(ValueError) as e:
+            backbones.load_starting_point(m, obj, "mystery.pt")
+        msg = str(e.value)
+        assert "mystery.pt" in msg and all(f in msg for f in backbones.STARTING_POINT_FORMATS), msg
+    with pytest.raises(ValueError, match="load_starting_point"):
+        backbones.load_pretrained(m.net, own_checkpoint(m))
 
 
 # ---------------------------------------------------------------------------------------------
