@@ -20,18 +20,30 @@ Reading order: constants; sampling (which frame indices a clip takes); decoding 
 files, PIL for JPEG frame folders); transforms; VideoDataset; samplers and loaders; the dataset layouts
 (one parser per dataset, PARSERS); the synthetic motion set; the command line.
 
+No silently wrong results:
+  * A container header can over-count frames (a real UCF101 .avi says 444 and decodes 68; truncated
+    downloads keep their full header). read_frames raises ShortVideo rather than pad a clip with copies
+    of the last frame; VideoDataset then samples again from the decodable count, warns once per video
+    and remembers the count beside the dataset (count_cache_path), so the cost is paid once.
+  * At test time an unreadable video is never replaced by another (and its label): its item is
+    (zeros, -1), label -1 meaning "unreadable", and VideoDataset.unreadable() lists it.
+  * A split or class file that is not text, holds a non-numeric label, or gives a UCF101 video a label
+    that contradicts its class folder is an error naming the file and the line.
+
 Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use):
   build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1,
-                crops=1, seed=0) -> VideoDataset
+                crops=1, seed=0, substitute=True) -> VideoDataset
       train item: (clip, label), clip float (S*T, C, H, W), ImageNet-normalised
       test item:  (clip, label), clip float (V, S*T, C, H, W), V = clips*crops views (V may be 1)
+      label -1: an unreadable video (substitute=False only; see VideoDataset)
   build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
                 subset=None, overfit=None, seed=0, clips=1, crops=1)
-      -> Loaders(train, val, num_classes, classes, train_sampler)
+      -> Loaders(train, val, num_classes, classes, train_sampler)   (val: substitute=False)
   parse_dataset(name, data_root, split, train) -> (classes, [(path, label)])
   write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, seed=0)
   ensure_synthetic(root), default_synthetic_root()
-  sparse_indices(...), dense_indices(...), read_frames(path, indices), count_frames(path)
+  sparse_indices(...), dense_indices(...), read_frames(path, indices, num_frames=None) (may raise
+  ShortVideo), count_frames(path) (the header's count), decodable_frames(path) (a full decode's count)
 CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
@@ -199,9 +211,10 @@ def _decode_range(container, stream, wanted, use_pts):
     """Decode forward and pick the frames whose index is in sorted `wanted`. Index = running count from
     the start when not seeking; from the presentation time when we seeked (idx = time * fps). A wanted
     index with no frame of its own (variable frame rate) gets the previous frame.
-    Returns (picked, last, decoded): picked = {index: array} for the wanted indices the stream reached,
-    last = the last decoded frame's array when some were not reached (else None), decoded = frames
-    decoded; or None when the seek overshot (the caller decodes from the start).
+    Returns (picked, last, reach): picked = {index: array} for the wanted indices the stream reached,
+    last = the last decoded frame's array when some were not reached (else None), reach = 1 + the last
+    decoded frame's index (from the start: the number of frames decoded); or None when the seek
+    overshot (the caller decodes from the start).
     Only frames that are used are converted to RGB arrays (the conversion costs about as much as the
     decode); PyAV hands out a fresh frame object per decoded frame, so keeping the previous one is safe."""
     rate = stream.average_rate or stream.guessed_rate
@@ -218,7 +231,7 @@ def _decode_range(container, stream, wanted, use_pts):
                 return None  # landed after the first wanted frame: caller decodes from the start
         else:
             i = count
-        count += 1
+        count, reach = count + 1, i + 1
         cur = [frame, None]
         while ptr < len(wanted) and wanted[ptr] <= i:
             use = cur if (wanted[ptr] == i or prev is None) else prev
@@ -227,10 +240,11 @@ def _decode_range(container, stream, wanted, use_pts):
             out[wanted[ptr]] = use[1]
             ptr += 1
         if ptr == len(wanted):
-            return out, None, count
+            return out, None, reach
         prev = cur
-    last = None if prev is None else prev[1] if prev[1] is not None else prev[0].to_ndarray(format="rgb24")
-    return out, last, count
+    if prev is None:
+        return out, None, 0
+    return out, prev[1] if prev[1] is not None else prev[0].to_ndarray(format="rgb24"), reach
 
 
 def _read_images(folder, indices):
@@ -271,17 +285,19 @@ def read_frames(path, indices, num_frames=None):
             except av.error.FFmpegError:
                 got = None  # e.g. a truncated file has no index to seek with
 
-    def short(got):  # a wanted frame that should exist was not reached
-        return bool(length) and any(w < length and w not in got[0] for w in wanted)
+    def short(got, slack):  # stopped over `slack` frames before `length`, short of a wanted frame
+        out, _, reach = got
+        return bool(length) and reach + slack < length and any(w < length and w not in out for w in wanted)
 
-    # No seek wanted, the seek landed badly, or the stream ended early after it (time stamps cannot say
-    # how many frames there were): decode from the start, counting frames exactly.
-    if got is None or short(got):
+    # No seek wanted, the seek landed badly, or the stream ended early after it: decode from the start,
+    # counting frames exactly. (After a seek, indices come from time stamps, which may round the last
+    # frame one index low: one frame of slack there, filled like a variable-frame-rate gap.)
+    if got is None or short(got, slack=1):
         with av.open(path) as container:
             got = _decode_range(container, _video_stream(container, path), wanted, use_pts=False)
         if got[2] == 0:
             raise ValueError(f"{path}: no decodable frames")
-        if short(got):
+        if short(got, slack=0):
             raise ShortVideo(path, got[2], length)
     out, last, _ = got
     return np.stack([out[i] if i in out else last for i in indices])  # past the end: the last frame
@@ -463,9 +479,10 @@ class VideoDataset(torch.utils.data.Dataset):
         # seen by every worker and by later epochs' workers, so each video's header is read once per run
         # rather than once per worker per epoch (a second file open per item on a cold cache).
         self._frame_counts = torch.full((len(self.samples),), -1, dtype=torch.int64).share_memory_()
-        known = cached_counts(count_cache) if count_cache else {}
+        known = cached_counts(count_cache) if count_cache else {}  # short videos learned in earlier runs
         for i, (path, _) in enumerate(self.samples if known else []):
-            self._frame_counts[i] = known.get(os.path.abspath(path), -1)
+            if os.path.abspath(path) in known:
+                self._frame_counts[i] = known[os.path.abspath(path)]
 
     def __len__(self):
         return len(self.samples)
@@ -713,18 +730,13 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
     classes = train_ds.classes
     kw = dict(segments=segments, frames=frames, crop_size=crop_size, seed=seed, dense=train_ds.dense,
               flip=train_ds.flip, name=dataset, count_cache=train_ds.count_cache)
-    pick_rng = np.random.default_rng([seed, 12345])
+    if overfit or subset:
+        n = min(int(overfit or subset), len(train_ds))
+        chosen = sorted(np.random.default_rng([seed, 12345]).choice(len(train_ds), n, replace=False).tolist())
+        train_ds = VideoDataset([train_ds.samples[i] for i in chosen], classes, True, **kw)
     if overfit:
-        n = min(int(overfit), len(train_ds))
-        chosen = sorted(pick_rng.choice(len(train_ds), n, replace=False).tolist())
-        samples = [train_ds.samples[i] for i in chosen]
-        train_ds = VideoDataset(samples, classes, True, **kw)
-        val_ds = VideoDataset(samples, classes, False, clips=clips, crops=crops, substitute=False, **kw)
+        val_ds = VideoDataset(train_ds.samples, classes, False, clips=clips, crops=crops, substitute=False, **kw)
     else:
-        if subset:
-            n = min(int(subset), len(train_ds))
-            chosen = sorted(pick_rng.choice(len(train_ds), n, replace=False).tolist())
-            train_ds = VideoDataset([train_ds.samples[i] for i in chosen], classes, True, **kw)
         val_ds = build_dataset(dataset, data_root, split, False, segments, frames, crop_size, clips, crops, seed,
                                substitute=False)
         if val_ds.classes != classes:
