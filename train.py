@@ -50,6 +50,7 @@ rank 0, is done here after every step. Data are sharded by data.py's sampler; va
 predictions are gathered from every rank; rank 0 alone prints and writes files.
 """
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -64,11 +65,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+import pwtp
 from backbones import BACKBONES, INPUTS
 from data import DATASETS
 from evaluate import (AMP_DTYPES, atomic_json, atomic_torch_save, autocast, classification_metrics,
                       load_checkpoint, predict, resolve_device)
-from mgda import STRATEGIES
+from mgda import NORMALIZERS, SPACES, STRATEGIES
 
 # =============================================================================================
 # 1. The parser and the recipe
@@ -120,8 +122,47 @@ def paper_recipe(dataset, backbone):
     return r
 
 
-# Flags that may be changed when resuming (they do not change the computation).
-RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every")
+def imagenet_recipe(dataset, backbone):
+    """From ImageNet weights. Appendix A trains Kinetics and Something-Something from ImageNet,
+    and its ViT recipe starts from ImageNet weights too: for those, the paper's recipe. UCF101 and
+    HMDB51 the paper only fine-tunes from Kinetics; from ImageNet we follow TSM's published
+    recipe for a small set (mit-han-lab/temporal-shift-module scripts: lr 0.02 for 128 clips,
+    i.e. 0.01 for 64, dropout 0.8, weight decay 5e-4, partial BN as in TSN), with our cosine
+    schedule over 25 epochs (TSM: 25 epochs, steps at 10 and 20) and 1 warm-up epoch (ours)."""
+    if backbone.startswith("vit") or dataset not in ("ucf101", "hmdb51"):
+        return paper_recipe(dataset, backbone)
+    return dict(label_smoothing=0.1, clip_grad=20.0, pwtp_lr_mult=1.0, freeze_bn=True, warmup_epochs=1,
+                lr=0.01, global_batch=64, batch_size=8, epochs=25, weight_decay=5e-4, dropout=0.8)
+
+
+def scratch_recipe(dataset, backbone):
+    """From random weights (ours: the paper never trains from scratch). Every BatchNorm trains
+    (frozen statistics of a random network mean nothing), a 2-epoch warm-up, modest dropout, and
+    the learning rate that learns the synthetic set in a few dozen epochs (0.005 for 8 clips,
+    i.e. 0.04 for 64), for 50 epochs."""
+    return dict(label_smoothing=0.1, clip_grad=20.0, pwtp_lr_mult=1.0, freeze_bn=False, warmup_epochs=2,
+                lr=0.04, global_batch=64, batch_size=8, epochs=50, weight_decay=1e-4, dropout=0.3)
+
+
+def choose_recipe(args, start):
+    """(recipe, why) for the starting point `start`: "kinetics" (a video model: the TSM authors',
+    pytorchvideo's or one of ours), "imagenet" or "none"."""
+    if start == "kinetics":
+        return paper_recipe(args.dataset, args.backbone), (
+            "fine-tuning a video (Kinetics) model: the paper's recipe (Appendix A)")
+    if start == "imagenet":
+        small = args.dataset in ("ucf101", "hmdb51") and not args.backbone.startswith("vit")
+        return imagenet_recipe(args.dataset, args.backbone), (
+            "from ImageNet weights: TSM's recipe for a small set" if small else
+            "from ImageNet weights: the paper's recipe (Appendix A)")
+    return scratch_recipe(args.dataset, args.backbone), (
+        "from random weights: trainable BatchNorm, warm-up, modest dropout (the paper's recipes "
+        "assume pretrained weights and learn nothing from scratch)")
+
+
+# Flags that may be changed when resuming: they do not change the computation (--lr does, and
+# says so when it is used).
+RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every", "tensorboard", "lr")
 
 
 def build_parser():
@@ -146,6 +187,12 @@ def build_parser():
     a("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
     a("--joint", default=None, choices=STRATEGIES,
       help="joint-training strategy (Table 5; default mgda; synthetic: constant, see SYNTHETIC_DEFAULTS)")
+    a("--mgda-normalize", default="none", choices=NORMALIZERS,
+      help="divide each task's gradient by 1, ||g||, L or L*||g|| before Eq. 12 (Sener & Koltun's "
+           "gradient_normalizers); alpha then weighs the raw gradients (default none = the paper's Eq. 12)")
+    a("--mgda-space", default="params", choices=SPACES,
+      help="where Eq. 12 is solved: params = the PWTP parameters (Algorithm 1), bases = the per-pixel "
+           "bases A (the MGDA-UB analogue) (default params)")
     a("--lam", type=float, default=1.0, help="lambda of 'constant', lambda_max of 'scheduler' (default 1)")
     a("--lam-min", type=float, default=0.0, help="Eq. 13 floor lambda_min (default 0)")
     a("--sched-a", type=float, default=1.0, help="Eq. 13 shape a in (0,1] (default 1)")
@@ -154,23 +201,32 @@ def build_parser():
       help="'separate': epochs of PWTP-only training before it is frozen (default: a quarter of --epochs, ours)")
     a("--crop-size", type=int, default=None, help="training/test crop (default 224; x3d_xs 160)")
     a("--epochs", type=int, default=None)
-    a("--batch-size", type=int, default=None, help="clips per process per step")
+    a("--batch-size", type=int, default=None, help="clips per process per micro-batch")
+    a("--accum-steps", type=int, default=1, metavar="K",
+      help="gradient accumulation: K micro-batches of --batch-size per optimiser step, so 1-2 GPUs "
+           "reach the paper's total batch (MGDA derives alpha once, from the accumulated g_c and g_p)")
     a("--lr", type=float, default=None,
       help="base learning rate (default: the paper's, scaled linearly to batch-size x processes)")
     a("--weight-decay", type=float, default=None)
     a("--dropout", type=float, default=None, help="dropout before the classifier")
     a("--warmup-epochs", type=float, default=None, help="linear warm-up (default 7 on large sets)")
     a("--pwtp-lr-mult", type=float, default=None, help="PWTP learning-rate multiplier (ViT: 5)")
-    a("--pretrained", default=None, help="weights for the backbone (passed to backbones.build_model)")
+    a("--pretrained", default=None, metavar="{none,imagenet,PATH}",
+      help="starting point, which also picks the recipe: PATH = a Kinetics video model (the TSM authors' "
+           "or pytorchvideo's checkpoint, or a train.py best.pt/last.pt/export) or a torchvision state dict; "
+           "imagenet = torchvision's ImageNet weights (downloaded once); none = random weights. "
+           "Default: imagenet for tsm/vit_b16 on real datasets, none for x3d, small models and synthetic")
     a("--freeze-bn", default=None, action=argparse.BooleanOptionalAction,
       help="freeze every BatchNorm but the first (default on for ucf101/hmdb51)")
     a("--clip-grad", type=float, default=None, help="gradient-norm clip, 0 = off (default 20)")
     a("--label-smoothing", type=float, default=None, help="default 0.1")
     a("--workers", type=int, default=None, help="data-loader processes per rank")
     a("--out", default=None, help="RUN_DIR (default runs/<dataset>-<backbone>-<input>-<joint>-<time>)")
-    a("--resume", default=None, metavar="RUN_DIR",
+    a("--resume", default=None, metavar="RUN_DIR|auto",
       help="continue the run in RUN_DIR (its last.pt) exactly; its own flags are used, except "
-           + ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDABLE))
+           + ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDABLE) + " (--lr changes the run). "
+           "auto: resume --out if it holds last.pt, else start it (one command for a first start and "
+           "every requeue)")
     a("--seed", type=int, default=0)
     a("--subset", type=int, default=None, metavar="N", help="train on a random N-video subset")
     a("--overfit", type=int, default=None, metavar="N",
@@ -183,11 +239,14 @@ def build_parser():
            "against fp16's narrow range); losses, PWTP's solve and the optimiser stay in float32")
     a("--device", default="auto", help="auto | cpu | cuda (default auto)")
     a("--log-every", type=int, default=None, help="steps between progress lines / log.csv rows")
+    a("--tensorboard", action="store_true",
+      help="also write log.csv's scalars to RUN_DIR/tensorboard (needs the tensorboard package)")
     return p
 
 
-def resolve_defaults(args, world_size):
-    """Fill every flag left at None: the CPU configuration for synthetic, the paper's otherwise."""
+def resolve_defaults(args, world_size, start):
+    """Fill every flag left at None: the CPU configuration for synthetic; otherwise the recipe of
+    the starting point `start` (see choose_recipe), which is printed with its reason."""
     if args.dataset == "synthetic":
         for k, v in SYNTHETIC_DEFAULTS.items():
             if getattr(args, k, None) is None:
@@ -195,31 +254,60 @@ def resolve_defaults(args, world_size):
     args.backbone = args.backbone or "tsm"
     args.joint = args.joint or "mgda"
     bb = BACKBONE_DEFAULTS[args.backbone]
-    r = paper_recipe(args.dataset, args.backbone)
+    r, why = choose_recipe(args, start)
+    args.recipe = "synthetic quick start (CPU-sized)" if args.dataset == "synthetic" else why
     args.depth = args.depth if args.depth is not None else 50
     args.small = bool(args.small)
-    args.segments = args.segments or bb["segments"]
-    args.frames = args.frames or 8
-    args.crop_size = args.crop_size or bb["crop_size"]
+    for k, default in (("segments", bb["segments"]), ("frames", 8), ("crop_size", bb["crop_size"])):
+        if getattr(args, k) is None:      # `is None`, not falsy: --segments 0 is an error, not 8
+            setattr(args, k, default)
     for k in ("epochs", "batch_size", "weight_decay", "dropout", "warmup_epochs", "freeze_bn",
               "clip_grad", "label_smoothing", "pwtp_lr_mult"):
         if getattr(args, k) is None:
             setattr(args, k, r[k])
-    if args.lr is None:   # linear scaling rule: the paper's lr is for its total batch
-        args.lr = r["lr"] * args.batch_size * world_size / r["global_batch"]
+    if args.lr is None:   # linear scaling rule: the recipe's lr is for its total batch
+        args.lr = r["lr"] * args.batch_size * args.accum_steps * world_size / r["global_batch"]
     args.workers = 4 if args.workers is None else args.workers
-    args.log_every = args.log_every or 20
+    args.log_every = 20 if args.log_every is None else args.log_every
     if args.separate_epochs is None:
         args.separate_epochs = max(args.epochs / 4, 1e-9)
     if args.out is None:
         args.out = os.path.join("runs", f"{args.dataset}-{args.backbone}-{args.input}-{args.joint}-"
                                         f"{time.strftime('%Y%m%d-%H%M%S')}")
-    for k in ("epochs", "batch_size", "segments", "frames", "crop_size"):
-        if getattr(args, k) < 1:
-            raise SystemExit(f"train.py: --{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
+    check_flags(args)
+    return args
+
+
+def check_flags(args):
+    """Reject every out-of-range flag with a message that names it (argparse only checks types).
+    The crop bounds are ours: below them a backbone's feature map vanishes (ResNet and X3D
+    downsample 32x; ViT needs whole 16-pixel patches); above 1024 a clip no longer fits memory."""
+    min_crop = 16 if args.backbone.startswith("vit") else 32
+    rules = [
+        ("epochs", args.epochs >= 1, ">= 1"), ("batch_size", args.batch_size >= 1, ">= 1"),
+        ("accum_steps", args.accum_steps >= 1, ">= 1"),
+        ("segments", args.segments >= 1, ">= 1"), ("frames", args.frames >= 1, ">= 1"),
+        ("crop_size", min_crop <= args.crop_size <= 1024, f"in [{min_crop}, 1024] for {args.backbone}"),
+        ("lr", args.lr > 0, "> 0"), ("dropout", 0 <= args.dropout < 1, "in [0, 1)"),
+        ("weight_decay", args.weight_decay >= 0, ">= 0"), ("workers", args.workers >= 0, ">= 0"),
+        ("warmup_epochs", args.warmup_epochs >= 0, ">= 0"), ("clip_grad", args.clip_grad >= 0, ">= 0 (0 = off)"),
+        ("label_smoothing", 0 <= args.label_smoothing < 1, "in [0, 1)"),
+        ("pwtp_lr_mult", args.pwtp_lr_mult > 0, "> 0"), ("lam", args.lam >= 0, ">= 0"),
+        ("separate_epochs", args.separate_epochs > 0, "> 0"), ("log_every", args.log_every >= 1, ">= 1"),
+        ("split", args.split >= 1, ">= 1"),
+        ("max_steps", args.max_steps is None or args.max_steps >= 1, ">= 1"),
+        ("subset", args.subset is None or args.subset >= 1, ">= 1"),
+        ("overfit", args.overfit is None or args.overfit >= 1, ">= 1"),
+    ]
+    for flag, ok, expected in rules:
+        if not ok:
+            raise SystemExit(f"train.py: --{flag.replace('_', '-')} must be {expected}, got {getattr(args, flag)}")
+    if args.backbone.startswith("vit") and args.crop_size % 16:
+        raise SystemExit(f"train.py: --crop-size must be a multiple of 16 for vit_b16, got {args.crop_size}")
     if args.input == "da" and not 1 <= args.proj_dim < args.frames:
         raise SystemExit(f"train.py: --proj-dim must satisfy 1 <= D < T (--frames {args.frames}), got {args.proj_dim}")
-    return args
+    if args.input in ("da", "rgbdiff", "dynimg") and args.frames < 2:
+        raise SystemExit(f"train.py: --input {args.input} needs --frames >= 2 (a segment of T frames), got {args.frames}")
 
 
 # =============================================================================================
@@ -243,15 +331,69 @@ def is_dist():
     return dist.is_available() and dist.is_initialized()
 
 
+VIDEO_FORMATS = ("tsm", "pytorchvideo_x3d", "own")     # backbones.detect_format's video models
+
+
+def starting_point(args, log):
+    """(start, weights): what --pretrained asks for, as "kinetics" (a video model), "imagenet" or
+    "none", and the loaded file for a PATH (None otherwise). No flag: ImageNet weights where
+    torchvision publishes them (tsm and vit_b16 at full size), random weights elsewhere."""
+    import backbones
+
+    p = args.pretrained
+    if p is None:
+        has_imagenet = (args.backbone or "tsm") in ("tsm", "vit_b16") and not args.small
+        if args.dataset == "synthetic" or not has_imagenet:
+            if args.dataset != "synthetic":
+                log(f"note: no ImageNet weights exist for {args.backbone or 'tsm'}{' (small)' if args.small else ''}: "
+                    "training from random weights (--pretrained none); pass --pretrained PATH for a Kinetics model")
+            args.pretrained = "none"
+            return "none", None
+        args.pretrained = "imagenet"
+        return "imagenet", None
+    if p in ("none", "imagenet"):
+        return p, None
+    weights = read_weights(p)
+    fmt = backbones.detect_format(weights, p)
+    return ("kinetics" if fmt in VIDEO_FORMATS else "imagenet"), weights
+
+
+def read_weights(path):
+    """A --pretrained file. Tensors-only files load with weights_only=True; a file that needs
+    more (our own checkpoints hold numpy RNG states) is loaded in full, with a warning: only pass
+    files you trust."""
+    from evaluate import read_torch_file
+    try:
+        return read_torch_file(path, "train.py: --pretrained", weights_only=True)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{e} (expected PATH, imagenet or none)") from None
+    except ValueError:
+        try:
+            obj = read_torch_file(path, "train.py: --pretrained", weights_only=False)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        print(f"warning: --pretrained {path} holds more than tensors; it was unpickled in full "
+              "(only use files you trust)", flush=True)
+        return obj
+
+
 def open_run(parser, args, argv, world, log):
-    """(args, checkpoint or None): a fresh run's completed flags, or a resumed run's own flags
-    (plus the few RESUME_OVERRIDABLE ones given now) and its last.pt."""
+    """(args, checkpoint or None, weights or None): a fresh run's completed flags (and its
+    --pretrained file), or a resumed run's own flags (plus the RESUME_OVERRIDABLE ones given now)
+    and its last.pt."""
+    if args.resume == "auto":
+        if not args.out:
+            raise SystemExit("train.py: --resume auto needs --out RUN_DIR (the run to start or continue)")
+        args.resume = args.out if os.path.isfile(os.path.join(args.out, "last.pt")) else None
+        if args.resume:
+            log(f"--resume auto: {args.out} holds last.pt; continuing it")
     if not args.resume:
-        args = resolve_defaults(args, world)
+        start, weights = starting_point(args, log)
+        args = resolve_defaults(args, world, start)
         if os.path.exists(os.path.join(args.out, "last.pt")):
             raise SystemExit(f"train.py: --out {args.out} already holds a run (last.pt); "
                              f"continue it with --resume {args.out} or choose another --out")
-        return args, None
+        return args, None, weights
     path = args.resume if args.resume.endswith(".pt") else os.path.join(args.resume, "last.pt")
     if not os.path.isfile(path):
         raise SystemExit(f"train.py: --resume {args.resume}: no checkpoint at {path}")
@@ -259,22 +401,25 @@ def open_run(parser, args, argv, world, log):
         ckpt = load_checkpoint(path, "train.py", "--resume")
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(str(e)) from None
-    explicit = {k for k, v in vars(parser.parse_args(argv)).items() if v != parser.get_default(k)}
+    given = vars(parser.parse_args(argv))
     saved = dict(ckpt["args"])
-    ignored = sorted(explicit - set(RESUME_OVERRIDABLE) - {"resume", "device", "amp"})
+    explicit = {k for k, v in given.items() if v != parser.get_default(k) and v != saved.get(k)}
+    ignored = sorted(explicit - set(RESUME_OVERRIDABLE) - {"resume", "device", "amp", "out"})
     if ignored:
         log("warning: --resume uses the run's own settings; ignoring "
             + ", ".join("--" + k.replace("_", "-") for k in ignored))
     for k in RESUME_OVERRIDABLE + ("device", "amp"):
         if k in explicit or k == "max_steps":    # a new --max-steps or none: never the old one
-            saved[k] = getattr(args, k)
+            saved[k] = given[k]
     saved["resume"] = args.resume
     # Continue in the folder the checkpoint is in, even if the run was moved or copied since
     # (its saved --out may point elsewhere, or nowhere).
     saved["out"] = os.path.dirname(os.path.abspath(path))
     if saved.get("amp") is True:           # checkpoints of older runs stored --amp as a bool
         saved["amp"] = "bf16"
-    return argparse.Namespace(**saved), ckpt
+    for k, v in vars(parser.parse_args([])).items():    # flags added since the run was started
+        saved.setdefault(k, v)
+    return argparse.Namespace(**saved), ckpt, None
 
 
 class StopRequest:
@@ -393,8 +538,9 @@ class Run(NamedTuple):
     log: object                         # print on rank 0 only
 
 
-def build_run(args, rank, world, device, log):
-    """Data, model, optimiser, schedule and joint-training strategy of a run (fresh or resumed)."""
+def build_run(args, rank, world, device, log, weights=None, resuming=False):
+    """Data, model, optimiser, schedule and joint-training strategy of a run (fresh or resumed).
+    `weights`: the loaded --pretrained file; a resumed run takes its weights from last.pt."""
     import backbones
     import data
     import mgda
@@ -405,8 +551,11 @@ def build_run(args, rank, world, device, log):
         data_root = data.default_synthetic_root()
     if world > 1 and rank != 0:
         dist.barrier()                    # rank 0 first: it may write the synthetic set on first use
+    # One loader batch = one optimiser step = --accum-steps micro-batches (train_step splits it),
+    # so the sampler's position (and an exact resume) counts optimiser steps.
     loaders = data.build_loaders(args.dataset, data_root, split=args.split, segments=args.segments,
-                                 frames=args.frames, crop_size=args.crop_size, batch_size=args.batch_size,
+                                 frames=args.frames, crop_size=args.crop_size,
+                                 batch_size=args.batch_size * args.accum_steps,
                                  workers=args.workers, subset=args.subset, overfit=args.overfit,
                                  seed=args.seed)
     if world > 1 and rank == 0:
@@ -417,10 +566,16 @@ def build_run(args, rank, world, device, log):
                          f"of {args.batch_size}; lower --batch-size or check --data-root")
     total_steps = args.epochs * steps_per_epoch
 
+    imagenet = args.pretrained == "imagenet" and not resuming
     model = backbones.build_model(args.backbone, loaders.num_classes, input=args.input,
                                   segments=args.segments, frames=args.frames, proj_dim=args.proj_dim,
-                                  depth=args.depth, dropout=args.dropout, pretrained=args.pretrained,
-                                  small=args.small, crop_size=args.crop_size).to(device)
+                                  depth=args.depth, dropout=args.dropout, small=args.small,
+                                  pretrained="imagenet" if imagenet else None, crop_size=args.crop_size)
+    if weights is not None and not resuming:
+        report = backbones.load_starting_point(model, weights, args.pretrained)
+        log(f"--pretrained {args.pretrained}: {report['format']} weights, {report['loaded']} tensors loaded, "
+            f"{len(report['left_initial'])} left at their initial values")
+    model.to(device)
     if device.type == "cuda":             # channels-last for the convolutions
         for p in model.parameters():
             if p.dim() in (4, 5):
@@ -434,7 +589,8 @@ def build_run(args, rank, world, device, log):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_factory(warmup_steps, total_steps))
     joint = mgda.JointTraining(args.joint, lam=args.lam, total_steps=total_steps, lam_min=args.lam_min,
                                a=args.sched_a, b=args.sched_b,
-                               separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))))
+                               separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))),
+                               normalize=args.mgda_normalize, space=args.mgda_space)
     amp = AMP_DTYPES[args.amp] if args.amp else None
     # fp16 has 5 exponent bits: small gradients underflow to 0. The scaler multiplies the losses by
     # a large factor before backward and divides the gradients by it before the step, skipping steps
@@ -462,6 +618,16 @@ def restore(run, ckpt):
         run.log(f"warning: the checkpoint has RNG states of {len(states)} ranks, this run has "
                 f"{run.world}; the continuation will not be bit-identical")
     set_rng_state(states[run.rank] if len(states) == run.world else states[0])
+    old_lr = ckpt["args"]["lr"]
+    if run.args.lr != old_lr:
+        # --resume ... --lr: the schedule keeps its shape and position, scaled to the new base lr.
+        ratio = run.args.lr / old_lr
+        run.scheduler.base_lrs = [b * ratio for b in run.scheduler.base_lrs]
+        for g in run.optimizer.param_groups:
+            g["initial_lr"] *= ratio
+            g["lr"] *= ratio
+        run.log(f"warning: --lr {run.args.lr:g} replaces the run's {old_lr:g} from step {ckpt['step']} on; "
+                "the continuation is no longer the same run as an uninterrupted one")
     return {k: ckpt[k] for k in new_state()}
 
 
@@ -493,11 +659,11 @@ def broadcast_buffers(model):
 
 
 class StepResult(NamedTuple):
-    loss_c: float               # L_c of this step, averaged over ranks
-    loss_p: Optional[float]     # L_p (Eq. 8), averaged over ranks; None without PWTP
+    loss_c: float               # L_c of this step, averaged over micro-batches and ranks
+    loss_p: Optional[float]     # L_p (Eq. 8), likewise; None without PWTP
     correct: int                # training top-1 hits on this rank's clips
     seen: int                   # this rank's clips
-    info: dict                  # alpha (mgda) / lam / phase of the joint-training strategy
+    info: dict                  # alpha (mgda) / lam / phase, and ||g_c||, ||g_p||, cos (mgda.py)
     lr: float                   # the base learning rate this step used
     stop: bool                  # some rank was asked to stop (SIGINT/SIGTERM): stop after it
 
@@ -505,73 +671,81 @@ class StepResult(NamedTuple):
 def train_step(run, clip, labels, step, stop_requested=False):
     """Forward, both losses, the joint-training backward, clip, SGD step, LR schedule.
 
-    clip (B, S*T, C, H, W), labels (B,). Raises SystemExit on a non-finite loss, before the model
-    is touched. Every rank must call it (it all-reduces)."""
-    args, model, scaler, device = run.args, run.model, run.scaler, run.device
-    clip = clip.to(device, non_blocking=True)                  # (B, S*T, C, H, W)
-    labels = labels.to(device, non_blocking=True)              # (B,)
-    with autocast(device, run.amp):                            # --amp: bf16 / fp16, else float32
-        out = model(clip)
-    loss_c = classification_loss(out.logits, labels, args.label_smoothing)
-    loss_p = out.pwtp.enopr.float().mean() if out.pwtp is not None else None       # Eq. 8
+    clip (K*B, S*T, C, H, W), labels (K*B,): one optimiser step over --accum-steps K micro-batches
+    of B clips. Raises SystemExit on a non-finite loss, before the model is touched. Every rank
+    must call it (it all-reduces)."""
+    args, model, scaler = run.args, run.model, run.scaler
+    sums, correct = torch.zeros(3, dtype=torch.float64), 0        # L_c, L_p, stop flag
+    run.optimizer.zero_grad(set_to_none=True)
+    for x, y in zip(clip.chunk(args.accum_steps), labels.chunk(args.accum_steps)):
+        w = len(y) / len(labels)      # 1/K: the K micro-batch means add up to the batch mean
+        x = x.to(run.device, non_blocking=True)                  # (B, S*T, C, H, W)
+        y = y.to(run.device, non_blocking=True)                  # (B,)
+        with autocast(run.device, run.amp):                      # --amp: bf16 / fp16, else float32
+            out = model(x)
+        loss_c = classification_loss(out.logits, y, args.label_smoothing) * w
+        loss_p = None if out.pwtp is None else pwtp.projection_loss(out.pwtp.enopr) * w     # Eq. 8
+        # The same factor on both losses leaves alpha (Eq. 12) and lambda unchanged; mgda.py keeps
+        # g_c and g_p of every micro-batch apart and derives alpha once, in step().
+        # scaler.scale is the identity unless --amp fp16 (then the loss scale s, see build_run).
+        run.joint.accumulate(model, scaler.scale(loss_c), None if loss_p is None else scaler.scale(loss_p),
+                             bases=None if out.pwtp is None else out.pwtp.A, scale=scaler.get_scale(),
+                             step=step)
+        sums += torch.tensor([loss_c.item(), 0.0 if loss_p is None else loss_p.item(), 0.0], dtype=torch.float64)
+        correct += int((out.logits.detach().argmax(1) == y).sum())
+        del out                       # free x_hat and residual (each as large as the clip) now
     # One small all-reduce: the losses for the log (averaged over ranks), a stop flag, so that
     # every rank agrees to stop after this step, and the finiteness check.
-    stats = torch.tensor([loss_c.item(), 0.0 if loss_p is None else loss_p.item(), float(stop_requested)],
-                         dtype=torch.float64)
+    sums[2] = float(stop_requested)
     if run.world > 1:
-        dist.all_reduce(stats)
-        stats[:2] /= run.world
-    l_c, l_p, stop = stats.tolist()
+        dist.all_reduce(sums)
+        sums[:2] /= run.world
+    l_c, l_p, stop = sums.tolist()
     if not (math.isfinite(l_c) and math.isfinite(l_p)):
         stop_on_divergence(run, f"non-finite loss at step {step + 1}: L_c={l_c}, L_p={l_p}")
-    run.optimizer.zero_grad(set_to_none=True)
-    # scaler.scale is the identity unless --amp fp16. Scaling both losses by the same factor
-    # leaves MGDA's alpha (Eq. 12 is invariant to a common scale) and lambda intact.
-    info = run.joint.backward(model, scaler.scale(loss_c), None if loss_p is None else scaler.scale(loss_p),
-                              step)                              # every .grad, averaged over ranks
+    info = run.joint.step(model, step)                          # every .grad, averaged over ranks
     scaler.unscale_(run.optimizer)                               # true gradients before clipping
-    if args.clip_grad > 0:
-        trainable = [p for p in model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip_grad)
-        # Under fp16 an overflow is routine: the scaler skips this step and lowers its factor.
-        # Otherwise it means the run has diverged.
-        if not scaler.is_enabled() and not torch.isfinite(norm):
-            stop_on_divergence(run, f"non-finite gradient norm at step {step + 1}")
+    trainable = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip_grad if args.clip_grad > 0 else math.inf)
+    # Under fp16 an overflow is routine: the scaler skips this step and lowers its factor.
+    # Otherwise it means the run has diverged.
+    if not scaler.is_enabled() and not torch.isfinite(norm):
+        stop_on_divergence(run, f"non-finite gradient norm at step {step + 1}")
     lr = base_lr(run.optimizer)
     scaler.step(run.optimizer)                                   # optimizer.step(), or a skip
     scaler.update()
     run.scheduler.step()
     broadcast_buffers(model)
-    with torch.no_grad():
-        correct = int((out.logits.argmax(1) == labels).sum())
-    return StepResult(l_c, None if loss_p is None else l_p, correct, labels.numel(), info, lr, stop > 0)
+    return StepResult(l_c, l_p if run.model.pwtp is not None else None, correct, labels.numel(), info, lr, stop > 0)
 
 
 def stop_on_divergence(run, what):
     """A non-finite loss or gradient: stop before the model is updated, and say what to do."""
     last = os.path.join(run.run_dir, "last.pt")
-    kept = (f"the last good checkpoint {last} is untouched" if os.path.exists(last)
-            else "no checkpoint was written yet")
-    raise SystemExit(f"train.py: {what}. Stopped before updating the model; {kept}. "
-                     "Try a lower --lr for a new run.")
+    lower = f"{run.args.lr / 10:g}"
+    todo = (f"the last good checkpoint {last} is untouched; continue from it with a lower learning "
+            f"rate: python train.py --resume {run.run_dir} --lr {lower}" if os.path.exists(last) else
+            f"no checkpoint was written yet; start again with a lower --lr (e.g. {lower})")
+    raise SystemExit(f"train.py: {what}. Stopped before updating the model; {todo}.")
 
 
 # =============================================================================================
 # 5. The end of an epoch: validation, checkpoint, metrics.json
 # =============================================================================================
 def validate(model, loader, device, amp, num_classes):
-    """Single-view validation on this rank's shard, gathered over ranks; returns the metrics dict."""
+    """Single-view validation on this rank's shard, gathered over ranks; returns the metrics dict.
+
+    The validation set never substitutes (data.py substitute=False): unreadable videos are left out
+    of every number and counted in val_unreadable. val_loss is the held-out L_c: the mean
+    cross-entropy, without label smoothing, of the predicted probabilities (bench.py's Fig. 3)."""
+    from evaluate import gather_predictions, mean_nll
     with torch.random.fork_rng(devices=[]):      # creating loader iterators draws from the RNG
-        scores, labels, esum, ecount, _, _ = predict(model, loader, device, amp=amp)
-    if is_dist() and dist.get_world_size() > 1:
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, (scores, labels, esum, ecount))
-        scores = torch.cat([p[0] for p in parts if p[0].numel()])
-        labels = torch.cat([p[1] for p in parts])
-        esum, ecount = sum(p[2] for p in parts), sum(p[3] for p in parts)
-    m = classification_metrics(scores, labels, num_classes)
+        p = gather_predictions(predict(model, loader, device, amp=amp))
+    m = classification_metrics(p.scores, p.labels, num_classes)
     return {"val_top1": m["top1"], "val_top5": m["top5"], "val_mean_class_acc": m["mean_class_acc"],
-            "val_enopr": esum / ecount if ecount else None, "val_videos": int(labels.numel())}
+            "val_loss": mean_nll(p.scores, p.labels),
+            "val_enopr": p.enopr_sum / p.enopr_count if p.enopr_count else None,
+            "val_videos": int(p.labels.numel()), "val_unreadable": p.unreadable}
 
 
 def make_checkpoint(run, state):
@@ -598,7 +772,7 @@ def save_checkpoint(run, state, best=False):
         atomic_torch_save(ck, os.path.join(run.run_dir, "last.pt"))
         atomic_json(state["history"], os.path.join(run.run_dir, "metrics.json"))
     except OSError as e:
-        raise SystemExit(f"train.py: {e}. Free some space, then continue with: "
+        raise SystemExit(f"train.py: {e.strerror or e}. Free some space, then continue with: "
                          f"python train.py --resume {run.run_dir}") from None
 
 
@@ -639,17 +813,34 @@ def end_of_period(run, state, partial):
 # alpha: MGDA's weight (Eq. 12); lam: lambda of constant / scheduler / recognition (Eq. 13); phase:
 # `separate`'s phase (1 = PWTP on L_p alone, 2 = backbone on frozen DA). Empty where it does not
 # apply. visualize.py reads log.csv with these same columns.
-LOG_FIELDS = ["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "phase", "lr", "clips_per_s"]
+# gc_norm, gp_norm, cos: ||g_c||, ||g_p|| and their cosine on the PWTP parameters (mgda.py), the
+# numbers that tell whether MGDA's alpha collapses and why.
+LOG_FIELDS = ["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "phase", "gc_norm", "gp_norm", "cos",
+              "lr", "clips_per_s"]
+
+
+def summary_writer_class():
+    """torch.utils.tensorboard's SummaryWriter, imported only for --tensorboard (optional extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SystemExit("train.py: --tensorboard needs the tensorboard package (pip install tensorboard); "
+                         "log.csv is written either way") from None
+    return SummaryWriter
 
 
 class LogWriter:
-    """log.csv, one row per logged step, written by rank 0. On resume, rows past the checkpoint's
-    step (written before a hard kill) are dropped, so the file matches an uninterrupted run's."""
+    """log.csv, one row per logged step, written by rank 0 (and, with --tensorboard, the same
+    scalars as TensorBoard events in RUN_DIR/tensorboard; log.csv stays the record). On resume,
+    rows past the checkpoint's step (written before a hard kill) are dropped, so the file matches
+    an uninterrupted run's."""
 
     def __init__(self, run, step):
-        self.file, self.writer = None, None
+        self.file, self.writer, self.tb = None, None, None
         if run.rank != 0:
             return
+        if run.args.tensorboard:
+            self.tb = summary_writer_class()(os.path.join(run.run_dir, "tensorboard"), purge_step=step + 1)
         path = os.path.join(run.run_dir, "log.csv")
         rows = []
         if os.path.exists(path):
@@ -665,10 +856,16 @@ class LogWriter:
         if self.writer is not None:
             self.writer.writerow(row)
             self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and v != "":
+                    self.tb.add_scalar(f"train/{k}", float(v), int(row["step"]))
 
     def close(self):
         if self.file is not None:
             self.file.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def fmt_time(s):
@@ -679,11 +876,12 @@ def fmt_time(s):
 def log_step(run, state, r: StepResult, writer, step_time):
     """One log.csv row and one progress line."""
     info = r.info
-    clips_per_s = run.args.batch_size * run.world / max(step_time, 1e-9)
-    fmt = lambda k: f"{info[k]:.6f}" if k in info else ""
+    clips_per_s = r.seen * run.world / max(step_time, 1e-9)
+    fmt = lambda k, f=".6f": format(info[k], f) if k in info else ""
     writer.write({"step": state["step"], "epoch": state["epoch"] + 1, "loss_c": f"{r.loss_c:.6f}",
                   "loss_p": "" if r.loss_p is None else f"{r.loss_p:.6f}", "alpha": fmt("alpha"),
-                  "lam": fmt("lam"), "phase": info.get("phase", ""), "lr": f"{r.lr:.6g}",
+                  "lam": fmt("lam"), "phase": info.get("phase", ""), "gc_norm": fmt("gc_norm", ".6g"),
+                  "gp_norm": fmt("gp_norm", ".6g"), "cos": fmt("cos"), "lr": f"{r.lr:.6g}",
                   "clips_per_s": f"{clips_per_s:.2f}"})
     weight = (f" alpha {info['alpha']:.3f}" if "alpha" in info else f" lam {info['lam']:.3f}" if "lam" in info
               else f" phase {info['phase']}" if "phase" in info else "")
@@ -702,10 +900,12 @@ def describe(run):
             f"videos, {run.loaders.num_classes} classes | {a.input.upper()}-{a.backbone}"
             f"{'-R' + str(a.depth) if a.backbone == 'tsm' else ''}{' (small)' if a.small else ''} "
             f"{n_params / 1e6:.2f} M parameters (PWTP {n_pwtp:,}) | S={a.segments} T={a.frames} "
-            f"D={a.proj_dim} crop {a.crop_size} | joint {a.joint} | {run.world} x {run.device}"
+            f"D={a.proj_dim} crop {a.crop_size} | joint {a.joint}"
+            f"{f' ({a.mgda_normalize}, {a.mgda_space})' if a.joint == 'mgda' else ''} | {run.world} x {run.device}"
             f"{' ' + a.amp if run.amp is not None else ''}")
     warmup = int(round(a.warmup_epochs * run.steps_per_epoch))
-    run.log(f"{a.epochs} epochs x {run.steps_per_epoch} steps, batch {a.batch_size} x {run.world}, "
+    run.log(f"{a.epochs} epochs x {run.steps_per_epoch} steps, batch {a.batch_size}"
+            f"{f' x {a.accum_steps} micro-batches' if a.accum_steps > 1 else ''} x {run.world}, "
             f"lr {a.lr:g} (warm-up {warmup} steps, cosine), wd {a.weight_decay:g}, dropout {a.dropout}, "
             f"label smoothing {a.label_smoothing}, clip {a.clip_grad}"
             f"{', frozen BN: ' + str(len(run.frozen_bns)) if run.frozen_bns else ''} -> {run.run_dir}")
@@ -730,14 +930,24 @@ def main(argv=None):
 def train(parser, args, argv, stop):
     rank, world, device = setup_distributed(args.device)
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
-    args, ckpt = open_run(parser, args, argv, world, log)
-    if rank == 0:
-        os.makedirs(args.out, exist_ok=True)
-        atomic_json(vars(args), os.path.join(args.out, "args.json"))
+    args, ckpt, weights = open_run(parser, args, argv, world, log)
+    if ckpt is None and args.dataset != "synthetic":
+        log(f"recipe: {args.recipe}")
+    if args.tensorboard and rank == 0:
+        summary_writer_class()            # fail now, not after the data and model are built
     if args.amp is not None and device.type != "cuda":
         log(f"note: --amp {args.amp} on {device}: CPU autocast is correct, but faster than float32 only "
             "on CPUs with native bf16/fp16 units")
-    run = build_run(args, rank, world, device, log)
+    created = prepare_out(args.out) if rank == 0 else []
+    try:
+        run = build_run(args, rank, world, device, log, weights, resuming=ckpt is not None)
+    except BaseException:
+        for d in created:                 # an early error leaves no orphan run folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        raise
+    if rank == 0:
+        atomic_json(vars(args), os.path.join(args.out, "args.json"))
     if ckpt is not None:
         state = restore(run, ckpt)
         log(f"resumed {run.run_dir} at step {state['step']} (epoch {state['epoch'] + 1}, "
@@ -748,6 +958,27 @@ def train(parser, args, argv, stop):
     describe(run)
     reason = loop(run, state, stop)
     return finish(run, state, reason, stop)
+
+
+def prepare_out(out):
+    """Create --out (returning the folders it created, deepest first) and check that it is
+    writable before any work starts."""
+    created, d = [], os.path.abspath(out)
+    while not os.path.exists(d):
+        created.append(d)
+        d = os.path.dirname(d)
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write-test.{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        for c in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(c)
+        raise SystemExit(f"train.py: --out {out} is not a writable folder ({e.strerror or e})") from None
+    return created
 
 
 def loop(run, state, stop):
