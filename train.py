@@ -331,7 +331,7 @@ def is_dist():
     return dist.is_available() and dist.is_initialized()
 
 
-VIDEO_FORMATS = ("tsm", "pytorchvideo_x3d", "own")     # backbones.detect_format's video models
+VIDEO_FORMATS = ("tsm", "pytorchvideo-x3d", "this-project")    # backbones.checkpoint_format's video models
 
 
 def starting_point(args, log):
@@ -354,7 +354,10 @@ def starting_point(args, log):
     if p in ("none", "imagenet"):
         return p, None
     weights = read_weights(p)
-    fmt = backbones.detect_format(weights, p)
+    try:
+        fmt = backbones.checkpoint_format(weights, f"train.py: --pretrained {p}")[0]
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     return ("kinetics" if fmt in VIDEO_FORMATS else "imagenet"), weights
 
 
@@ -567,14 +570,15 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
     total_steps = args.epochs * steps_per_epoch
 
     imagenet = args.pretrained == "imagenet" and not resuming
-    model = backbones.build_model(args.backbone, loaders.num_classes, input=args.input,
-                                  segments=args.segments, frames=args.frames, proj_dim=args.proj_dim,
-                                  depth=args.depth, dropout=args.dropout, small=args.small,
-                                  pretrained="imagenet" if imagenet else None, crop_size=args.crop_size)
-    if weights is not None and not resuming:
-        report = backbones.load_starting_point(model, weights, args.pretrained)
-        log(f"--pretrained {args.pretrained}: {report['format']} weights, {report['loaded']} tensors loaded, "
-            f"{len(report['left_initial'])} left at their initial values")
+    try:                                  # an offline ImageNet download says what to pass instead
+        model = backbones.build_model(args.backbone, loaders.num_classes, input=args.input,
+                                      segments=args.segments, frames=args.frames, proj_dim=args.proj_dim,
+                                      depth=args.depth, dropout=args.dropout, small=args.small,
+                                      pretrained="imagenet" if imagenet else None, crop_size=args.crop_size)
+    except (RuntimeError, ValueError) as e:
+        raise SystemExit(f"train.py: {e}") from None
+    if weights is not None and not resuming:          # prints what was loaded and what was not
+        backbones.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
     model.to(device)
     if device.type == "cuda":             # channels-last for the convolutions
         for p in model.parameters():

@@ -413,3 +413,38 @@ def test_accumulated_micro_batches_equal_one_large_batch(synth_root, tmp_path, j
     s1, s2 = one.model.state_dict(), two.model.state_dict()
     assert all(torch.allclose(s1[k], s2[k], atol=1e-6) for k in s1)
     assert not all(torch.equal(s1[k], v) for k, v in make_run(4, 1).model.state_dict().items())  # it moved
+
+
+def test_pretrained_path_of_our_own_checkpoint_is_a_video_starting_point(synth_root, tmp_path, capsys):
+    """--pretrained RUN/best.pt (e.g. a Kinetics DA run) loads PWTP and backbone, picks the
+    fine-tuning recipe and says what it loaded; a foreign or truncated file is named."""
+    src = tmp_path / "src"
+    a = train.main(["--data-root", synth_root, "--out", str(src), "--max-steps", "2", "--workers", "0"] + TINY)
+    capsys.readouterr()
+    b = train.main(["--dataset", "ucf101", "--data-root", synth_root, "--pretrained", str(src / "best.pt"),
+                    "--backbone", "tsm", "--depth", "18", "--small", "--out", str(tmp_path / "dst"),
+                    "--max-steps", "1", "--workers", "0", "--lr", "0.01"] + TINY)
+    out = capsys.readouterr().out
+    assert "recipe: fine-tuning a video (Kinetics) model" in out and "tensors loaded" in out
+    args = json.load(open(tmp_path / "dst" / "args.json"))
+    assert args["freeze_bn"] is True and args["dropout"] == 0.8          # Appendix A's fine-tuning
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(SystemExit, match="bad.pt.*not a readable PyTorch file"):
+        train.main(["--dataset", "ucf101", "--data-root", synth_root, "--pretrained", str(bad),
+                    "--out", str(tmp_path / "x")])
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_imagenet_default_offline_says_what_to_pass(synth_root, tmp_path, monkeypatch, capsys):
+    """No --pretrained on a real dataset means ImageNet weights; offline, the error says how to go on."""
+    import urllib.error
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(SystemExit, match=r"--pretrained PATH.*--pretrained none"):
+        train.main(["--dataset", "ucf101", "--data-root", synth_root, "--depth", "18",
+                    "--out", str(tmp_path / "r"), "--workers", "0"] + TINY)
+    assert "recipe: from ImageNet weights: TSM's recipe" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "r")
