@@ -579,7 +579,7 @@ def _assign(module: nn.Module, entries, head: str, where: str, fmt: str, gaps=()
         def show(name, items):
             return f"\n  {name} ({len(items)}): " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else "") if items else ""
         hint = ("\n  (the checkpoint holds a PWTP: build the model with input='da')"
-                if any(ck.startswith("pwtp.") for ck in unexpected) else "")
+                if any("pwtp." in u for u in unexpected) else "")
         raise ValueError(f"backbones.py: the {fmt} checkpoint {where} does not fit this {type(module).__name__}:"
                          + show("not in the model", unexpected) + show("shape mismatch", mismatched)
                          + show("missing from the checkpoint", missing) + hint)

@@ -507,8 +507,9 @@ def test_own_checkpoint_rgb_and_da_mismatches():
     da = build_model("tsm", 5, input="da", segments=2, frames=4, depth=18, small=True)
     r = backbones.load_starting_point(da, own_checkpoint(rgb), "rgb.pt")     # RGB run -> DA model: PWTP stays
     assert set(r["left_initial"]) == pwtp_keys(da)
-    with pytest.raises(ValueError, match="input='da'"):
-        backbones.load_starting_point(rgb, own_checkpoint(da), "da.pt")       # nowhere to put the PWTP
+    for prefix in ("", "module."):
+        with pytest.raises(ValueError, match="input='da'"):
+            backbones.load_starting_point(rgb, own_checkpoint(da, prefix), "da.pt")   # nowhere to put the PWTP
     x3d = build_model("x3d_xs", 5, input="da", segments=2, frames=4, small=True)
     with pytest.raises(ValueError, match="backbone is 'tsm'"):
         backbones.load_starting_point(x3d, own_checkpoint(da), "da.pt")
