@@ -1127,13 +1127,12 @@ def _list_files(root, split):
 def _parse_list_file(root, listfile):
     samples = []
     for n, ln in read_lines(listfile):
-        parts = ln.split()
-        if len(parts) < 2 or not parts[-1].isdigit():
-            raise _line_error(listfile, n, ln, "'relative/path label' (label: 0, 1, ...)")
+        parts, form = ln.split(), "'relative/path label' (label: 0, 1, ...)"
+        label = _number(parts[-1] if len(parts) > 1 else "", listfile, n, ln, form)
         rel = " ".join(parts[:-1])
         if len(parts) >= 3 and parts[-2].isdigit() and not os.path.exists(os.path.join(root, rel)):
             rel = " ".join(parts[:-2])  # rawframes style: "path num_frames label"
-        samples.append((os.path.join(root, rel), int(parts[-1])))
+        samples.append((os.path.join(root, rel), label))
     return samples
 
 
