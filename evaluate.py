@@ -1,8 +1,14 @@
-"""Test protocol of the paper (Appendix A) for a trained checkpoint, plus the metric functions
-that train.py reuses for its per-epoch validation.
+"""Test protocol of the paper (Appendix A) for a trained checkpoint, the metric functions that
+train.py reuses for its per-epoch validation, and the helpers train.py, visualize.py and bench.py
+share with this file (device rule, atomic writes, reading checkpoints).
 
-    python evaluate.py --checkpoint RUN_DIR/best.pt                    # 1 clip x centre crop
-    python evaluate.py --checkpoint RUN_DIR/best.pt --clips 2 --crops 3   # 6 views, softmax averaged
+    python evaluate.py --checkpoint RUN_DIR/best.pt                      # 1 clip x centre crop
+    python evaluate.py --checkpoint RUN_DIR/best.pt --clips 2 --crops 3  # 6 views, softmax averaged
+    python evaluate.py --checkpoint RUN_DIR/best.pt --static-probe       # + how much is static bias
+    python evaluate.py --checkpoint RUN_DIR/best.pt --video a.mp4 [b.avi ...] [--topk 5] [--da-png da.png]
+    python evaluate.py --checkpoint RUN_DIR/best.pt --video FOLDER       # every video in it -> CSV
+    python evaluate.py --checkpoint RUN_DIR/best.pt --export model.pt    # shareable weights only
+    torchrun --nproc_per_node=8 evaluate.py --checkpoint RUN_DIR/best.pt --clips 2 --crops 3
 
 Two protocols, as in the paper:
   * ablations: a single clip per video, one centre crop ("1 view");
@@ -14,24 +20,52 @@ go to CSV files next to the JSON):
   top-1 / top-5 accuracy (%), mean class accuracy (%) (the mean of the per-class recalls, the
   usual UCF101/HMDB51 metric next to top-1), ENoPR (Eq. 7, mean over every segment of every view;
   DA input only), parameters (total and PWTP), FLOPs of one view, and the number of views.
+  The JSON is named after what was evaluated, eval_{dataset}-split{split}-{clips}x{crops}.json next
+  to the checkpoint, and an existing file that records another dataset or data root is never
+  overwritten (pass --out).
+
+Unreadable videos. The test protocol never substitutes a video (training does, data.py): a test
+video that cannot be decoded comes back from data.py as (zeros, label -1); `predict` drops those
+rows, every metric is computed over the N readable videos of the M in the split, the headline says
+"top-1 over N of M videos; K unreadable", and the JSON lists the K paths. A substitute would
+score some other video twice and make two evaluations of the same files disagree.
+
+Static-bias probe (--static-probe; ours, after the StillMix paper's SCUBA/SCUFO idea): how much of
+the accuracy static cues alone buy. Two extra passes over the test set:
+  frozen    every clip replaced by its own middle frame repeated over all S*T frames: no motion;
+  conflict  every clip mixed 50/50 with the middle frame of a video of ANOTHER class (chosen by a
+            generator seeded with (--probe-seed, video index), see partner_order): the motion is
+            intact, the static scene points at a wrong class.
+A model that reads motion keeps its conflict accuracy and loses its frozen accuracy. For DA input,
+PWTP removes whatever lies in its subspace; if that includes the constant direction, a static image
+added to a clip leaves DA unchanged (Eq. 5-6; tests/test_evaluate.py checks the algebra).
 
 FLOPs are counted by torch.utils.flop_counter.FlopCounterMode, which counts matrix products and
 convolutions only (one multiply-add = 2 FLOPs) and ignores element-wise work (activations,
 normalisation, the small D x D solves inside PWTP). Papers in this area (TSM, X3D, this one)
 quote "FLOPs" that are in fact multiply-adds, so we print both: GFLOPs, and G multiply-adds =
 FLOPs / 2, the number comparable with the paper's tables.
+
+Under torchrun (RANK/WORLD_SIZE in the environment) the videos are split over the ranks
+(data.ShardSampler: each video once), the predictions are gathered, and rank 0 alone prints and
+writes. Gloo on CPU, NCCL for CUDA tensors beside Gloo for CPU ones on GPUs (train.setup_distributed).
 """
 import argparse
 import contextlib
+import copy
 import csv
+import datetime
 import errno
 import json
 import os
 import pickle
 import shutil
 import time
+from typing import NamedTuple, Optional
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 
@@ -83,6 +117,18 @@ def average_view_scores(logits: torch.Tensor) -> torch.Tensor:
     return F.softmax(logits.float(), dim=-1).mean(dim=1)
 
 
+def mean_nll(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> float:
+    """Mean over the videos of -log p(true class): the cross-entropy, without label smoothing, of
+    the view-averaged probabilities probs (N, K) (average_view_scores). With one view it is
+    F.cross_entropy of the logits. This is the held-out L_c that bench.py sets against L_p
+    (the L_c-L_p correlation of Fig. 3). A probability rounded to 0 counts as `eps` so that one
+    video cannot make the mean infinite (ours). NaN for no video."""
+    if labels.numel() == 0:
+        return float("nan")
+    p = probs.double().gather(1, labels.long().view(-1, 1)).squeeze(1)     # (N,) p(true class)
+    return float(-p.clamp_min(eps).log().mean())
+
+
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """The numbers train.py logs at each epoch end and evaluate.py reports."""
     top = topk_accuracy(scores, labels, ks=(1, 5))
@@ -103,33 +149,106 @@ def autocast(device, dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def predict(model, loader, device, amp=None):
-    """Run every view of every video. Test items are (clip, label) with clip (V, S*T, C, H, W), so
-    a batch is (B, V, S*T, C, H, W); a (B, S*T, C, H, W) batch is read as V = 1.
+class Predictions(NamedTuple):
+    """What `predict` returns for this rank's videos (after gather_predictions: for every rank's)."""
+    scores: torch.Tensor        # (N, K) softmax averaged over the views of each readable video
+    labels: torch.Tensor        # (N,) int64 label of each
+    enopr_sum: float            # ENoPR (Eq. 7) summed over every segment of every view; 0 without PWTP
+    enopr_count: int            # the number of segments in that sum
+    views: Optional[int]        # views per video V (None when the loader was empty)
+    forwarded: int              # clips (views) that went through the model
+    unreadable: int             # rows with label -1 (unreadable videos): dropped, only counted
 
-    Returns (scores (N, K) softmax averaged over views, labels (N,), enopr_sum, enopr_count,
-    views per video, clips forwarded)."""
+
+def predict(model, loader, device, amp=None, progress=None) -> Predictions:
+    """Run every view of every readable video. Test items are (clip, label) with clip
+    (V, S*T, C, H, W), so a batch is (B, V, S*T, C, H, W); a (B, S*T, C, H, W) batch is read as V = 1.
+
+    Label -1 marks a video data.py could not read (substitute=False): its row is dropped before the
+    forward pass and counted in `unreadable`. progress: None or a callable given the number of
+    videos (readable or not) done so far, after each batch."""
     model.eval()
     all_scores, all_labels = [], []
-    enopr_sum, enopr_count, views, forwarded = 0.0, 0, None, 0
+    enopr_sum, enopr_count, views, forwarded, unreadable, seen = 0.0, 0, None, 0, 0, 0
     with torch.no_grad():
         for clip, label in loader:
+            label = torch.as_tensor(label).view(-1).long()              # (B,)
             if clip.dim() == 5:
-                clip = clip.unsqueeze(1)                              # (B, 1, S*T, C, H, W)
-            B, V = clip.shape[:2]
-            views = V
-            x = clip.flatten(0, 1).to(device, non_blocking=True)     # (B*V, S*T, C, H, W)
-            with autocast(device, amp):                               # amp: None or a dtype
-                out = model(x)
-            all_scores.append(average_view_scores(out.logits.view(B, V, -1)).cpu())   # (B, K)
-            all_labels.append(torch.as_tensor(label).view(-1).long())
-            forwarded += B * V
-            if out.pwtp is not None:                                  # (B*V*S,) per segment
-                enopr_sum += float(out.pwtp.enopr.float().sum())
-                enopr_count += out.pwtp.enopr.numel()
+                clip = clip.unsqueeze(1)                                 # (B, 1, S*T, C, H, W)
+            views, seen = clip.shape[1], seen + label.numel()
+            keep = label >= 0
+            if not bool(keep.all()):
+                unreadable += int((~keep).sum())
+                clip, label = clip[keep], label[keep]
+            if label.numel():
+                B, V = clip.shape[:2]
+                x = clip.flatten(0, 1).to(device, non_blocking=True)    # (B*V, S*T, C, H, W)
+                with autocast(device, amp):                              # amp: None or a dtype
+                    out = model(x)
+                all_scores.append(average_view_scores(out.logits.view(B, V, -1)).cpu())   # (B, K)
+                all_labels.append(label)
+                forwarded += B * V
+                if out.pwtp is not None:                                 # (B*V*S,) per segment
+                    enopr_sum += float(out.pwtp.enopr.float().sum())
+                    enopr_count += out.pwtp.enopr.numel()
+            if progress is not None:
+                progress(seen)
     scores = torch.cat(all_scores) if all_scores else torch.zeros(0, 0)
     labels = torch.cat(all_labels) if all_labels else torch.zeros(0, dtype=torch.long)
-    return scores, labels, enopr_sum, enopr_count, views, forwarded
+    return Predictions(scores, labels, enopr_sum, enopr_count, views, forwarded, unreadable)
+
+
+def distributed():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_predictions(p: Predictions) -> Predictions:
+    """Every rank's Predictions concatenated (rank order), on every rank; `p` itself when not
+    distributed. The metrics do not depend on the order of the videos."""
+    if not distributed():
+        return p
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, tuple(p))
+    parts = [Predictions(*q) for q in parts]
+    scores = [q.scores for q in parts if q.scores.numel()]
+    return Predictions(scores=torch.cat(scores) if scores else p.scores,
+                       labels=torch.cat([q.labels for q in parts]),
+                       enopr_sum=sum(q.enopr_sum for q in parts),
+                       enopr_count=sum(q.enopr_count for q in parts),
+                       views=next((q.views for q in parts if q.views is not None), None),
+                       forwarded=sum(q.forwarded for q in parts),
+                       unreadable=sum(q.unreadable for q in parts))
+
+
+def gather_unreadable(ds):
+    """Sorted paths of the unreadable videos of dataset `ds` over every rank (data.py's
+    `unreadable()` counts in shared memory, so DataLoader workers' failures are included)."""
+    paths = list(ds.unreadable())
+    if distributed():
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, paths)
+        paths = [q for part in parts for q in part]
+    return sorted(set(paths))
+
+
+class Progress:
+    """A progress line on rank 0 every `every` batches and after the last one:
+    "what: videos 40/300 | 12.3 videos/s | ETA 0:00:21". Each rank sees only its shard; the counts
+    are this rank's scaled to the whole set (the shards differ by at most one video)."""
+
+    def __init__(self, what, shard, total, log, every=10):
+        self.what, self.shard, self.total, self.log, self.every = what, shard, total, log, every
+        self.t0, self.batches = time.time(), 0
+
+    def __call__(self, done):
+        self.batches += 1
+        if self.batches % self.every and done < self.shard:
+            return
+        videos = min(self.total, round(done * self.total / max(1, self.shard)))
+        rate = videos / max(time.time() - self.t0, 1e-9)
+        eta = (self.total - videos) / rate if rate > 0 else 0.0
+        self.log(f"{self.what}: videos {videos}/{self.total} | {rate:.1f} videos/s | "
+                 f"ETA {datetime.timedelta(seconds=int(eta))}")
 
 
 def count_flops(model, segments, frames, crop_size, device):
@@ -142,10 +261,69 @@ def count_flops(model, segments, frames, crop_size, device):
     return counter.get_total_flops()
 
 
-def skipped_count(ds):
-    """How many reads of unreadable videos the dataset skipped (data.py counts them per path)."""
-    s = getattr(ds, "skipped", 0)
-    return int(sum(s.values())) if hasattr(s, "values") else int(s)
+# ---------------------------------------------------------------------------------------------
+# Static-bias probe: two clip transforms (pure: tensor in, tensor out) and the test set through them
+# ---------------------------------------------------------------------------------------------
+def still_frame(clip: torch.Tensor) -> torch.Tensor:
+    """(..., S*T, C, H, W) -> (..., C, H, W): the clip's middle frame, index S*T // 2 (the later of
+    the two middle ones for even S*T). The middle rather than the first is our choice: it is the
+    frame most likely to show the action's scene."""
+    return clip.select(-4, clip.shape[-4] // 2)
+
+
+def frozen_clip(clip: torch.Tensor) -> torch.Tensor:
+    """(..., S*T, C, H, W) -> same shape, every frame the middle one: the appearance stays, all
+    motion is gone. For DA input the PWTP sees a constant temporal profile at every pixel."""
+    return still_frame(clip).unsqueeze(-4).expand_as(clip).contiguous()
+
+
+def conflict_clip(clip: torch.Tensor, other_still: torch.Tensor) -> torch.Tensor:
+    """clip (..., S*T, C, H, W) and a still frame other_still (..., C, H, W) of a video of another
+    class -> 0.5 * clip + 0.5 * other_still on every frame (same shape as clip).
+
+    Mixed in normalised space, which is the same as mixing the pixels: ImageNet normalisation is
+    affine and the two weights sum to 1."""
+    if other_still.shape != clip.shape[:-4] + clip.shape[-3:]:
+        raise ValueError(f"conflict_clip: the still must be (..., C, H, W) matching the clip "
+                         f"{tuple(clip.shape)}, got {tuple(other_still.shape)}")
+    return 0.5 * clip + 0.5 * other_still.unsqueeze(-4)
+
+
+def partner_order(labels, index, seed=0):
+    """The videos whose still may be mixed into video `index` for `conflict`: every video of another
+    class than labels[index], shuffled by numpy's default_rng([seed, index]) (deterministic, and
+    independent of ranks and workers). The first readable one is used."""
+    labels = np.asarray(labels)
+    others = np.flatnonzero(labels != labels[index])
+    return np.random.default_rng([int(seed), int(index)]).permutation(others).tolist()
+
+
+class StaticProbeDataset(torch.utils.data.Dataset):
+    """The test set `ds` (items (clip (V, S*T, C, H, W), label), label -1 = unreadable) with every
+    readable clip replaced by frozen_clip(clip) ("frozen") or by conflict_clip(clip, the still of
+    the same view of its partner video) ("conflict"; partner: partner_order over ds.samples' labels)."""
+
+    def __init__(self, ds, mode, seed=0):
+        if mode not in ("frozen", "conflict"):
+            raise ValueError(f"StaticProbeDataset: mode must be 'frozen' or 'conflict', got {mode!r}")
+        self.ds, self.mode, self.seed = ds, mode, seed
+        self.labels = np.array([label for _, label in ds.samples])
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, index):
+        clip, label = self.ds[index]
+        if label < 0:
+            return clip, label                          # unreadable: stays out of the probe too
+        if self.mode == "frozen":
+            return frozen_clip(clip), label
+        for j in partner_order(self.labels, index, self.seed):
+            other, other_label = self.ds[j]
+            if other_label >= 0:
+                return conflict_clip(clip, still_frame(other)), label
+        raise RuntimeError(f"--static-probe: no readable video of a class other than "
+                           f"{label} to mix into video {index}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,26 +432,61 @@ def model_from_checkpoint(ckpt):
     return model
 
 
-def write_csvs(stem, classes, conf, per_class):
-    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv
-    (rows = true class, columns = predicted class)."""
-    with open(stem + "_per_class.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["class_index", "class", "videos", "correct", "accuracy"])
-        for k, name in enumerate(classes):
-            acc = per_class[k].item()
-            w.writerow([k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc != acc else f"{acc:.4f}"])
-    with open(stem + "_confusion.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true\\pred"] + list(classes))
-        for k, name in enumerate(classes):
-            w.writerow([name] + [int(v) for v in conf[k]])
+# ---------------------------------------------------------------------------------------------
+# Shareable weights (--export)
+# ---------------------------------------------------------------------------------------------
+def is_plain(value):
+    """Plain data torch.load(..., weights_only=True) reads back: str, int, float, bool, None and
+    lists, tuples and str-keyed dicts of those."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    return False
 
 
+def export_weights(ckpt, checkpoint_path, out):
+    """Write {"model", "model_config", "classes", "args"} to `out` atomically: the weights and what
+    rebuilds and names them, without optimiser, schedule, scaler or RNG states, so the file is a
+    fraction of a checkpoint and loads with torch.load(out, weights_only=True) (no pickle code runs).
+    It works wherever a checkpoint does (load_checkpoint reads "model" and "model_config")."""
+    if os.path.exists(out) and os.path.samefile(out, checkpoint_path):
+        raise SystemExit(f"evaluate.py: --export {out} is the --checkpoint itself; choose another file")
+    config = dict(ckpt["model_config"])
+    bad = sorted(k for k, v in config.items() if not is_plain(v))
+    if bad:
+        raise SystemExit(f"evaluate.py: --checkpoint {checkpoint_path}: model_config entries {bad} are not "
+                         "plain values; cannot export them for weights_only loading")
+    run_args = ckpt.get("args") or {}
+    run_args = run_args if isinstance(run_args, dict) else vars(run_args)
+    state = _strip_prefix(_strip_prefix(ckpt["model"], "module."), "_orig_mod.")
+    exported = {"model": {k: v.detach().cpu() for k, v in state.items()}, "model_config": config,
+                "classes": [str(c) for c in ckpt.get("classes") or []],
+                "args": {k: v for k, v in run_args.items() if is_plain(v)}}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    try:
+        atomic_torch_save(exported, out)
+    except OSError as e:
+        raise SystemExit(f"evaluate.py: --export: {e}") from None
+    torch.load(out, map_location="cpu", weights_only=True)     # the promise, checked once
+    dropped = sorted(set(run_args) - set(exported["args"]))
+    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB): {len(exported['model'])} weight tensors, "
+          f"model_config, {len(exported['classes'])} class names and the run's args"
+          f"{' (left out, not plain values: ' + ', '.join(dropped) + ')' if dropped else ''}; "
+          f"no optimiser or RNG state. Loads with torch.load(..., weights_only=True).")
+    return exported
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a train.py checkpoint (RUN_DIR/best.pt or last.pt)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a train.py checkpoint (RUN_DIR/best.pt or last.pt) or an --export file")
     p.add_argument("--dataset", default=None, help="dataset name (default: the one the model was trained on)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the training run's)")
     p.add_argument("--split", type=int, default=None, help="split (default: the training run's)")
@@ -285,102 +498,435 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
                    help="autocast to bf16 (plain --amp) or fp16")
+    p.add_argument("--log-every", type=int, default=10, help="a progress line every N batches (default 10)")
     p.add_argument("--out", default=None,
-                   help="JSON file (default: next to the checkpoint, eval_{clips}x{crops}.json); "
-                        "the CSVs are written beside it")
+                   help="test protocol: the JSON file (default: next to the checkpoint, "
+                        "eval_{dataset}-split{split}-{clips}x{crops}.json; the CSVs go beside it). "
+                        "--video: the predictions CSV (default for a folder: FOLDER_predictions.csv "
+                        "next to it; files alone: printed only)")
+    p.add_argument("--static-probe", action="store_true",
+                   help="also report top-1 on 'frozen' clips (middle frame repeated) and 'conflict' clips "
+                        "(mixed 50/50 with a still of another class's video)")
+    p.add_argument("--probe-seed", type=int, default=0, help="seed that picks each conflict partner (default 0)")
+    p.add_argument("--video", nargs="+", default=None, metavar="PATH",
+                   help="predict these video files, or every video file directly inside a folder")
+    p.add_argument("--topk", type=int, default=5, help="--video: classes shown per video (default 5)")
+    p.add_argument("--da-png", default=None, metavar="OUT.png",
+                   help="--video: save the DA picture of what the model saw (DA models only); "
+                        "several videos: OUT_{video name}.png")
+    p.add_argument("--export", default=None, metavar="OUT.pt",
+                   help="write the weights only (model, model_config, classes, args) and exit")
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    import backbones
-    import data
+def check_flags(args):
+    """Bad flags stop here, named, before anything is loaded."""
+    def bad(msg):
+        raise SystemExit(f"evaluate.py: {msg}")
+    for flag, value, low in (("--clips", args.clips, 1), ("--topk", args.topk, 1),
+                             ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
+                             ("--log-every", args.log_every, 1), ("--probe-seed", args.probe_seed, 0)):
+        if value < low:
+            bad(f"{flag} must be >= {low}, got {value}")
+    if args.export and (args.video or args.static_probe or args.da_png):
+        other = "--video" if args.video else "--static-probe" if args.static_probe else "--da-png"
+        bad(f"--export writes the weights and exits; it cannot be combined with {other}")
+    if args.da_png and not args.video:
+        bad("--da-png draws the videos given by --video; add --video FILE")
+    if args.video and args.static_probe:
+        bad("--static-probe needs the labelled test set; it cannot be combined with --video")
+    for path in args.video or []:
+        if not os.path.exists(path):
+            bad(f"--video {path!r} does not exist")
+    if args.dataset is not None:
+        import data
+        if args.dataset not in data.DATASETS:
+            bad(f"--dataset {args.dataset!r}: expected one of {', '.join(data.DATASETS)}")
 
-    if args.clips < 1:
-        raise SystemExit(f"evaluate.py: --clips must be >= 1, got {args.clips}")
-    try:
-        ckpt = load_checkpoint(args.checkpoint)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(str(e)) from None
-    targs = ckpt.get("args", {})
+
+class Context(NamedTuple):
+    """What every step after start-up needs."""
+    args: argparse.Namespace
+    ckpt: dict
+    model: torch.nn.Module
+    device: torch.device
+    amp: Optional[torch.dtype]
+    rank: int
+    log: callable                # print on rank 0, nothing elsewhere
+    segments: int
+    frames: int
+    crop_size: int
+
+
+def start(args, ckpt):
+    """The process group (under torchrun), the device and the model: a Context."""
+    resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))   # a bad --device, named here
+    from train import setup_distributed       # one home for the process-group rule (gloo / nccl)
+    rank, _, device = setup_distributed(args.device)
+    cfg, targs = ckpt["model_config"], ckpt.get("args") or {}
+    return Context(args=args, ckpt=ckpt, model=model_from_checkpoint(ckpt).to(device).eval(), device=device,
+                   amp=AMP_DTYPES[args.amp] if args.amp else None, rank=rank,
+                   log=(lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None),
+                   segments=cfg.get("segments", 8), frames=cfg.get("frames", 8),
+                   crop_size=targs.get("crop_size") or cfg.get("crop_size", 224))
+
+
+def run_protocol(ctx, ds, what):
+    """Every video of `ds` through the model (this rank's shard), gathered over ranks."""
+    sampler = data_module().ShardSampler(len(ds))
+    loader = torch.utils.data.DataLoader(ds, batch_size=ctx.args.batch_size, sampler=sampler,
+                                         num_workers=ctx.args.workers, pin_memory=ctx.device.type == "cuda")
+    progress = Progress(what, len(sampler), len(ds), ctx.log, ctx.args.log_every)
+    return gather_predictions(predict(ctx.model, loader, ctx.device, ctx.amp, progress))
+
+
+def data_module():
+    import data        # imported lazily: train.py and visualize.py import this file for its helpers
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# The test protocol on a dataset's test split
+# ---------------------------------------------------------------------------------------------
+def load_test_split(ctx):
+    """(ds, dataset, data_root, split): the test split as the run was trained (unless flags say
+    otherwise), with the test protocol's views and substitute=False (unreadable -> label -1)."""
+    data = data_module()
+    args, targs = ctx.args, ctx.ckpt.get("args") or {}
     dataset = args.dataset or targs.get("dataset", "synthetic")
     data_root = args.data_root or targs.get("data_root")
     if dataset == "synthetic" and data_root is None:
         data_root = data.default_synthetic_root()
     split = args.split if args.split is not None else targs.get("split", 1)
-    cfg = ckpt["model_config"]
-    segments, frames = cfg.get("segments", 8), cfg.get("frames", 8)
-    crop_size = targs.get("crop_size") or cfg.get("crop_size", 224)
+    try:
+        ds = data.build_dataset(dataset, data_root, split=split, train=False, segments=ctx.segments,
+                                frames=ctx.frames, crop_size=ctx.crop_size, clips=args.clips, crops=args.crops,
+                                seed=targs.get("seed", 0), substitute=False)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"evaluate.py: {e}") from None
+    return ds, dataset, data_root, split
 
-    device = resolve_device(args.device)
-    amp = AMP_DTYPES[args.amp] if args.amp else None
 
-    model = model_from_checkpoint(ckpt).to(device)
-
-    ds = data.build_dataset(dataset, data_root, split=split, train=False, segments=segments,
-                            frames=frames, crop_size=crop_size, clips=args.clips, crops=args.crops,
-                            seed=targs.get("seed", 0))
-    classes = list(getattr(ds, "classes", ckpt.get("classes") or []))
-    num_classes = cfg.get("num_classes", len(classes))
+def check_classes(ctx, ds, dataset, data_root):
+    """The dataset's class names, refused unless they are the checkpoint's (count and order)."""
+    classes = list(getattr(ds, "classes", ctx.ckpt.get("classes") or []))
+    num_classes = ctx.ckpt["model_config"].get("num_classes", len(classes))
     if len(classes) != num_classes:
         raise SystemExit(f"evaluate.py: the dataset has {len(classes)} classes but the checkpoint's model "
                          f"{num_classes}; wrong --dataset/--data-root?")
-    trained = ckpt.get("classes")
+    trained = ctx.ckpt.get("classes")
     if trained and list(trained) != classes:
         # Same count, different names or order: label k would be scored against the wrong class.
         diff = next(k for k, (a, b) in enumerate(zip(trained, classes)) if a != b)
         raise SystemExit(f"evaluate.py: {dataset} at {data_root} lists class {diff} as {classes[diff]!r}, but "
                          f"the checkpoint was trained with {trained[diff]!r} there; wrong --dataset, "
                          f"--data-root or --split?")
-    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda")
+    return classes
 
+
+def output_path(ctx, dataset, data_root, split):
+    """--out, or eval_{dataset}-split{split}-{clips}x{crops}.json next to the checkpoint; refused when
+    the file exists and records another dataset or data root (an evaluation of other videos would
+    be silently replaced)."""
+    a = ctx.args
+    out = a.out or os.path.join(os.path.dirname(os.path.abspath(a.checkpoint)),
+                                f"eval_{dataset}-split{split}-{a.clips}x{a.crops}.json")
+    if not os.path.exists(out):
+        return out
+    try:
+        with open(out) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict) or "dataset" not in old:
+        raise SystemExit(f"evaluate.py: {out} exists and is not an evaluate.py result; not overwriting it. "
+                         "Pass --out with another file")
+    old_root, root = old.get("data_root"), _abspath(data_root)
+    if old["dataset"] != dataset or _abspath(old_root) != root:
+        raise SystemExit(f"evaluate.py: {out} records an evaluation of {old['dataset']} at {old_root}, "
+                         f"this one is of {dataset} at {root}; not overwriting it. Pass --out with "
+                         "another file (or remove the old one)")
+    return out
+
+
+def _abspath(path):
+    return os.path.abspath(path) if path else None
+
+
+def static_probe(ctx, ds):
+    """Top-1 (%) on the frozen and the conflict version of every readable test clip."""
+    res = {}
+    for mode in ("frozen", "conflict"):
+        p = run_protocol(ctx, StaticProbeDataset(ds, mode, ctx.args.probe_seed), f"static probe ({mode})")
+        res[f"{mode}_top1"] = topk_accuracy(p.scores, p.labels, ks=(1,))[1]
+        res[f"{mode}_videos"] = int(p.labels.numel())
+    res["frozen_rule"] = "each clip replaced by its middle frame (index S*T//2) repeated over all S*T frames"
+    res["conflict_rule"] = (f"each clip mixed 0.5/0.5 with the middle frame of the same view of another "
+                            f"class's video: the first readable of partner_order(labels, index, "
+                            f"seed={ctx.args.probe_seed}) (numpy default_rng([seed, index]))")
+    return res
+
+
+def evaluate_dataset(ctx):
+    """The test protocol on the test split: metrics over the readable videos, JSON + CSVs on rank 0."""
+    ds, dataset, data_root, split = load_test_split(ctx)
+    classes = check_classes(ctx, ds, dataset, data_root)
+    if ctx.args.static_probe and len({label for _, label in ds.samples}) < 2:
+        raise SystemExit("evaluate.py: --static-probe needs test videos of at least two classes")
+    out = output_path(ctx, dataset, data_root, split)
     t0 = time.time()
-    scores, labels, enopr_sum, enopr_count, views, forwarded = predict(model, loader, device, amp=amp)
+    p = run_protocol(ctx, ds, f"{dataset} split {split}")
     elapsed = time.time() - t0
-    metrics = classification_metrics(scores, labels, num_classes)
-    conf = confusion_matrix(scores.argmax(dim=1), labels, num_classes)
-    per_class = per_class_accuracy(conf)
-    flops = count_flops(model, segments, frames, crop_size, device)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_pwtp = sum(p.numel() for p in model.shared_parameters())
+    unreadable = gather_unreadable(ds)
+    if p.labels.numel() == 0:
+        raise SystemExit(f"evaluate.py: none of the {len(ds)} test videos of {dataset} at {data_root} could be "
+                         f"read (e.g. {unreadable[:3]}); check them with `python data.py inspect`")
+    probe = static_probe(ctx, ds) if ctx.args.static_probe else None
+    if ctx.rank != 0:
+        return None
+    result = build_result(ctx, p, dataset, data_root, split, len(ds), unreadable, elapsed)
+    if probe is not None:
+        result["static_probe"] = probe
+    conf = confusion_matrix(p.scores.argmax(dim=1), p.labels, len(classes))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    atomic_json(result, out)
+    stem = out[:-5] if out.endswith(".json") else out
+    write_csvs(stem, classes, conf, per_class_accuracy(conf))
+    report(ctx, result, out, stem)
+    return result
 
-    result = {
-        "checkpoint": os.path.abspath(args.checkpoint),
-        "dataset": dataset, "data_root": data_root, "split": split,
+
+def build_result(ctx, p, dataset, data_root, split, total, unreadable, elapsed):
+    """The JSON record of one evaluation."""
+    m = classification_metrics(p.scores, p.labels, p.scores.shape[1])
+    cfg = ctx.ckpt["model_config"]
+    flops = count_flops(ctx.model, ctx.segments, ctx.frames, ctx.crop_size, ctx.device)
+    return {
+        "checkpoint": os.path.abspath(ctx.args.checkpoint),
+        "dataset": dataset, "data_root": _abspath(data_root), "split": split,
         "model_config": cfg,
-        "videos": int(labels.numel()),
-        "clips": args.clips, "crops": args.crops,
-        "views_per_video": views, "clips_forwarded": forwarded,
-        "top1": metrics["top1"], "top5": metrics["top5"],
-        "mean_class_acc": metrics["mean_class_acc"],
-        "enopr": enopr_sum / enopr_count if enopr_count else None,
-        "parameters": n_params, "parameters_pwtp": n_pwtp,
-        "flops_per_view": flops,
-        "gflops_per_view": flops / 1e9,
-        "gmacs_per_view": flops / 2e9,
+        "videos_total": total, "videos": int(p.labels.numel()), "unreadable": unreadable,
+        "clips": ctx.args.clips, "crops": ctx.args.crops,
+        "views_per_video": p.views, "clips_forwarded": p.forwarded,
+        "top1": m["top1"], "top5": m["top5"], "mean_class_acc": m["mean_class_acc"],
+        "loss": mean_nll(p.scores, p.labels),
+        "enopr": p.enopr_sum / p.enopr_count if p.enopr_count else None,
+        "parameters": sum(q.numel() for q in ctx.model.parameters()),
+        "parameters_pwtp": sum(q.numel() for q in ctx.model.shared_parameters()),
+        "flops_per_view": flops, "gflops_per_view": flops / 1e9, "gmacs_per_view": flops / 2e9,
         "flops_note": "FlopCounterMode: matmul/conv only, 1 multiply-add = 2 FLOPs; "
                       "gmacs_per_view (multiply-adds) is the number papers call FLOPs",
-        "skipped_reads": skipped_count(ds),
         "seconds": elapsed,
     }
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                   f"eval_{args.clips}x{args.crops}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
-    stem = out[:-5] if out.endswith(".json") else out
-    write_csvs(stem, classes or [str(k) for k in range(num_classes)], conf, per_class)
 
-    enopr_txt = f"{result['enopr']:.4f}" if result["enopr"] is not None else "n/a (no PWTP)"
-    print(f"{dataset} split {split}: {result['videos']} videos x {views} views "
-          f"({args.clips} clips x {args.crops} crops)")
-    print(f"  top-1 {result['top1']:.2f} %   top-5 {result['top5']:.2f} %   "
-          f"mean class acc {result['mean_class_acc']:.2f} %   ENoPR {enopr_txt}")
-    print(f"  parameters {n_params / 1e6:.3f} M (PWTP {n_pwtp:,})   per view: {flops / 1e9:.3f} GFLOPs "
-          f"= {flops / 2e9:.3f} G multiply-adds (paper-style 'FLOPs')")
-    print(f"  wrote {out}, {stem}_per_class.csv, {stem}_confusion.csv")
-    return result
+
+def report(ctx, r, out, stem):
+    """The printed summary; the headline says over how many of the split's videos."""
+    k = r["videos_total"] - r["videos"]
+    enopr = f"{r['enopr']:.4f}" if r["enopr"] is not None else "n/a (no PWTP)"
+    ctx.log(f"{r['dataset']} split {r['split']}: top-1 {r['top1']:.2f} % over {r['videos']} of "
+            f"{r['videos_total']} videos; {k} unreadable")
+    ctx.log(f"  {r['views_per_video']} views per video ({r['clips']} clips x {r['crops']} crops) | "
+            f"top-5 {r['top5']:.2f} % | mean class acc {r['mean_class_acc']:.2f} % | "
+            f"loss {r['loss']:.4f} | ENoPR {enopr}")
+    ctx.log(f"  parameters {r['parameters'] / 1e6:.3f} M (PWTP {r['parameters_pwtp']:,})   per view: "
+            f"{r['gflops_per_view']:.3f} GFLOPs = {r['gmacs_per_view']:.3f} G multiply-adds (paper-style 'FLOPs')")
+    if "static_probe" in r:
+        s = r["static_probe"]
+        ctx.log(f"  static probe: top-1 {r['top1']:.2f} % normal | {s['frozen_top1']:.2f} % frozen (middle frame "
+                f"repeated, no motion) | {s['conflict_top1']:.2f} % conflict (50/50 with a still of another "
+                f"class, partners seeded by --probe-seed {ctx.args.probe_seed})")
+    for path in r["unreadable"][:10]:
+        ctx.log(f"  unreadable, left out: {path}")
+    if len(r["unreadable"]) > 10:
+        ctx.log(f"  ... {len(r['unreadable']) - 10} more unreadable videos, all listed in {out}")
+    ctx.log(f"  wrote {out}, {stem}_per_class.csv, {stem}_confusion.csv")
+
+
+def write_csvs(stem, classes, conf, per_class):
+    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv
+    (rows = true class, columns = predicted class), each written atomically."""
+    def per_class_rows(f):
+        w = csv.writer(f)
+        w.writerow(["class_index", "class", "videos", "correct", "accuracy"])
+        for k, name in enumerate(classes):
+            acc = per_class[k].item()
+            w.writerow([k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc != acc else f"{acc:.4f}"])
+
+    def confusion_rows(f):
+        w = csv.writer(f)
+        w.writerow(["true\\pred"] + list(classes))
+        for k, name in enumerate(classes):
+            w.writerow([name] + [int(v) for v in conf[k]])
+
+    for path, rows in ((stem + "_per_class.csv", per_class_rows), (stem + "_confusion.csv", confusion_rows)):
+        atomic_write(path, lambda tmp, rows=rows: _write_text(tmp, rows))
+
+
+def _write_text(path, fill):
+    with open(path, "w", newline="") as f:
+        fill(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicting videos (--video)
+# ---------------------------------------------------------------------------------------------
+class VideoPrediction(NamedTuple):
+    path: str
+    index: int                   # position in the --video list (the dataset's sample index)
+    names: list                  # top-k class names, best first
+    probs: list                  # their view-averaged probabilities
+
+
+def video_files(paths):
+    """(files, folders): --video arguments expanded; a folder gives every file directly inside it
+    whose extension is one of data.VIDEO_EXTS, sorted by name."""
+    files, folders = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.lower().endswith(data_module().VIDEO_EXTS)
+                           and os.path.isfile(os.path.join(path, n)))
+            if not found:
+                raise SystemExit(f"evaluate.py: --video {path!r} is a folder without video files "
+                                 f"({' '.join(data_module().VIDEO_EXTS)})")
+            files += found
+            folders.append(path)
+        else:
+            files.append(path)
+    return files, folders
+
+
+def video_dataset(ctx, files):
+    """The files as a test set with the checkpoint's sampling and the protocol's views. Each item's
+    label slot carries the file's index in `files` (the files have no class), so the rows predict
+    returns name their file; an unreadable file comes back as -1 (substitute=False) and is skipped."""
+    data = data_module()
+    targs = ctx.ckpt.get("args") or {}
+    dataset = ctx.args.dataset or targs.get("dataset", "synthetic")
+    classes = list(ctx.ckpt.get("classes") or [str(k) for k in range(ctx.ckpt["model_config"]["num_classes"])])
+    return data.VideoDataset([(f, i) for i, f in enumerate(files)], classes, train=False,
+                             segments=ctx.segments, frames=ctx.frames, crop_size=ctx.crop_size,
+                             clips=ctx.args.clips, crops=ctx.args.crops, seed=targs.get("seed", 0),
+                             dense=dataset in data.DENSE_DATASETS, flip=False, name="evaluate.py --video",
+                             substitute=False)
+
+
+def predict_videos(ctx):
+    """--video: top-k classes of each file, printed; a CSV for folders (or --out); --da-png."""
+    args = ctx.args
+    files, folders = video_files(args.video)
+    csv_out = args.out
+    if csv_out is None and len(folders) == 1:
+        folder = os.path.normpath(os.path.abspath(folders[0]))
+        csv_out = os.path.join(os.path.dirname(folder), os.path.basename(folder) + "_predictions.csv")
+    elif csv_out is None and folders:
+        raise SystemExit("evaluate.py: several --video folders: say where the predictions go with --out FILE.csv")
+    ds = video_dataset(ctx, files)
+    p = run_protocol(ctx, ds, "predicting")
+    unreadable = gather_unreadable(ds)
+    if ctx.rank != 0:
+        return None
+    k = min(args.topk, len(ds.classes))
+    rows = []
+    for probs, index in sorted(zip(p.scores, p.labels.tolist()), key=lambda r: r[1]):
+        top = probs.topk(k)
+        rows.append(VideoPrediction(files[index], index, [ds.classes[c] for c in top.indices.tolist()],
+                                    top.values.tolist()))
+    for r in rows:
+        ctx.log(f"{r.path}: " + ", ".join(f"{n} {q:.1%}" for n, q in zip(r.names, r.probs)))
+    for path in unreadable:
+        ctx.log(f"{path}: unreadable, skipped (no prediction)")
+    if csv_out:
+        write_predictions_csv(csv_out, rows, k)
+        ctx.log(f"wrote {csv_out}: top-{k} classes of {len(rows)} videos ({len(unreadable)} unreadable, left out)")
+    pngs = save_da_pngs(ctx, ds, rows, args.da_png) if args.da_png else []
+    return {"predictions": rows, "unreadable": unreadable, "csv": csv_out, "da_png": pngs}
+
+
+def write_predictions_csv(out, rows, k):
+    """path, class_1, prob_1, ..., class_k, prob_k: one row per readable video."""
+    def fill(f):
+        w = csv.writer(f)
+        w.writerow(["path"] + [c for j in range(1, k + 1) for c in (f"class_{j}", f"prob_{j}")])
+        for r in rows:
+            w.writerow([r.path] + [c for n, q in zip(r.names, r.probs) for c in (n, f"{q:.6f}")])
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    atomic_write(out, lambda tmp: _write_text(tmp, fill))
+
+
+def png_names(out, paths):
+    """`out` for one video; else out's stem + "_" + each video's file stem (+ "_2", ... on repeats)."""
+    if len(paths) == 1:
+        return [out]
+    stem, ext = os.path.splitext(out)
+    names, used = [], set()
+    for path in paths:
+        name = base = f"{stem}_{os.path.splitext(os.path.basename(path))[0]}"
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names.append(name + (ext or ".png"))
+    return names
+
+
+def save_da_pngs(ctx, ds, rows, out):
+    """For each predicted video, visualize.py's DA figure of the view the model saw: the middle
+    temporal clip, centre crop (the view of clip clips // 2, crop crops // 2), drawn from the
+    checkpoint's own PWTP. Returns the files written."""
+    import visualize     # lazily: matplotlib is needed only here
+    data = data_module()
+    S, T, a = ctx.segments, ctx.frames, ctx.args
+    pwtp = copy.deepcopy(ctx.model.pwtp).cpu().eval()
+    c = a.clips // 2
+    view = c * a.crops + a.crops // 2
+    mean = torch.tensor(data.IMAGENET_MEAN).view(1, 1, 3, 1, 1)
+    std = torch.tensor(data.IMAGENET_STD).view(1, 1, 3, 1, 1)
+    written = []
+    for r, png in zip(rows, png_names(out, [r.path for r in rows])):
+        clip, _ = ds[r.index]                                      # (V, S*T, C, H, W) normalised
+        x = clip[view].reshape(S, T, *clip.shape[-3:])              # (S, T, C, H, W)
+        clip01 = (x * std + mean).clamp(0, 1)                       # back to [0, 1] for the mean row
+        num = ds.num_frames(r.index)
+        idx = (data.dense_indices(num, S * T, False, None, c, a.clips) if ds.dense
+               else data.sparse_indices(num, S, T, False, None, c, a.clips))
+        starts = [int(i) for i in idx.reshape(S, T)[:, 0]]
+        title = (f"{os.path.basename(r.path)}: predicted {r.names[0]} ({r.probs[0]:.1%}); view {view + 1} of "
+                 f"{a.clips * a.crops}, {S} segments x {T} frames, {x.shape[-1]}x{x.shape[-1]}; "
+                 f"PWTP from {a.checkpoint}")
+        fig = visualize.plot_da(clip01, visualize.representations(pwtp, x), starts, title=title)
+        visualize.save(fig, png, 100)
+        ctx.log(f"wrote {png} (DA of {r.path})")
+        written.append(png)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+def main(argv=None):
+    """Returns the result dict on rank 0 (None on the other ranks)."""
+    args = parse_args(argv)
+    check_flags(args)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    if args.da_png and ckpt["model_config"].get("input", "da") != "da":
+        raise SystemExit(f"evaluate.py: --da-png needs a DA model, but --checkpoint {args.checkpoint} has "
+                         f"input={ckpt['model_config'].get('input')!r}: no PWTP, no dynamic appearance to draw")
+    if args.export:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return None
+        return export_weights(ckpt, args.checkpoint, args.export)
+    ctx = start(args, ckpt)
+    try:
+        return predict_videos(ctx) if args.video else evaluate_dataset(ctx)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
