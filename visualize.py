@@ -28,10 +28,15 @@ Where the PWTP comes from:
   pixel's temporal profile with a D-dimensional subspace, and show me what it could not explain".
   It works on any video out of the box.
 
-`curves` reads RUN_DIR/log.csv and RUN_DIR/metrics.json (written by train.py) and draws L_c, L_p,
-alpha or lambda, the learning rate and validation accuracy over training, plus the L_c-L_p scatter
-coloured by step of Fig. 3 (the paper's evidence that the two objectives are positively correlated
-early in training). `schedule` draws Eq. 13 for several (a, b), like Fig. 8.
+`curves` reads RUN_DIR/log.csv (columns: train.LOG_FIELDS) and RUN_DIR/metrics.json (written by
+train.py) and draws L_c, L_p, alpha or lambda, ||g_c|| and ||g_p|| on the PWTP parameters (log
+scale), cos(g_c, g_p) beside alpha (the numbers that show whether and why MGDA's alpha collapses),
+the learning rate and validation accuracy over training, plus the L_c-L_p scatter coloured by step
+of Fig. 3 (the paper's evidence that the two objectives are positively correlated early in
+training). `schedule` draws Eq. 13 for several (a, b), like Fig. 8.
+
+`da` samples from the frames that really decode (data.decodable_frames), not from the container
+header's count, and its title states that count (and the header's, where they differ).
 
 Figures have a fixed size in inches and are saved without tight cropping, so their pixel size is
 predictable (the tests check it); `--dpi` scales them.
@@ -58,6 +63,8 @@ import torch.nn.functional as F  # noqa: E402
 import data  # noqa: E402
 # A checkpoint is read and checked the way evaluate.py reads it (one loader for both).
 from evaluate import atomic_write, load_checkpoint, model_from_checkpoint  # noqa: E402
+# log.csv's columns have one definition, the writer's.
+from train import LOG_FIELDS  # noqa: E402
 
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
 LUMA = (0.299, 0.587, 0.114)
@@ -66,7 +73,7 @@ LUMA = (0.299, 0.587, 0.114)
 # a colour-bar column on the right, a band at the top for the title.
 DA_PANEL, DA_CBAR, DA_TITLE, DA_LABEL = 2.0, 1.25, 1.0, 0.5
 DA_ROWS = 4
-CURVES_SIZE = (16.0, 9.0)
+CURVES_SIZE = (21.0, 9.0)
 SCHEDULE_SIZE = (8.0, 5.0)
 
 
@@ -97,20 +104,28 @@ def resize_short_side(img, size):
 
 
 def load_clip(path, segments, frames, size):
-    """Video file or frame folder -> (clip, starts, num_frames), decoded and sampled by data.py.
+    """Video file or frame folder -> (clip, starts, num_frames, header_frames), decoded and sampled by
+    data.py.
 
     clip: float (S, T, 3, size, size) in [0, 1] (short side resized to `size`, centre crop),
-    starts: first frame index of each segment. Sampling is TSN's test-time sparse sampling
-    (data.sparse_indices(train=False)), the same frames evaluate.py sees; data.read_frames decodes only
-    those S*T frames (seeking in long videos). Any failure is an error naming --video and the file:
-    visualising one video, there is nothing sensible to skip to.
+    starts: first frame index of each segment, num_frames: how many frames really decode
+    (data.decodable_frames), header_frames: what the container header claims (data.count_frames).
+    Sampling is TSN's test-time sparse sampling (data.sparse_indices(train=False)) over the DECODABLE
+    count: a truncated download keeps its full header, and sampling from that would ask for frames
+    that do not exist. The full decode that counts them costs as much as playing the video once,
+    paid once per figure. data.read_frames then decodes only the S*T frames (seeking in long videos).
+    Any failure is an error naming --video and the file: visualising one video, there is nothing
+    sensible to skip to.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"visualize.py da: --video {path!r} does not exist")
     try:
-        F_ = data.count_frames(path)
+        header = data.count_frames(path)
+        F_ = data.decodable_frames(path)
+        if F_ == 0:
+            raise ValueError("no frame decodes")
         idx = data.sparse_indices(F_, segments, frames, train=False)  # (S*T,)
-        raw = data.read_frames(path, idx)  # (S*T, H, W, 3) uint8
+        raw = data.read_frames(path, idx, F_)  # (S*T, H, W, 3) uint8
     except Exception as e:  # PyAV errors have many classes; name the flag and the file
         raise ValueError(f"visualize.py da: cannot decode --video {path!r}: {e}") from e
     starts = [int(i) for i in idx.reshape(segments, frames)[:, 0]]
@@ -120,7 +135,15 @@ def load_clip(path, segments, frames, size):
     top, left = (H - size) // 2, (W - size) // 2
     clip = clip[:, top:top + size, left:left + size]  # centre crop (S*T, size, size, 3)
     clip = clip.permute(0, 3, 1, 2).float().div(255)  # (S*T, 3, size, size) in [0, 1]
-    return clip.reshape(segments, frames, 3, size, size), starts, F_
+    return clip.reshape(segments, frames, 3, size, size), starts, F_, header
+
+
+def frame_count_text(num_frames, header_frames):
+    """What the `da` title says about the video's length: the decodable count, and the header's
+    when it differs (a truncated file or a header that over-counts)."""
+    if header_frames == num_frames:
+        return f"{num_frames} frames"
+    return f"{num_frames} frames decode (the header says {header_frames}; sampled from {num_frames})"
 
 
 def normalise(x):
@@ -287,7 +310,7 @@ def cmd_da(args):
                              f"trained on T = {T} frames per segment; leave --frames out")
     else:
         T = args.frames
-    clip01, starts, num_frames = load_clip(args.video, args.segments, T, args.size)  # (S, T, 3, h, w)
+    clip01, starts, num_frames, header = load_clip(args.video, args.segments, T, args.size)  # (S, T, 3, h, w)
     x = normalise(clip01)  # (S, T, 3, h, w)
     if args.checkpoint:
         source = f"PWTP from {args.checkpoint}"
@@ -298,7 +321,7 @@ def cmd_da(args):
                   + (f", ENoPR {hist[0]:.3f} -> {hist[-1]:.3f}" if hist else ""))
     reps = representations(pwtp, x)
     title = (f"{os.path.basename(args.video)}: {args.segments} segments x {T} frames "
-             f"({num_frames} frames decoded), {args.size}x{args.size}; {source}")
+             f"of {frame_count_text(num_frames, header)}, {args.size}x{args.size}; {source}")
     fig = plot_da(clip01, reps, starts, display=args.display, title=title, dpi=args.dpi)
     save(fig, args.out, args.dpi)
     print(f"wrote {args.out}  (mean ENoPR {reps['enopr'].mean().item():.4f})")
@@ -307,9 +330,6 @@ def cmd_da(args):
 # ---------------------------------------------------------------------------------------------
 # curves
 # ---------------------------------------------------------------------------------------------
-LOG_COLUMNS = ("step", "epoch", "loss_c", "loss_p", "alpha", "lam", "lr", "clips_per_s")
-
-
 def read_log(path):
     """log.csv -> dict column -> float array (NaN for empty cells). Missing file/column: clear error."""
     if not os.path.isfile(path):
@@ -319,7 +339,7 @@ def read_log(path):
         missing = [c for c in ("step", "loss_c") if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"visualize.py curves: {path} lacks column(s) {missing}; "
-                             f"expected the header {','.join(LOG_COLUMNS)}")
+                             f"expected train.py's header {','.join(LOG_FIELDS)}")
         rows = list(reader)
 
     def num(v):
@@ -328,7 +348,8 @@ def read_log(path):
         except ValueError:
             return math.nan
 
-    return {c: np.array([num(r.get(c)) for r in rows], dtype=float) for c in LOG_COLUMNS}
+    # A column an older log lacks (phase, gc_norm, ...) reads as all NaN, like an empty cell.
+    return {c: np.array([num(r.get(c)) for r in rows], dtype=float) for c in LOG_FIELDS}
 
 
 def read_metrics(path):
@@ -360,68 +381,103 @@ def _plot_series(ax, step, y, label, color, smooth=True):
     return True
 
 
+def _panel_weight(ax, step, log):
+    """alpha (MGDA, Eq. 12) and lambda (constant / Eq. 13 schedule) share a panel: a run logs one."""
+    has_a = _plot_series(ax, step, log["alpha"], "alpha (MGDA, Eq. 12)", "C2")
+    has_l = _plot_series(ax, step, log["lam"], "lambda (L_c + lambda L_p)", "C3")
+    if not (has_a or has_l):
+        _empty(ax, "no alpha / lambda logged\n(strategy without one)")
+    else:
+        ax.legend(fontsize=8)
+    ax.set(title="task weight: " + " & ".join(n for n, h in (("alpha", has_a), ("lambda", has_l)) if h)
+           if (has_a or has_l) else "task weight", xlabel="step", ylabel="weight")
+
+
+def _panel_gradient_norms(ax, step, log):
+    """||g_c|| and ||g_p|| on the PWTP parameters (mgda.gradient_stats), log scale: they differ by
+    orders of magnitude, and their ratio is what decides Eq. 12 (the shorter gradient wins)."""
+    ok = [_plot_series(ax, step, log[k], name, c) for k, name, c in
+          (("gc_norm", "||g_c|| (recognition)", "C0"), ("gp_norm", "||g_p|| (ENoPR)", "C1"))]
+    positive = np.concatenate([log[k][np.isfinite(log[k]) & (log[k] > 0)] for k in ("gc_norm", "gp_norm")])
+    if not any(ok):
+        _empty(ax, "no gradient norms logged\n(no PWTP, or a log older than gc_norm/gp_norm)")
+    else:
+        if positive.size:                 # a log axis needs something above 0 to show
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    ax.set(title="gradients on theta_p: ||g_c||, ||g_p|| (log scale)", xlabel="step", ylabel="norm")
+
+
+def _panel_cos_alpha(ax, step, log):
+    """cos(g_c, g_p) beside alpha. Eq. 12 gives alpha > 0 only when g_p.g_p > g_c.g_p, i.e. when
+    cos < ||g_p|| / ||g_c||: with ||g_p|| << ||g_c|| only (near-)orthogonal or opposed gradients give
+    recognition any weight on theta_p; otherwise alpha = 0, MGDA's collapse."""
+    has_c = _plot_series(ax, step, log["cos"], "cos(g_c, g_p)", "C5")
+    has_a = _plot_series(ax, step, log["alpha"], "alpha (MGDA, Eq. 12)", "C2")
+    if not (has_c or has_a):
+        _empty(ax, "no cos / alpha logged\n(no PWTP, or a strategy without them)")
+    else:
+        ax.axhline(0, color="0.5", lw=0.8, ls=":")
+        ax.set_ylim(-1.05, 1.05)
+        ax.legend(fontsize=8)
+    ax.set(title="cos(g_c, g_p) and alpha", xlabel="step", ylabel="cosine / weight")
+
+
+def _panel_accuracy(ax, metrics):
+    """Validation accuracy per epoch, and the validation ENoPR on a second y axis."""
+    if not metrics:
+        _empty(ax, "no metrics.json yet\n(written after each epoch)")
+        ax.set(title="validation accuracy", xlabel="epoch", ylabel="accuracy")
+        return
+    ep = np.array([m.get("epoch", i) for i, m in enumerate(metrics)], dtype=float)
+    acc_max = 0.0
+    for key, name, c in (("val_top1", "top-1", "C0"), ("val_top5", "top-5", "C1"),
+                         ("val_mean_class_acc", "mean class acc.", "C2")):
+        y = np.array([m.get(key) if m.get(key) is not None else np.nan for m in metrics], dtype=float)
+        if np.isfinite(y).any():
+            ax.plot(ep, y, marker="o", color=c, label=name)
+            acc_max = max(acc_max, float(np.nanmax(y)))
+    en = np.array([m.get("val_enopr") if m.get("val_enopr") is not None else np.nan
+                   for m in metrics], dtype=float)
+    handles = ax.get_legend_handles_labels()
+    if np.isfinite(en).any():
+        tw = ax.twinx()
+        tw.plot(ep, en, marker="s", ls="--", color="C3", label="val ENoPR")
+        tw.set_ylabel("val ENoPR (dashed)", color="C3")
+        tw.tick_params(axis="y", colors="C3")
+        h2 = tw.get_legend_handles_labels()     # one legend for both y axes
+        tw.legend(handles[0] + h2[0], handles[1] + h2[1], fontsize=8, loc="best")
+    elif handles[0]:
+        ax.legend(*handles, fontsize=8, loc="best")
+    # train.py may log accuracy as a fraction or in percent: label whichever the numbers are.
+    ax.set(title="validation accuracy", xlabel="epoch", ylabel=f"accuracy ({'%' if acc_max > 1.0 else 'fraction'})")
+
+
 def plot_curves(log, metrics, title="", dpi=100):
-    fig, axes = plt.subplots(2, 3, figsize=CURVES_SIZE, dpi=dpi)
+    """Eight panels: L_c, L_p, the task weight, the gradient norms (top); the learning rate,
+    validation accuracy, cos(g_c, g_p) with alpha, the L_c-L_p scatter of Fig. 3 (bottom)."""
+    fig, axes = plt.subplots(2, 4, figsize=CURVES_SIZE, dpi=dpi)
     step = log["step"]
-    (a_c, a_p, a_w), (a_lr, a_acc, a_sc) = axes
+    (a_c, a_p, a_w, a_g), (a_lr, a_acc, a_cos, a_sc) = axes
 
     if not _plot_series(a_c, step, log["loss_c"], "L_c", "C0"):
         _empty(a_c, "no L_c logged")
     a_c.set(title="recognition loss L_c", xlabel="step", ylabel="L_c (cross-entropy)")
-
     if not _plot_series(a_p, step, log["loss_p"], "L_p", "C1"):
         _empty(a_p, "no L_p logged\n(input without PWTP)")
     a_p.set(title="projection loss L_p (ENoPR, Eq. 7-8)", xlabel="step", ylabel="L_p")
-
-    # alpha (MGDA, Eq. 12) and lambda (constant / Eq. 13 schedule) share a panel: a run logs one.
-    has_a = _plot_series(a_w, step, log["alpha"], "alpha (MGDA, Eq. 12)", "C2")
-    has_l = _plot_series(a_w, step, log["lam"], "lambda (L_c + lambda L_p)", "C3")
-    if not (has_a or has_l):
-        _empty(a_w, "no alpha / lambda logged\n(strategy without one)")
-    else:
-        a_w.legend(fontsize=8)
-    a_w.set(title="task weight: " + " & ".join(n for n, h in (("alpha", has_a), ("lambda", has_l)) if h)
-            if (has_a or has_l) else "task weight", xlabel="step", ylabel="weight")
-
+    _panel_weight(a_w, step, log)
+    _panel_gradient_norms(a_g, step, log)
     if not _plot_series(a_lr, step, log["lr"], "lr", "C4", smooth=False):
         _empty(a_lr, "no learning rate logged")
     a_lr.set(title="learning rate", xlabel="step", ylabel="lr")
-
-    if metrics:
-        ep = np.array([m.get("epoch", i) for i, m in enumerate(metrics)], dtype=float)
-        acc_max = 0.0
-        for key, name, c in (("val_top1", "top-1", "C0"), ("val_top5", "top-5", "C1"),
-                             ("val_mean_class_acc", "mean class acc.", "C2")):
-            y = np.array([m.get(key) if m.get(key) is not None else np.nan for m in metrics], dtype=float)
-            if np.isfinite(y).any():
-                a_acc.plot(ep, y, marker="o", color=c, label=name)
-                acc_max = max(acc_max, float(np.nanmax(y)))
-        en = np.array([m.get("val_enopr") if m.get("val_enopr") is not None else np.nan
-                       for m in metrics], dtype=float)
-        if np.isfinite(en).any():
-            tw = a_acc.twinx()
-            tw.plot(ep, en, marker="s", ls="--", color="C3", label="val ENoPR")
-            tw.set_ylabel("val ENoPR (dashed)", color="C3")
-            tw.tick_params(axis="y", colors="C3")
-        # One legend for both y axes, placed where it hides the fewest points.
-        handles = a_acc.get_legend_handles_labels()
-        if np.isfinite(en).any():
-            h2 = tw.get_legend_handles_labels()
-            handles = (handles[0] + h2[0], handles[1] + h2[1])
-            tw.legend(*handles, fontsize=8, loc="best")
-        elif handles[0]:
-            a_acc.legend(*handles, fontsize=8, loc="best")
-    else:
-        _empty(a_acc, "no metrics.json yet\n(written after each epoch)")
-    # train.py may log accuracy as a fraction or in percent: label whichever the numbers are.
-    unit = "%" if metrics and acc_max > 1.0 else "fraction"
-    a_acc.set(title="validation accuracy", xlabel="epoch", ylabel=f"accuracy ({unit})")
+    _panel_accuracy(a_acc, metrics)
+    _panel_cos_alpha(a_cos, step, log)
 
     ok = np.isfinite(log["loss_c"]) & np.isfinite(log["loss_p"])
     if ok.any():
         sc = a_sc.scatter(log["loss_p"][ok], log["loss_c"][ok], c=step[ok], cmap="viridis", s=10)
-        cb = fig.colorbar(sc, ax=a_sc)
-        cb.set_label("step")
+        fig.colorbar(sc, ax=a_sc).set_label("step")
     else:
         _empty(a_sc, "needs both L_c and L_p\n(a run with PWTP)")
     a_sc.set(title="L_c vs L_p over training (Fig. 3)", xlabel="L_p (ENoPR)", ylabel="L_c")

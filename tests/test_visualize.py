@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import visualize
+from train import LOG_FIELDS
 
 SIZE, FRAMES = 48, 24
 
@@ -51,11 +52,11 @@ def check_png(path, figsize, dpi):
 
 
 def test_load_clip_shapes_and_range(video):
-    clip, starts, n = visualize.load_clip(video, segments=3, frames=4, size=32)
+    clip, starts, n, header = visualize.load_clip(video, segments=3, frames=4, size=32)
     # TSN test-time sampling: tick = (F - T + 1) / S, start_k = int(tick/2 + tick*k):
     # F=24, T=4, S=3 -> tick 7 -> 3, 10, 17.
     assert starts == [3, 10, 17]
-    assert n == FRAMES and len(starts) == 3
+    assert n == header == FRAMES and len(starts) == 3
     assert clip.shape == (3, 4, 3, 32, 32) and clip.dtype == torch.float32
     assert 0.0 <= clip.min().item() and clip.max().item() <= 1.0
     # The square is red and moves right: in the last segment's frames the red mass is further right.
@@ -68,17 +69,42 @@ def test_load_clip_shapes_and_range(video):
 def test_video_shorter_than_a_segment_still_gives_a_clip(tmp_path):
     # 3 frames, S=2 segments of T=8: both windows start at 0 and frames past the end repeat the last.
     short = write_video(str(tmp_path / "short.mp4"), frames=3)
-    clip, starts, n = visualize.load_clip(short, segments=2, frames=8, size=32)
+    clip, starts, n, _ = visualize.load_clip(short, segments=2, frames=8, size=32)
     assert starts == [0, 0] and n == 3
     assert clip.shape == (2, 8, 3, 32, 32)
     for t in range(3, 8):
         torch.testing.assert_close(clip[:, t], clip[:, 2])
 
 
+def test_truncated_video_is_sampled_and_titled_by_its_decodable_frames(tmp_path, monkeypatch):
+    # A truncated download: the header still says 60 frames, far fewer decode. Sampling from the header
+    # would ask for frames that do not exist; `da` samples from the decodable count and says it.
+    import data
+
+    path = str(tmp_path / "cut.avi")
+    frames = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3)).astype(np.uint8)
+    data.write_video(path, frames, gop=10)
+    blob = open(path, "rb").read()
+    open(path, "wb").write(blob[: int(len(blob) * 0.4)])
+    true = data.decodable_frames(path)
+    assert data.count_frames(path) == 60 and 10 <= true < 40
+    clip, starts, n, header = visualize.load_clip(path, segments=2, frames=4, size=32)
+    assert (n, header) == (true, 60)
+    assert starts == [int(i) for i in data.sparse_indices(true, 2, 4, train=False)[::4]]
+    assert max(starts) + 1 < true
+    titles = []
+    real_plot = visualize.plot_da
+    monkeypatch.setattr(visualize, "plot_da", lambda *a, **k: titles.append(k["title"]) or real_plot(*a, **k))
+    visualize.main(["da", "--video", path, "--segments", "2", "--frames", "4", "--size", "32",
+                    "--fit-steps", "1", "--dpi", "30", "--out", str(tmp_path / "cut.png")])
+    assert f"{true} frames decode (the header says 60; sampled from {true})" in titles[0]
+    assert visualize.frame_count_text(24, 24) == "24 frames"
+
+
 def test_normalisation_matches_the_training_loader(video):
     import data
 
-    clip, _, _ = visualize.load_clip(video, segments=2, frames=4, size=32)
+    clip = visualize.load_clip(video, segments=2, frames=4, size=32)[0]
     before = clip.clone()
     x = visualize.normalise(clip)
     # ImageNet mean/std per channel, exactly as data.py normalises training clips ...
@@ -106,7 +132,7 @@ def test_da_rgb_display_writes_png(video, tmp_path):
 def test_fit_lowers_enopr_and_da_lives_on_the_moving_square(video):
     # The unsupervised use: fitting PWTP to one clip by ENoPR alone must lower ENoPR, and the
     # residual left over (DA) must be stronger where the square moves than on the static background.
-    clip01, _, _ = visualize.load_clip(video, segments=2, frames=4, size=32)
+    clip01 = visualize.load_clip(video, segments=2, frames=4, size=32)[0]
     x = visualize.normalise(clip01)
     pwtp, hist = visualize.fit_pwtp(x, steps=60, lr=1e-2, log_every=0)
     assert hist[-1] < 0.6 * hist[0]
@@ -155,13 +181,19 @@ def fabricate_run(run, with_loss_p=True, with_metrics=True, rows=80):
     rng = np.random.default_rng(0)
     with open(os.path.join(run, "log.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["step", "epoch", "loss_c", "loss_p", "alpha", "lam", "lr", "clips_per_s"])
+        w.writerow(LOG_FIELDS)
         for i in range(rows):
             s = 5 * i
             lc = 2 * np.exp(-s / 150) + 0.3 + rng.normal(0, 0.05)
-            lp = f"{0.6 * np.exp(-s / 100) + 0.15:.4f}" if with_loss_p else ""
-            alpha = f"{0.4 + 0.1 * rng.random():.3f}" if with_loss_p else ""
-            w.writerow([s, s // 100, f"{lc:.4f}", lp, alpha, "", f"{0.01 * (1 - i / rows):.5f}", "10.0"])
+            p = with_loss_p
+            row = {"step": s, "epoch": s // 100, "loss_c": f"{lc:.4f}",
+                   "loss_p": f"{0.6 * np.exp(-s / 100) + 0.15:.4f}" if p else "",
+                   "alpha": f"{0.4 + 0.1 * rng.random():.3f}" if p else "", "lam": "", "phase": "",
+                   "gc_norm": f"{0.5 * np.exp(-s / 200):.4g}" if p else "",
+                   "gp_norm": f"{2e-3 * np.exp(-s / 100):.4g}" if p else "",
+                   "cos": f"{0.3 * np.cos(i / 7):.4f}" if p else "",
+                   "lr": f"{0.01 * (1 - i / rows):.5f}", "clips_per_s": "10.0"}
+            w.writerow([row[k] for k in LOG_FIELDS])
     if with_metrics:
         with open(os.path.join(run, "metrics.json"), "w") as f:
             json.dump([{"epoch": e, "train_loss": 1.5 - 0.3 * e, "val_top1": 30 + 15 * e,
@@ -176,6 +208,31 @@ def test_curves_writes_png(tmp_path, with_loss_p, with_metrics):
     out = str(tmp_path / "curves.png")
     visualize.main(["curves", "--run", run, "--dpi", "50", "--out", out])
     check_png(out, visualize.CURVES_SIZE, 50)
+
+
+def test_curves_draws_gradient_norms_on_a_log_scale_and_cos_with_alpha(tmp_path):
+    run = str(tmp_path / "run")
+    fabricate_run(run)
+    log = visualize.read_log(os.path.join(run, "log.csv"))
+    assert set(log) == set(LOG_FIELDS)
+    fig = visualize.plot_curves(log, visualize.read_metrics(os.path.join(run, "metrics.json")))
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    norms = by_title["gradients on theta_p: ||g_c||, ||g_p|| (log scale)"]
+    assert norms.get_yscale() == "log"
+    plotted = {ln.get_label(): ln.get_ydata() for ln in norms.get_lines()}
+    np.testing.assert_allclose(plotted["||g_p|| (ENoPR)"], log["gp_norm"])
+    cos = by_title["cos(g_c, g_p) and alpha"]
+    labels = {ln.get_label() for ln in cos.get_lines()}
+    assert {"cos(g_c, g_p)", "alpha (MGDA, Eq. 12)"} <= labels
+    visualize.plt.close(fig)
+
+
+def test_old_log_without_the_new_columns_reads_as_nan(tmp_path):
+    # A log.csv written before phase / gc_norm / gp_norm / cos existed still draws (those are NaN).
+    path = tmp_path / "log.csv"
+    path.write_text("step,epoch,loss_c,loss_p,alpha,lam,lr,clips_per_s\n0,1,2.0,0.5,0.3,,0.01,5\n")
+    log = visualize.read_log(str(path))
+    assert log["loss_c"].tolist() == [2.0] and np.isnan(log["gc_norm"]).all() and np.isnan(log["phase"]).all()
 
 
 def test_read_log_turns_empty_cells_into_nan(tmp_path):
