@@ -677,7 +677,7 @@ class DAModel(nn.Module):
     """
 
     def __init__(self, backbone, num_classes, input="da", segments=8, frames=8, proj_dim=1, depth=50,
-                 dropout=0.5, pretrained=None, small=False, crop_size=224, **pwtp_kwargs):
+                 dropout=0.5, pretrained=None, small=False, crop_size=224, input_scale=1.0, **pwtp_kwargs):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"backbones.py: backbone must be one of {BACKBONES}, got {backbone!r}")
@@ -691,11 +691,16 @@ class DAModel(nn.Module):
             raise ValueError(f"backbones.py: PWTP options {sorted(pwtp_kwargs)} given but input={input!r} has no PWTP")
         self.backbone_name, self.input, self.segments, self.frames = backbone, input, segments, frames
         self.num_classes = num_classes
+        # input_scale (ours; the paper has no such factor): DA frames are residuals, about 30x smaller
+        # than ImageNet-normalised RGB, so a backbone initialised or pretrained for RGB first sees
+        # near-zero inputs. A fixed gain lets train.py measure whether that slows learning
+        # (bench.py claims); 1.0 is the paper's model.
+        self.input_scale = float(input_scale)
         # build_model(**config) rebuilds the same architecture; the weights live in the checkpoint,
         # so `pretrained` is recorded as None (a rebuild must not need the download or the file).
         self.config = dict(backbone=backbone, num_classes=num_classes, input=input, segments=segments,
                            frames=frames, proj_dim=proj_dim, depth=depth, dropout=dropout, pretrained=None,
-                           small=small, crop_size=crop_size, **pwtp_kwargs)
+                           small=small, crop_size=crop_size, input_scale=self.input_scale, **pwtp_kwargs)
 
         self.pwtp = None
         if input == "da":
@@ -760,6 +765,8 @@ class DAModel(nn.Module):
     def forward(self, clip):
         B = clip.shape[0]
         frames, out = self.frames_per_segment(clip)                   # (B*S, C, H, W)
+        if self.input_scale != 1.0:
+            frames = frames * self.input_scale
         S, (C, H, W) = self.segments, frames.shape[1:]
         if self.backbone_name == "tsm":
             logits = self.net(frames)                                  # 2D batch (B*S, C, H, W)
@@ -771,7 +778,7 @@ class DAModel(nn.Module):
 
 
 def build_model(backbone, num_classes, input="da", segments=8, frames=8, proj_dim=1, depth=50, dropout=0.5,
-                pretrained=None, small=False, crop_size=224, **pwtp_kwargs) -> DAModel:
+                pretrained=None, small=False, crop_size=224, input_scale=1.0, **pwtp_kwargs) -> DAModel:
     """The one factory train.py and evaluate.py use.
 
     backbone: "tsm" (ResNet `depth` 18/34/50/101), "x3d_xs", "x3d_m" (the same network; XS is meant for
@@ -782,12 +789,13 @@ def build_model(backbone, num_classes, input="da", segments=8, frames=8, proj_di
     pretrained: None, "imagenet" (torchvision's, downloaded once), or a path to / dict of a backbone-only
       checkpoint (torchvision, TSM authors', pytorchvideo X3D); see load_pretrained. This project's own
       checkpoints (PWTP included) go through load_starting_point after building.
+    input_scale: a fixed gain on the frames the backbone sees (ours, default 1 = the paper's model).
     small: the narrow CPU configuration (ResNet widths /4; X3D widths 8-32, 5 blocks; ViT dim 64, 2 layers).
     X3D expects mean 0.45 / std 0.225 normalised frames in the original recipe, ResNet/ViT ImageNet's.
     """
     return DAModel(backbone, num_classes, input=input, segments=segments, frames=frames, proj_dim=proj_dim,
                    depth=depth, dropout=dropout, pretrained=pretrained, small=small, crop_size=crop_size,
-                   **pwtp_kwargs)
+                   input_scale=input_scale, **pwtp_kwargs)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import tempfile
 import warnings
 from typing import NamedTuple
@@ -715,6 +716,13 @@ def _worker_init(worker_id):
     np.random.seed(s)
     random.seed(s)
     torch.set_num_threads(1)
+    # A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C sends
+    # SIGINT to the whole foreground group. A worker that died of it would take the run down with
+    # "DataLoader worker ... killed by signal" before the main process could save its mid-epoch
+    # checkpoint. The workers ignore both; the main process (train.py's StopRequest) finishes its
+    # step, saves, and shuts them down. A worker whose parent is gone still exits (PyTorch checks).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,

@@ -48,7 +48,7 @@ FLOPs / 2, the number comparable with the paper's tables.
 
 Under torchrun (RANK/WORLD_SIZE in the environment) the videos are split over the ranks
 (data.ShardSampler: each video once), the predictions are gathered, and rank 0 alone prints and
-writes. Gloo on CPU, NCCL for CUDA tensors beside Gloo for CPU ones on GPUs (train.setup_distributed).
+writes. Gloo on CPU, NCCL for CUDA tensors beside Gloo for CPU ones on GPUs (setup_distributed).
 """
 import argparse
 import contextlib
@@ -347,6 +347,22 @@ def resolve_device(arg="auto", local_rank=0, prog="evaluate.py"):
     return device
 
 
+def setup_distributed(device_arg, prog="evaluate.py"):
+    """(rank, world, device) from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); the process
+    group when world > 1. Used by train.py and evaluate.py."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(device_arg, int(os.environ.get("LOCAL_RANK", "0")), prog=prog)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        # CUDA tensors (gradients, buffers) go through NCCL; the few small CPU tensors (loss log,
+        # stop flag, train accuracy, gathered predictions) through Gloo, so neither has to be
+        # copied to the other device.
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
 def atomic_write(path, write_fn):
     """Write `path` through a temporary file in the same folder, then os.replace it over `path`.
 
@@ -561,7 +577,6 @@ class Context(NamedTuple):
 def start(args, ckpt):
     """The process group (under torchrun), the device and the model: a Context."""
     resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))   # a bad --device, named here
-    from train import setup_distributed       # one home for the process-group rule (gloo / nccl)
     rank, _, device = setup_distributed(args.device)
     cfg, targs = ckpt["model_config"], ckpt.get("args") or {}
     return Context(args=args, ckpt=ckpt, model=model_from_checkpoint(ckpt).to(device).eval(), device=device,

@@ -7,7 +7,7 @@
 
 The file reads in the order a run happens:
     1. the parser and the recipe          build_parser, paper_recipe, resolve_defaults
-    2. opening or resuming a run          setup_distributed, open_run, StopRequest, RNG states
+    2. opening or resuming a run          open_run (evaluate.setup_distributed), StopRequest, RNG states
     3. the model and the optimiser        build_optimizer, frozen_batchnorms, lr_lambda_factory
     4. one training step                  train_step -> StepResult
     5. the end of an epoch                validate, make_checkpoint, end_of_period
@@ -52,6 +52,7 @@ predictions are gathered from every rank; rank 0 alone prints and writes files.
 import argparse
 import contextlib
 import csv
+import io
 import math
 import os
 import random
@@ -69,7 +70,7 @@ import pwtp
 from backbones import BACKBONES, INPUTS
 from data import DATASETS
 from evaluate import (AMP_DTYPES, atomic_json, atomic_torch_save, autocast, classification_metrics,
-                      load_checkpoint, predict, resolve_device)
+                      gather_predictions, load_checkpoint, mean_nll, predict, setup_distributed)
 from mgda import NORMALIZERS, SPACES, STRATEGIES
 
 # =============================================================================================
@@ -211,6 +212,9 @@ def build_parser():
     a("--dropout", type=float, default=None, help="dropout before the classifier")
     a("--warmup-epochs", type=float, default=None, help="linear warm-up (default 7 on large sets)")
     a("--pwtp-lr-mult", type=float, default=None, help="PWTP learning-rate multiplier (ViT: 5)")
+    a("--input-scale", type=float, default=1.0,
+      help="fixed gain on the frames the backbone sees (ours; DA frames are ~30x smaller than normalised "
+           "RGB; default 1 = the paper's model)")
     a("--pretrained", default=None, metavar="{none,imagenet,PATH}",
       help="starting point, which also picks the recipe: PATH = a Kinetics video model (the TSM authors' "
            "or pytorchvideo's checkpoint, or a train.py best.pt/last.pt/export) or a torchvision state dict; "
@@ -293,6 +297,7 @@ def check_flags(args):
         ("warmup_epochs", args.warmup_epochs >= 0, ">= 0"), ("clip_grad", args.clip_grad >= 0, ">= 0 (0 = off)"),
         ("label_smoothing", 0 <= args.label_smoothing < 1, "in [0, 1)"),
         ("pwtp_lr_mult", args.pwtp_lr_mult > 0, "> 0"), ("lam", args.lam >= 0, ">= 0"),
+        ("input_scale", args.input_scale > 0, "> 0"),
         ("separate_epochs", args.separate_epochs > 0, "> 0"), ("log_every", args.log_every >= 1, ">= 1"),
         ("split", args.split >= 1, ">= 1"),
         ("max_steps", args.max_steps is None or args.max_steps >= 1, ">= 1"),
@@ -313,20 +318,6 @@ def check_flags(args):
 # =============================================================================================
 # 2. Opening or resuming a run
 # =============================================================================================
-def setup_distributed(device_arg):
-    """(rank, world, device) from torchrun's environment; the process group when world > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = resolve_device(device_arg, int(os.environ.get("LOCAL_RANK", "0")), prog="train.py")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1:
-        # CUDA tensors (gradients, buffers) go through NCCL; the few small CPU tensors (loss log,
-        # stop flag, train accuracy) through Gloo, so neither has to be copied to the other device.
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
-
-
 def is_dist():
     return dist.is_available() and dist.is_initialized()
 
@@ -574,11 +565,14 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
         model = backbones.build_model(args.backbone, loaders.num_classes, input=args.input,
                                       segments=args.segments, frames=args.frames, proj_dim=args.proj_dim,
                                       depth=args.depth, dropout=args.dropout, small=args.small,
-                                      pretrained="imagenet" if imagenet else None, crop_size=args.crop_size)
+                                      pretrained="imagenet" if imagenet else None, crop_size=args.crop_size,
+                                      input_scale=args.input_scale)
     except (RuntimeError, ValueError) as e:
         raise SystemExit(f"train.py: {e}") from None
     if weights is not None and not resuming:          # prints what was loaded and what was not
-        backbones.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
+        quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
+        with quiet:                       # rank 0 alone prints
+            backbones.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
     model.to(device)
     if device.type == "cuda":             # channels-last for the convolutions
         for p in model.parameters():
@@ -742,7 +736,6 @@ def validate(model, loader, device, amp, num_classes):
     The validation set never substitutes (data.py substitute=False): unreadable videos are left out
     of every number and counted in val_unreadable. val_loss is the held-out L_c: the mean
     cross-entropy, without label smoothing, of the predicted probabilities (bench.py's Fig. 3)."""
-    from evaluate import gather_predictions, mean_nll
     with torch.random.fork_rng(devices=[]):      # creating loader iterators draws from the RNG
         p = gather_predictions(predict(model, loader, device, amp=amp))
     m = classification_metrics(p.scores, p.labels, num_classes)
@@ -932,7 +925,7 @@ def main(argv=None):
 
 
 def train(parser, args, argv, stop):
-    rank, world, device = setup_distributed(args.device)
+    rank, world, device = setup_distributed(args.device, "train.py")
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
     args, ckpt, weights = open_run(parser, args, argv, world, log)
     if ckpt is None and args.dataset != "synthetic":

@@ -419,9 +419,9 @@ def test_pretrained_path_of_our_own_checkpoint_is_a_video_starting_point(synth_r
     """--pretrained RUN/best.pt (e.g. a Kinetics DA run) loads PWTP and backbone, picks the
     fine-tuning recipe and says what it loaded; a foreign or truncated file is named."""
     src = tmp_path / "src"
-    a = train.main(["--data-root", synth_root, "--out", str(src), "--max-steps", "2", "--workers", "0"] + TINY)
+    train.main(["--data-root", synth_root, "--out", str(src), "--max-steps", "2", "--workers", "0"] + TINY)
     capsys.readouterr()
-    b = train.main(["--dataset", "ucf101", "--data-root", synth_root, "--pretrained", str(src / "best.pt"),
+    train.main(["--dataset", "ucf101", "--data-root", synth_root, "--pretrained", str(src / "best.pt"),
                     "--backbone", "tsm", "--depth", "18", "--small", "--out", str(tmp_path / "dst"),
                     "--max-steps", "1", "--workers", "0", "--lr", "0.01"] + TINY)
     out = capsys.readouterr().out
@@ -448,3 +448,27 @@ def test_imagenet_default_offline_says_what_to_pass(synth_root, tmp_path, monkey
                     "--out", str(tmp_path / "r"), "--workers", "0"] + TINY)
     assert "recipe: from ImageNet weights: TSM's recipe" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_sigterm_to_the_whole_process_group_with_workers_resumes_bit_exactly(synth_root, tmp_path):
+    """What SLURM sends: SIGTERM to every process of the job, data-loader workers included. The
+    workers ignore it (data.py), the main process finishes its step, writes a mid-epoch last.pt
+    and exits 128+15; the resumed run equals an uninterrupted one."""
+    common = ["--data-root", synth_root, "--epochs", "3", "--log-every", "1", "--workers", "2"] + TINY
+    a = train.main(common + ["--out", str(tmp_path / "a")])
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + common + ["--out", str(tmp_path / "b")],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)          # its own process group, like a batch job
+    for line in p.stdout:
+        if "step 4/" in line:                             # mid-epoch 2, workers busy
+            os.killpg(p.pid, signal.SIGTERM)
+            break
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM" in out and "killed by signal" not in out
+    ck = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=False)
+    assert 4 <= ck["step"] < a["step"] and ck["batch_in_epoch"] > 0       # saved mid-epoch
+    b = train.main(["--resume", str(tmp_path / "b")])
+    sa, sb = a["model"].state_dict(), b["model"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
