@@ -315,12 +315,13 @@ def test_corrupt_and_empty_videos_are_skipped_and_counted(tmp_path):
 # ----------------------------------------------------------------------------------------------- synthetic
 
 def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
-    kw = dict(classes=3, videos_per_class=4, size=32, frames=8, seed=5)
+    kw = dict(classes=3, videos_per_class=4, size=32, frames=8, seed=5, bias_train=2, bias_test=1)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     data.write_synthetic(a, **kw)
     data.write_synthetic(b, **kw)
     files = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
-    assert len([f for f in files if f.endswith(".avi")]) == 12
+    assert len([f for f in files if f.endswith(".avi")]) == 3 * (4 + 2 + 1 + 1)
+    assert len([f for f in files if f.endswith(".txt")]) == 1 + 2 * 5  # classInd + splits 1..5
     for f in files:
         with open(os.path.join(a, f), "rb") as fa, open(os.path.join(b, f), "rb") as fb:
             assert fa.read() == fb.read(), f
@@ -331,15 +332,16 @@ def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
     with open(os.path.join(a, "ucfTrainTestlist", "trainlist01.txt"), "rb") as f:
         assert f.read().count(b"\r\n") == 9  # CRLF like the official lists
 
-    # every class uses the whole shared background pool; the decoded pixels agree with the record
+    # splits 1-3: every class uses the whole background pool; the decoded pixels agree with the record
     import json
     meta = json.load(open(os.path.join(a, "synth_meta.json")))
     per_class = {}
     for rel, v in meta["videos"].items():
-        per_class.setdefault(v["class"], set()).add(v["background"])
-    assert all(s == set(range(data.SYNTH_BACKGROUNDS)) for s in per_class.values()) and len(per_class) == 3
-    bgs, _ = data.synthetic_pool(5, 32 + 2 * 2)
-    for rel, v in list(meta["videos"].items())[:6]:
+        if "trainlist01.txt" in v["lists"] or "testlist01.txt" in v["lists"]:
+            per_class.setdefault(v["class"], set()).add(v["background"])
+    assert all(s == set(range(3)) for s in per_class.values()) and len(per_class) == 3
+    bgs, _ = data.synthetic_pool(5, 32 + 2 * 2, 3)
+    for rel, v in list(meta["videos"].items())[::4]:
         frame = data.read_frames(os.path.join(a, "UCF-101", rel), [0])[0].astype(float)
         dists = [np.abs(frame.mean((0, 1)) - bg[2:-2, 2:-2].mean((0, 1))).sum() for bg in bgs]
         assert int(np.argmin(dists)) == v["background"]
@@ -347,6 +349,88 @@ def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
     classes, train = data.parse_dataset("synthetic", a, 1, True)
     _, test = data.parse_dataset("synthetic", a, 1, False)
     assert classes == ["MoveRight", "MoveLeft", "MoveUp"] and len(train) == 9 and len(test) == 3
+
+
+def list_paths(root, split, train):
+    return [p for p, _ in data.parse_dataset("synthetic", root, split, train)[1]]
+
+
+def test_static_bias_split_has_the_intended_cue_correlation(tmp_path):
+    import json
+    root = str(tmp_path / "s")
+    data.write_synthetic(root, classes=4, videos_per_class=4, size=16, frames=4, bias_train=10, bias_test=6,
+                         bias=0.8)
+    meta = json.load(open(os.path.join(root, "synth_meta.json")))
+    lists = os.path.join(root, "ucfTrainTestlist")
+    assert open(os.path.join(lists, "trainlist05.txt"), "rb").read() == \
+        open(os.path.join(lists, "trainlist04.txt"), "rb").read()
+    train, ind, conflict = list_paths(root, 4, True), list_paths(root, 4, False), list_paths(root, 5, False)
+    assert (len(train), len(ind), len(conflict)) == (40, 24, 24)
+    assert list_paths(root, 5, True) == train
+    assert not set(train) & set(ind) and not set(train) & set(conflict) and not set(ind) & set(conflict)
+    assert not set(train + ind + conflict) & set(list_paths(root, 1, True) + list_paths(root, 1, False))
+    # training: round(0.8 * 10) = 8 of each class's 10 videos show its own background; in-distribution
+    # test: round(0.8 * 6) = 5 of 6; bias-conflicting test: none
+    assert data.static_cue_agreement(root, 4, True) == pytest.approx(0.8)
+    assert data.static_cue_agreement(root, 4, False) == pytest.approx(20 / 24)
+    assert data.static_cue_agreement(root, 5, False) == 0.0
+    # in the conflicting list each class shows every other class's background, about equally often
+    videos = os.path.join(root, "UCF-101")
+    cues = {}
+    for p in conflict:
+        v = meta["videos"][os.path.relpath(p, videos).replace(os.sep, "/")]
+        cues.setdefault(meta["classes"].index(v["class"]), []).append(v["background"])
+    for ci, bs in cues.items():
+        counts = [bs.count(b) for b in range(4) if b != ci]
+        assert ci not in bs and min(counts) == max(counts) == 2
+    # splits 1-3 stay scene-balanced: no class owns a background there
+    assert data.static_cue_agreement(root, 1, True) < 0.5
+
+
+def test_default_synthetic_plan_sizes_and_cue_fractions():
+    """The default set (not written here): 4 classes; splits 1-3 of 120/40 videos; the static-bias
+    training list of 240 videos at 90 % cue agreement, two test lists of 120 (>= 100: one video <= 1
+    point), in-distribution at 90 %, conflicting at 0 %."""
+    plan = data.synthetic_plan(4, 40, 40 * 3 // 2, 40 * 3 // 4, data.SYNTH_BIAS)
+    for name, n, agree in (("trainlist04.txt", 240, 0.9), ("testlist04.txt", 120, 0.9),
+                           ("testlist05.txt", 120, 0.0), ("trainlist01.txt", 120, None), ("testlist01.txt", 40, None)):
+        vs = [v for v in plan if name in v.lists]
+        assert len(vs) == n, name
+        share = sum(v.background == v.ci for v in vs) / n
+        assert share == pytest.approx(agree) if agree is not None else 0.15 < share < 0.35, (name, share)
+        # the object look carries no class information: each class shows every look about equally often
+        for ci in range(4):
+            looks = [v.sprite for v in vs if v.ci == ci]
+            assert max(looks.count(k) for k in range(3)) - min(looks.count(k) for k in range(3)) <= 2
+    assert len({(v.ci, v.number) for v in plan}) == len(plan)  # one generator seed per video
+
+
+def test_synthetic_motion_does_not_depend_on_the_cue():
+    """Same generator seed, different background (the cue) and object colour: the object and the
+    distractor cover exactly the same pixels in every frame, so motion is drawn the same way whatever
+    the cue."""
+    size, m = 32, 2
+    masks = []
+    for value, look in ((3, (0, (200, 40, 40))), (250, (0, (10, 120, 220)))):
+        bg = np.full((size + 2 * m, size + 2 * m, 3), value, np.uint8)
+        video = data._synth_video("MoveUp", bg, look, np.random.default_rng([0, 2, 7]), size, 12)
+        masks.append((video != value).any(-1))
+    assert masks[0].any() and (masks[0] == masks[1]).all()
+
+
+def test_split_4_and_5_only_for_synthetic(tmp_path):
+    root = str(tmp_path / "s")
+    data.write_synthetic(root, classes=2, videos_per_class=4, size=16, frames=4)
+    for k in (1, 2, 3, 4, 5):
+        assert data.parse_dataset("synthetic", root, k, True)[1] and data.parse_dataset("synthetic", root, k, False)[1]
+    with pytest.raises(ValueError, match=r"synthetic: --split must be 1, 2, 3, 4 or 5, got 6"):
+        data.parse_dataset("synthetic", root, 6, True)
+    for k in (4, 5):
+        with pytest.raises(ValueError, match=r"ucf101: --split must be 1, 2 or 3, got %d .*only for --dataset "
+                                             r"synthetic" % k):
+            data.parse_dataset("ucf101", root, k, True)
+    with pytest.raises(SystemExit, match="--bias must be a fraction"):
+        data.main(["synth", "--out", str(tmp_path / "t"), "--bias", "1.5"])
 
 
 def test_ensure_synthetic_writes_once_and_refuses_foreign_folder(tmp_path):
