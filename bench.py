@@ -3,9 +3,8 @@
     python bench.py              # the speed/cost table (a CPU-sized setting, plus the paper's
                                  # TSM-R50 8x6 224^2 setting), written to bench.json
     python bench.py --quick      # tiny sizes, a few seconds (what the test suite runs)
-    python bench.py claims       # trains every representation / joint strategy on the synthetic
-                                 # set with the same budget, 3 seeds, and prints the claims table
-                                 # (extra train.py flags after `--`, e.g. `-- --frames 8`)
+    python bench.py claims       # the evidence for the paper's claims (below), claims.json + .png
+    python bench.py claims --table claims.json     # its tables and verdicts again, no training
 
 Why ratios and not seconds: absolute times depend on the machine; the paper's efficiency claims
 are relative (PWTP is a small fraction of the backbone, MGDA costs little more than a weighted
@@ -15,15 +14,41 @@ over. Each row prints the goal beside the figure, and whether it is met.
 Rows:
   pwtp_vs_backbone   PWTP forward+backward vs the backbone's forward+backward on the same batch,
                      plus FLOPs and parameters of both (paper: 0.23 G vs 42.9 G multiply-adds).
-  mgda_vs_constant   one MGDA training step vs one constant-lambda step on the same batch.
+  mgda_vs_constant   train.train_step with --joint mgda vs --joint constant on the same batch (label
+                     smoothing, clipping, GradScaler, SGD: train.py's step itself). Both include the
+                     logged ||g_c||, ||g_p||, cos (JointTraining's stats=True, as train.py runs), which
+                     makes constant take g_c and g_p separately too; the row also shows constant
+                     without them (one backward of L_c + lambda L_p).
   da_vs_flow         DA extraction per clip vs optical flow over the same frames: torchvision's
                      RAFT-small where torchvision imports (random weights: only speed matters),
                      and always a classical Horn-Schunck flow written here in torch.
-  loader_vs_step     clips/s of the data loader (2 workers) vs clips/s of the training step, on
-                     the synthetic set.
+  loader_vs_step     clips/s of train.py's synthetic training loader (2 workers) vs clips/s of
+                     train.train_step on its batches (train.build_run builds both).
+
+`bench.py claims`: can the paper's claims fail here? Every row of CLAIM_ROWS (RGB; DA with each
+joint-training strategy and the MGDA variants; RGB difference; dynamic image) is trained for every
+budget of BUDGETS and seeds 0..N-1 by `python train.py --split 4 ...` (subprocess: the code a user
+runs) on the static-bias split of the synthetic set, then tested by `python evaluate.py --checkpoint
+RUN/last.pt --split 5` on its bias-conflicting list. Per row: in-distribution top-1 (metrics.json's
+last val_top1), bias-conflicting top-1, ENoPR, mean alpha (MGDA), mean ± std over seeds. Claims
+(CLAIMS, verdicts by RULE, computed from the numbers): (a) DA beats RGB in-distribution; (b) DA loses
+less than RGB on bias-conflicting videos; (c) joint training beats separate; (d) MGDA >= constant;
+(e) Fig. 3, held-out L_c and ENoPR positively correlated when PWTP trains on L_c alone.
+    python bench.py claims                               # all rows, both budgets, 3 seeds
+    python bench.py claims --budgets short --seeds 2 --rows mgda -- --workers 1
+Runs go to claims_runs/ (--out-dir); rerunning the same command continues or reuses them.
+Cost on 2 CPU cores, from ONE timed run (idle machine, torch 2.13 CPU): a DA run on split 4 (240
+training / 120 validation videos, 30 steps of 8 clips per epoch) took 14 s for 2 epochs, i.e. ~5 s
+per epoch plus ~4 s of start-up, and evaluate.py on the 120 conflicting videos 8 s. The other rows
+are estimated, not timed (RGB / RGB difference / dynamic image have no PWTP and should be cheaper).
+Defaults, 13 rows x 3 seeds x (3 + 10 epochs): 78 x ~12 s of start-up and testing + 39 x 13
+epochs x ~4.7 s ~ 55 min. Each run's wall time is recorded in claims.json, and the progress lines
+print an ETA from the runs so far.
 """
 import argparse
+import csv
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -36,8 +61,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import data
+import mgda
+import train
 from backbones import build_model
-from mgda import JointTraining
+from evaluate import AMP_DTYPES, atomic_json, resolve_device
 from pwtp import PWTP
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,6 +76,59 @@ GOALS = {
     "da_vs_hornschunck": ("(no goal; classical flow for scale)", lambda r: True),
     "loader_vs_step": ("loader >= 2x the training step rate", lambda r: r >= 2),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# `bench.py claims`: what is trained, and what is claimed (the functions are at the end)
+# ---------------------------------------------------------------------------------------------
+# Rows: (name, train.py arguments). Between rows only the representation and the joint training
+# change; every other flag is train.py's synthetic default (SYNTHETIC_DEFAULTS: TSM-R18 small,
+# S = 4, T = 4, 64^2, batch 8), the budget's --epochs/--lr, and what follows `--`.
+CLAIM_ROWS = [
+    ("RGB", ["--input", "rgb"]),
+    ("DA recognition", ["--input", "da", "--joint", "recognition"]),
+    ("DA separate", ["--input", "da", "--joint", "separate"]),
+    ("DA constant", ["--input", "da", "--joint", "constant", "--lam", "1"]),
+    ("DA scheduler", ["--input", "da", "--joint", "scheduler"]),
+    ("DA mgda", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "params"]),
+    ("DA mgda l2", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "l2", "--mgda-space", "params"]),
+    ("DA mgda loss", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss", "--mgda-space", "params"]),
+    ("DA mgda loss+", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "params"]),
+    ("DA mgda bases", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "bases"]),
+    ("DA mgda bases loss+", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "bases"]),
+    ("RGB difference", ["--input", "rgbdiff"]),
+    ("dynamic image", ["--input", "dynimg"]),
+]
+# Two budgets, each at a learning rate that suits it (ours, not swept). short: 0.01, the top of
+# train.py's synthetic sweep (SYNTHETIC_DEFAULTS), since few steps call for large ones (a DA run at
+# 0.01 reached 90 % in-distribution after 2 epochs); long: 0.005, the rate that sweep picked.
+# Both keep train.py's 1-epoch warm-up and cosine decay. Sized so that the default benchmark fits
+# in about an hour on 2 CPU cores (see the module docstring); pass `-- --epochs N --lr X` for others.
+BUDGETS = {"short": {"epochs": 3, "lr": 0.01}, "long": {"epochs": 10, "lr": 0.005}}
+# The static-bias split of the synthetic set (data.py): split 4 trains on videos whose static cue
+# (background, sprite look) goes with the class for ~90 % of them and validates on an
+# in-distribution list; split 5 has the same training list and a bias-conflicting test list (every
+# video's static cue belongs to another class). Only the motion decides the class.
+TRAIN_SPLIT, CONFLICT_SPLIT = 4, 5
+FIG3_ROW = "DA recognition"     # Fig. 3: PWTP trained with L_c only
+# The claims. "A > B" on `metric`, per budget; see compare() for when that holds. gap = bias-conflicting
+# top-1 minus in-distribution top-1 of the same run (<= 0: what the static bias costs).
+# (a), (b): the paper's DA (Algorithm 1, plain Eq. 12) and this repository's synthetic default (constant).
+CLAIMS = [
+    {"id": "a", "claim": "DA beats RGB in-distribution", "metric": "indist_top1",
+     "pairs": [("DA mgda", "RGB"), ("DA constant", "RGB")]},
+    {"id": "b", "claim": "DA drops less than RGB from in-distribution to bias-conflicting (Sec. 1, static bias)",
+     "metric": "gap", "pairs": [("DA mgda", "RGB"), ("DA constant", "RGB")]},
+    {"id": "c", "claim": "joint training beats separate training", "metric": "indist_top1",
+     "pairs": [("DA constant", "DA separate"), ("DA scheduler", "DA separate"), ("DA mgda", "DA separate")]},
+    {"id": "d", "claim": "MGDA >= constant lambda", "metric": "indist_top1", "pairs": [("DA mgda", "DA constant")]},
+    {"id": "e", "claim": "Fig. 3: held-out L_c and L_p positively correlated (PWTP trained on L_c only)",
+     "metric": "fig3", "pairs": []},
+]
+RULE = ("'A > B' holds when mean(A) - mean(B) > sqrt(sd_A^2 + sd_B^2) (sample standard deviations over "
+        "seeds), is reversed when it is < -sqrt(...), and is not shown otherwise; it needs >= 2 seeds per row. "
+        "Fig. 3 holds when the mean per-seed Pearson r exceeds the std of the per-seed r. A claim holds when "
+        "all its comparisons hold, is reversed when all are reversed, holds partly when some hold.")
 
 
 def sync(device):
@@ -112,31 +192,75 @@ def bench_pwtp_vs_backbone(device, size, segments, frames, small, depth, reps):
 
 
 # ---------------------------------------------------------------------------------------------
+# train.py's own step, on a model of our choosing
+# ---------------------------------------------------------------------------------------------
+def train_args(flags):
+    """train.py's flags for `flags` (its parser, then its defaults: label smoothing 0.1, gradient
+    clipping at 20, the optimiser groups, ...), as train.py itself would complete them for a run
+    from random weights. Nothing is read or written."""
+    return train.resolve_defaults(train.build_parser().parse_args([str(f) for f in flags]), 1, "none")
+
+
+def timing_run(args, device, amp=None, num_classes=10):
+    """A train.Run around a fresh model, for timing train.train_step on random clips: train.py's
+    optimiser (build_optimizer), LR schedule, joint-training strategy (mgda.JointTraining with its
+    default stats=True, as train.py builds it) and GradScaler (on for fp16 only). No loaders: the
+    step never touches them. A long schedule, so the LR stays at its peak while we time."""
+    model = build_model(args.backbone, num_classes, input=args.input, segments=args.segments,
+                        frames=args.frames, proj_dim=args.proj_dim, depth=args.depth, dropout=args.dropout,
+                        small=args.small, crop_size=args.crop_size).to(device)
+    optimizer = train.build_optimizer(model, args)
+    total = 10 ** 6
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, train.lr_lambda_factory(0, total))
+    joint = mgda.JointTraining(args.joint, lam=args.lam, total_steps=total, lam_min=args.lam_min,
+                               a=args.sched_a, b=args.sched_b, separate_steps=1,
+                               normalize=args.mgda_normalize, space=args.mgda_space)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    return train.Run(args, "(bench.py: no run folder)", 0, 1, device, amp, None, model, [], optimizer,
+                     scheduler, scaler, joint, 1, total, lambda *a: None)
+
+
+class Stepper:
+    """Calls train.train_step(run, clip, labels, step) with a running step counter."""
+
+    def __init__(self, run, clip, labels):
+        self.run, self.clip, self.labels, self.step = run, clip, labels, 0
+
+    def __call__(self):
+        train.train_step(self.run, self.clip, self.labels, self.step)
+        self.step += 1
+
+
+# ---------------------------------------------------------------------------------------------
 # One MGDA step vs one constant-lambda step
 # ---------------------------------------------------------------------------------------------
-def bench_mgda_vs_constant(device, size, segments, frames, small, depth, batch, reps):
-    model = build_model("tsm", 10, segments=segments, frames=frames, depth=depth, small=small,
-                        crop_size=size).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+def bench_mgda_vs_constant(device, size, segments, frames, small, depth, batch, reps, amp=None):
+    """train.train_step with --joint mgda vs --joint constant on the same model and batch: forward,
+    L_c with label smoothing, L_p, mgda.JointTraining, gradient clipping, the GradScaler and the SGD
+    step, exactly as train.py runs them. JointTraining logs ||g_c||, ||g_p|| and cos by default
+    (stats=True), so BOTH strategies take g_c and g_p separately (one extra backward through PWTP
+    for constant); the row also times constant with stats=False (one backward of L_c + lambda L_p),
+    the cheapest weighted sum, to show what the statistics cost."""
+    args = train_args(["--joint", "mgda", "--segments", segments, "--frames", frames, "--crop-size", size,
+                       "--depth", depth, "--small" if small else "--no-small", "--batch-size", batch])
+    run = timing_run(args, device, amp)
     clip = torch.randn(batch, segments * frames, 3, size, size, device=device)
-    label = torch.randint(0, 10, (batch,), device=device)
-
-    def step(jt):
-        out = model(clip)
-        loss_c = F.cross_entropy(out.logits, label)
-        jt.backward(model, loss_c, out.pwtp.enopr.mean(), 0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    # Interleaved, so that neither strategy always runs first (caches, allocator, CPU clocks).
-    mgda_jt, const_jt = JointTraining("mgda"), JointTraining("constant", lam=1.0)
-    t_m, t_c = [], []
+    labels = torch.randint(0, 10, (batch,), device=device)
+    strategies = {"mgda": run.joint, "constant": mgda.JointTraining("constant", lam=1.0),
+                  "constant_nostats": mgda.JointTraining("constant", lam=1.0, stats=False)}
+    steppers = {k: Stepper(run._replace(joint=j), clip, labels) for k, j in strategies.items()}
+    # Interleaved, so that no strategy always runs first (caches, allocator, CPU clocks).
+    times = {k: [] for k in steppers}
     for _ in range(max(3, reps)):
-        t_m.append(timeit(lambda: step(mgda_jt), device, 1))
-        t_c.append(timeit(lambda: step(const_jt), device, 1))
-    t_m, t_c = statistics.median(t_m), statistics.median(t_c)
-    return {"setting": f"TSM-R{depth}{' small' if small else ''}, batch {batch}, S={segments}, T={frames}, {size}^2",
-            "mgda_s": t_m, "constant_s": t_c, "ratio": t_m / t_c}
+        for k, step in steppers.items():
+            times[k].append(timeit(step, device, 1))
+    t = {k: statistics.median(v) for k, v in times.items()}
+    return {"setting": f"TSM-R{depth}{' small' if small else ''}, batch {batch}, S={segments}, T={frames}, "
+                       f"{size}^2{', ' + str(amp).replace('torch.', '') if amp else ''}; train.train_step "
+                       "(label smoothing, clip 20, GradScaler, SGD); both with JointTraining's logged "
+                       "||g_c||, ||g_p||, cos (stats=True, as train.py)",
+            "mgda_s": t["mgda"], "constant_s": t["constant"], "constant_nostats_s": t["constant_nostats"],
+            "ratio": t["mgda"] / t["constant"], "ratio_vs_nostats": t["mgda"] / t["constant_nostats"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,9 +328,13 @@ def bench_da_vs_flow(device, size, segments, frames, reps, hs_iters=100, raft=Tr
 # Loader vs training step, on the synthetic set
 # ---------------------------------------------------------------------------------------------
 def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, workers=2):
-    loaders = data.build_loaders("synthetic", root, segments=segments, frames=frames, crop_size=size,
-                                 batch_size=batch, workers=workers, seed=0)
-    it = iter(loaders.train)
+    """The run train.py builds for the synthetic set (train.build_run: its loaders, TSM-R18 small,
+    its default joint strategy), at the given sizes: clips/s its training loader delivers vs clips/s
+    of train.train_step on one of its batches."""
+    args = train_args(["--dataset", "synthetic", "--data-root", root, "--segments", segments, "--frames", frames,
+                       "--crop-size", size, "--batch-size", batch, "--workers", workers])
+    run = train.build_run(args, 0, 1, device, lambda *a: None)       # writes nothing (no --out needed)
+    it = iter(run.loaders.train)
     first = next(it)                                                 # workers started, first batch in
     t0, n = time.perf_counter(), 0
     for _ in range(batches):
@@ -217,21 +345,9 @@ def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, w
         n += clip.shape[0]
     loader_cps = n / max(1e-9, time.perf_counter() - t0)
     del it
-
-    model = build_model("tsm", loaders.num_classes, segments=segments, frames=frames, depth=18, small=True,
-                        crop_size=size).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    jt = JointTraining("mgda")
-    clip, label = first[0].to(device), first[1].to(device)
-
-    def step():
-        out = model(clip)
-        jt.backward(model, F.cross_entropy(out.logits, label), out.pwtp.enopr.mean(), 0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step_cps = clip.shape[0] / timeit(step, device, reps=3)
-    return {"setting": f"synthetic, batch {batch}, S={segments}, T={frames}, {size}^2, {workers} workers; step: TSM-R18 small + MGDA",
+    step_cps = first[0].shape[0] / timeit(Stepper(run, first[0], first[1]), device, reps=3)
+    return {"setting": f"synthetic, batch {batch}, S={segments}, T={frames}, {size}^2, {workers} workers; "
+                       f"step: train.train_step, TSM-R18 small, --joint {args.joint} (train.py's synthetic default)",
             "loader_clips_per_s": loader_cps, "step_clips_per_s": step_cps, "ratio": loader_cps / step_cps}
 
 
@@ -239,7 +355,8 @@ def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, w
 # The table
 # ---------------------------------------------------------------------------------------------
 def run_bench(args):
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device, prog="bench.py")
+    amp = AMP_DTYPES[args.amp] if args.amp else None
     torch.manual_seed(0)
     q = args.quick
     res = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": q}
@@ -248,9 +365,9 @@ def run_bench(args):
     if not q and not args.skip_full:
         res["pwtp_vs_backbone"].append(bench_pwtp_vs_backbone(device, 224, 8, 6, False, 50, reps))
     res["mgda_vs_constant"] = [bench_mgda_vs_constant(device, cpu_size, 4 if q else 8, 4 if q else 6, True, 18,
-                                                      2 if q else 4, reps)]
-    if not q and not args.skip_full:   # the paper's setting: the overhead of MGDA is PWTP's extra backward
-        res["mgda_vs_constant"].append(bench_mgda_vs_constant(device, 224, 8, 6, False, 50, 2, reps))
+                                                      2 if q else 4, reps, amp)]
+    if not q and not args.skip_full:   # the paper's setting, TSM-R50 8x6 at 224^2
+        res["mgda_vs_constant"].append(bench_mgda_vs_constant(device, 224, 8, 6, False, 50, 2, reps, amp))
     res["da_vs_flow"] = bench_da_vs_flow(device, cpu_size if q else 224, 2 if q else 8, 4 if q else 6, reps,
                                          hs_iters=10 if q else 100, raft=not args.no_raft)
     root = args.data_root or (os.path.join(tempfile.mkdtemp(), "synth") if q else data.default_synthetic_root())
@@ -259,9 +376,7 @@ def run_bench(args):
     res["loader_vs_step"] = bench_loader_vs_step(device, root, 32 if q else 64, 2 if q else 4, 4 if q else 4,
                                                  2 if q else 8, 2 if q else 10, workers=args.workers)
     print_table(res)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(res, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_json(res, args.out)
     print(f"\nwrote {args.out}")
     return res
 
@@ -274,8 +389,10 @@ def print_table(res):
                      f"({r['pwtp_gmacs']:.3f} vs {r['backbone_gmacs']:.2f} G MACs, {r['pwtp_params']:,} vs {r['backbone_params']:,} params)",
                      r["ratio"], f"{100 * r['ratio']:.2f}%"))
     for r in res["mgda_vs_constant"]:
-        rows.append(("mgda_vs_constant", r["setting"], f"MGDA {r['mgda_s'] * 1e3:.1f} ms vs constant {r['constant_s'] * 1e3:.1f} ms",
-                     r["ratio"], f"{r['ratio']:.2f}x"))
+        rows.append(("mgda_vs_constant", r["setting"],
+                     f"MGDA {r['mgda_s'] * 1e3:.1f} ms vs constant {r['constant_s'] * 1e3:.1f} ms "
+                     f"(constant without the logged stats {r['constant_nostats_s'] * 1e3:.1f} ms: "
+                     f"MGDA {r['ratio_vs_nostats']:.2f}x that)", r["ratio"], f"{r['ratio']:.2f}x"))
     r = res["da_vs_flow"]
     if r["ratio_raft"] is None:
         rows.append(("da_vs_raft", r["setting"], f"RAFT-small: {r['raft_note']}", None, "n/a"))
@@ -296,80 +413,373 @@ def print_table(res):
                     for key, _, _, ratio, _ in rows}
 
 
-# ---------------------------------------------------------------------------------------------
-# The paper's claims on the synthetic set
-# ---------------------------------------------------------------------------------------------
-CLAIM_RUNS = [  # (name, train.py arguments)
-    ("RGB baseline", ["--input", "rgb"]),
-    ("DA, recognition (lambda=0)", ["--input", "da", "--joint", "recognition"]),
-    ("DA, separate", ["--input", "da", "--joint", "separate"]),
-    ("DA, constant (lambda=1)", ["--input", "da", "--joint", "constant", "--lam", "1"]),
-    ("DA, scheduler (Eq. 13)", ["--input", "da", "--joint", "scheduler"]),
-    ("DA, MGDA", ["--input", "da", "--joint", "mgda"]),
-    ("RGB difference", ["--input", "rgbdiff"]),
-    ("dynamic image", ["--input", "dynimg"]),
-]
 
 
-def run_claims(args):
-    """Train each configuration with the same budget on the synthetic set, for several seeds,
-    through train.py itself (so the claims are about the code a user runs)."""
-    out_root = args.out_dir or tempfile.mkdtemp(prefix="da-claims-")
-    table = []
-    for name, extra in CLAIM_RUNS:
-        top1, enoprs = [], []
-        for seed in range(args.seeds):
-            run_dir = os.path.join(out_root, f"{name.split(',')[0].replace(' ', '_')}_{'_'.join(extra[1::2])}_s{seed}")
-            cmd = [sys.executable, os.path.join(HERE, "train.py"), "--seed", str(seed), "--out", run_dir,
-                   "--epochs", str(args.epochs)] + extra + args.train_args
-            if args.data_root:
-                cmd += ["--data-root", args.data_root]
-            t0 = time.time()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"bench.py claims: {' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-            with open(os.path.join(run_dir, "metrics.json")) as f:
-                last = json.load(f)[-1]
-            top1.append(last["val_top1"])
-            if last.get("val_enopr") is not None:
-                enoprs.append(last["val_enopr"])
-            print(f"  {name:28s} seed {seed}: top-1 {last['val_top1']:.1f}%  ENoPR {last.get('val_enopr')}  ({time.time() - t0:.0f} s)", flush=True)
-        row = {"name": name, "args": extra, "top1": top1, "enopr": enoprs,
-               "top1_mean": statistics.mean(top1), "top1_std": statistics.pstdev(top1),
-               "enopr_mean": statistics.mean(enoprs) if enoprs else None}
-        table.append(row)
-    print(f"\n| representation / joint training | top-1 (%) mean ± std over {args.seeds} seeds | ENoPR |")
-    print("|---|---|---|")
-    for r in table:
-        en = "–" if r["enopr_mean"] is None else f"{r['enopr_mean']:.3f}"
-        print(f"| {r['name']} | {r['top1_mean']:.1f} ± {r['top1_std']:.1f} | {en} |")
-    with open(args.out, "w") as f:
-        json.dump({"command": " ".join(sys.argv), "epochs": args.epochs, "seeds": args.seeds,
-                   "train_args": args.train_args, "table": table}, f, indent=2)
-    print(f"\nwrote {args.out}")
-    return table
+# ---------------------------------------------------------------------------------------------
+# `bench.py claims`: every row trained through train.py, tested through evaluate.py
+# ---------------------------------------------------------------------------------------------
+def select_rows(filters):
+    """CLAIM_ROWS kept by --rows: a row's exact name (case-insensitive) or, else, a substring of names."""
+    if not filters:
+        return list(CLAIM_ROWS)
+    names, keep = [n for n, _ in CLAIM_ROWS], set()
+    for f in filters:
+        hit = [n for n in names if n.lower() == f.lower()] or [n for n in names if f.lower() in n.lower()]
+        if not hit:
+            raise SystemExit(f"bench.py claims: --rows {f!r} matches no row; the rows are: {', '.join(names)}")
+        keep.update(hit)
+    return [(n, a) for n, a in CLAIM_ROWS if n in keep]
+
+
+def read_json(path, what="bench.py claims"):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{what}: cannot read {path} ({e})") from None
+
+
+def call(cmd, log_path):
+    """Run one command, its output into log_path; a failure stops the benchmark, saying where to look."""
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, text=True).returncode
+    if rc != 0:
+        with open(log_path) as log:
+            tail = log.read()[-3000:]
+        raise SystemExit(f"bench.py claims: `{' '.join(cmd)}` failed (exit {rc}); its output is in {log_path}:\n{tail}")
+
+
+def read_run(run_dir):
+    """The numbers of one finished run: metrics.json's last epoch (in-distribution validation), conflict.json
+    (evaluate.py on the bias-conflicting list), log.csv's alpha column, and the budget args.json records."""
+    metrics = [m for m in read_json(os.path.join(run_dir, "metrics.json")) if not m.get("partial")]
+    if not metrics:
+        raise SystemExit(f"bench.py claims: {run_dir}/metrics.json holds no finished epoch")
+    with open(os.path.join(run_dir, "log.csv"), newline="") as f:
+        alphas = [float(r["alpha"]) for r in csv.DictReader(f) if r.get("alpha")]
+    targs, last = read_json(os.path.join(run_dir, "args.json")), metrics[-1]
+    return {"epochs": targs["epochs"], "lr": targs["lr"], "indist_top1": last["val_top1"],
+            "conflict_top1": read_json(os.path.join(run_dir, "conflict.json"))["top1"],
+            "enopr": last.get("val_enopr"), "mean_alpha": statistics.mean(alphas) if alphas else None,
+            # per epoch, for Fig. 3 (val_loss: the held-out cross-entropy, absent in older train.py)
+            "val_loss": [m.get("val_loss") for m in metrics], "val_enopr": [m.get("val_enopr") for m in metrics]}
+
+
+def run_one(a, name, row_args, budget, seed):
+    """Train one row for one seed on the training split, test last.pt on the conflicting split. A run
+    folder that already holds the same command is continued (train.py --resume auto) or, when finished,
+    reused; one that holds another command is an error."""
+    run_dir = os.path.join(a.out_dir, budget, name.lower().replace(" ", "_").replace("+", "plus"), f"seed{seed}")
+    b = BUDGETS[budget]
+    train_cmd = [sys.executable, os.path.join(HERE, "train.py"), "--dataset", "synthetic",
+                 "--split", str(a.train_split), "--epochs", str(b["epochs"]), "--lr", str(b["lr"]), *row_args,
+                 "--seed", str(seed), "--out", run_dir, "--resume", "auto",
+                 *(["--data-root", a.data_root] if a.data_root else []), *a.train_args]
+    record_path = os.path.join(run_dir, "bench_run.json")
+    if os.path.exists(record_path):
+        old = read_json(record_path)
+        if old.get("train_cmd", [None])[1:] != train_cmd[1:]:
+            raise SystemExit(f"bench.py claims: {run_dir} holds a run of another command "
+                             f"({' '.join(old.get('train_cmd', ['?'])[1:])}); pass another --out-dir or remove it")
+        if old.get("done"):
+            return dict(old, reused=True)
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_json({"row": name, "budget": budget, "seed": seed, "train_cmd": train_cmd}, record_path)
+    t0 = time.time()
+    call(train_cmd, os.path.join(run_dir, "train.log"))
+    train_s = time.time() - t0
+    workers = read_json(os.path.join(run_dir, "args.json"))["workers"]     # evaluate with the run's loaders
+    eval_cmd = [sys.executable, os.path.join(HERE, "evaluate.py"), "--checkpoint", os.path.join(run_dir, "last.pt"),
+                "--split", str(a.conflict_split), "--out", os.path.join(run_dir, "conflict.json"),
+                "--workers", str(workers)]
+    t0 = time.time()
+    call(eval_cmd, os.path.join(run_dir, "eval.log"))
+    rec = {"row": name, "budget": budget, "seed": seed, "run_dir": run_dir, "train_cmd": train_cmd,
+           "eval_cmd": eval_cmd, "train_s": train_s, "eval_s": time.time() - t0, **read_run(run_dir)}
+    atomic_json(dict(rec, done=True), record_path)
+    return dict(rec, reused=False)
+
+
+# --- from the runs' numbers to the claims ------------------------------------------------------
+METRICS = ("indist_top1", "conflict_top1", "gap", "enopr", "mean_alpha")
+
+
+def metric_value(run, metric):
+    if metric == "gap":
+        return run["conflict_top1"] - run["indist_top1"]
+    return run.get(metric)
+
+
+def mean_std(values):
+    """{"mean", "std", "n"} of the values that are not None; std: sample std (n - 1), None for n < 2."""
+    v = [x for x in values if x is not None]
+    return {"mean": statistics.mean(v) if v else None, "std": statistics.stdev(v) if len(v) > 1 else None,
+            "n": len(v)}
+
+
+def compare(sa, sb):
+    """'A > B' from two mean_std results: see RULE."""
+    if not sa or not sb or sa["n"] < 2 or sb["n"] < 2:
+        return {"verdict": "n/a", "why": "row not run" if not sa or not sb else "needs >= 2 seeds"}
+    diff, spread = sa["mean"] - sb["mean"], math.hypot(sa["std"], sb["std"])
+    verdict = "holds" if diff > spread else "reversed" if diff < -spread else "not shown"
+    return {"verdict": verdict, "diff": diff, "spread": spread}
+
+
+def pearson(pairs):
+    """Pearson r of (x, y) pairs; None for fewer than 3 pairs (2 points give r = +-1 by construction)
+    or a constant coordinate (no r exists)."""
+    if len(pairs) < 3:
+        return None
+    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    mx, my = statistics.mean(x), statistics.mean(y)
+    sxy = sum((u - mx) * (v - my) for u, v in pairs)
+    sxx, syy = sum((u - mx) ** 2 for u in x), sum((v - my) ** 2 for v in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def fig3(runs):
+    """Per budget, from the FIG3_ROW runs: per-epoch (held-out L_c = val_loss, held-out ENoPR) pairs, the
+    Pearson r per seed and pooled over seeds; a note instead where metrics.json has no val_loss."""
+    out = {}
+    for r in runs:
+        if r["row"] != FIG3_ROW:
+            continue
+        f = out.setdefault(r["budget"], {"seeds": [], "note": None})
+        pairs = [[l, e] for l, e in zip(r["val_loss"], r["val_enopr"]) if l is not None and e is not None]
+        f["seeds"].append({"seed": r["seed"], "pairs": pairs, "r": pearson(pairs)})
+    for f in out.values():
+        pooled = [p for s in f["seeds"] for p in s["pairs"]]
+        f["pooled_r"] = pearson(pooled)
+        f["r"] = mean_std([s["r"] for s in f["seeds"]])
+        if not pooled:
+            f["note"] = ("metrics.json holds no val_loss: this train.py does not record the held-out L_c, "
+                         "so Fig. 3 cannot be checked")
+    return out
+
+
+ZERO = {"mean": 0.0, "std": 0.0, "n": math.inf}
+
+
+def claim_verdict(verdicts):
+    """One claim from its comparisons (see RULE)."""
+    decided = [v for v in verdicts if v != "n/a"]
+    if not decided:
+        return "n/a"
+    k = verdicts.count("holds")
+    if k == len(verdicts):
+        return "holds"
+    if decided.count("reversed") == len(verdicts):
+        return "reversed"
+    return f"partly ({k} of {len(verdicts)})" if k else "not shown"
+
+
+def analyse(runs):
+    """summary (budget -> row -> metric -> mean_std), fig3 and the claims, from the per-run numbers."""
+    summary = {}
+    for r in runs:
+        summary.setdefault(r["budget"], {}).setdefault(r["row"], []).append(r)
+    summary = {b: {row: {m: mean_std([metric_value(r, m) for r in rs]) for m in METRICS}
+                   for row, rs in rows.items()} for b, rows in summary.items()}
+    figs, claims = fig3(runs), []
+    for c in CLAIMS:
+        for b in summary:
+            if c["metric"] == "fig3":
+                f = figs.get(b)
+                comps = [dict(compare(f["r"], ZERO) if f and not f["note"] else
+                              {"verdict": "n/a", "why": f["note"] if f else f"no {FIG3_ROW} runs"},
+                              what="mean per-seed r(val_loss, val_ENoPR) > 0")]
+            else:
+                comps = [dict(compare(summary[b].get(A, {}).get(c["metric"]), summary[b].get(B, {}).get(c["metric"])),
+                              what=f"{A} - {B}") for A, B in c["pairs"]]
+            claims.append({"id": c["id"], "claim": c["claim"], "metric": c["metric"], "budget": b,
+                           "verdict": claim_verdict([x["verdict"] for x in comps]), "comparisons": comps})
+    return {"summary": summary, "fig3": figs, "claims": claims}
+
+
+# --- the report: markdown tables, claims.png ---------------------------------------------------
+def fmt(ms, digits=1, signed=False):
+    """mean ± std, '(1 seed)' without a spread, '–' without a value."""
+    if not ms or ms["mean"] is None:
+        return "–"
+    f = f"{'+' if signed else ''}.{digits}f"
+    return f"{ms['mean']:{f}} ± {ms['std']:.{digits}f}" if ms["std"] is not None else f"{ms['mean']:{f}} (1 seed)"
+
+
+def ordered_rows(names):
+    """CLAIM_ROWS' order, then any other row names in the order they come."""
+    known = [n for n, _ in CLAIM_ROWS if n in names]
+    return known + [n for n in dict.fromkeys(names) if n not in known]
+
+
+def budget_label(runs, budget):
+    """'short: 8 epochs, lr 0.01' from what the runs recorded (args.json), so extra flags show."""
+    rs = [r for r in runs if r["budget"] == budget]
+    ep = sorted({r["epochs"] for r in rs})
+    lr = sorted({r["lr"] for r in rs})
+    return f"{budget}: {'/'.join(map(str, ep))} epochs, lr {'/'.join(f'{v:g}' for v in lr)}"
+
+
+def format_tables(result):
+    """The README's markdown: one table per budget, the Fig. 3 correlations and the claims' verdicts."""
+    runs, an = result["runs"], analyse(result["runs"])
+    budgets = list(an["summary"])
+    lines = []
+    for b in budgets:
+        s = an["summary"][b]
+        n = max(v["indist_top1"]["n"] for v in s.values())
+        lines += [f"**{budget_label(runs, b)}** (mean ± std over {n} seed{'s' * (n > 1)})", "",
+                  "| row | in-distribution top-1 (%) | bias-conflicting top-1 (%) | conflict − in-dist | ENoPR | mean alpha |",
+                  "|---|---|---|---|---|---|"]
+        for row in ordered_rows(list(s)):
+            m = s[row]
+            lines.append(f"| {row} | {fmt(m['indist_top1'])} | {fmt(m['conflict_top1'])} | "
+                         f"{fmt(m['gap'], signed=True)} | {fmt(m['enopr'], 3)} | {fmt(m['mean_alpha'], 3)} |")
+        f = an["fig3"].get(b)
+        if f:
+            per_seed = ", ".join(f"seed {x['seed']}: " + ("–" if x["r"] is None else f"{x['r']:+.2f}") for x in f["seeds"])
+            pooled = "–" if f["pooled_r"] is None else f"{f['pooled_r']:+.2f}"
+            lines += ["", f"Fig. 3 ({FIG3_ROW}, per-epoch held-out L_c vs ENoPR): "
+                          + (f["note"] if f["note"] else f"Pearson r {per_seed}; pooled {pooled}")]
+        lines.append("")
+    lines += [f"Verdicts. {RULE}", "", "| claim | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+    by = {(c["id"], c["budget"]): c for c in an["claims"]}
+    for c in CLAIMS:
+        lines.append(f"| ({c['id']}) {c['claim']} | "
+                     + " | ".join(f"**{by[(c['id'], b)]['verdict']}**" for b in budgets) + " |")
+        for i, comp in enumerate(by[(c["id"], budgets[0])]["comparisons"]):
+            cells = []
+            for b in budgets:
+                x = by[(c["id"], b)]["comparisons"][i]
+                cells.append(f"{x['verdict']}: {x['diff']:+.2f} vs spread {x['spread']:.2f}" if "diff" in x
+                             else f"n/a ({x['why']})")
+            lines.append(f"| &nbsp;&nbsp; {comp['what']} | " + " | ".join(cells) + " |")
+    if "total_s" in result:
+        lines += ["", f"{len(runs)} runs, {result['total_s'] / 60:.1f} min in all "
+                      f"(training {sum(r['train_s'] for r in runs) / 60:.1f} min, testing "
+                      f"{sum(r['eval_s'] for r in runs) / 60:.1f} min): `{result.get('command', '')}`"]
+    return "\n".join(lines)
+
+
+def plot_claims(result, path, dpi=100):
+    """claims.png: per budget, in-distribution and bias-conflicting top-1 per row (mean, error bar =
+    std over seeds); last panel, the Fig. 3 scatter of held-out L_c vs ENoPR per epoch."""
+    import visualize                     # matplotlib (Agg) and its atomic save
+    plt = visualize.plt
+    an = analyse(result["runs"])
+    budgets = list(an["summary"])
+    n_rows = max(len(v) for v in an["summary"].values())
+    fig, axes = plt.subplots(1, len(budgets) + 1, figsize=(6.5 * (len(budgets) + 1), 2.5 + 0.45 * n_rows), dpi=dpi)
+    for ax, b in zip(axes, budgets):
+        rows = ordered_rows(list(an["summary"][b]))
+        y = list(range(len(rows)))
+        for off, key, label, color in ((-0.15, "indist_top1", "in-distribution", "C0"),
+                                       (0.15, "conflict_top1", "bias-conflicting", "C3")):
+            ms = [an["summary"][b][r][key] for r in rows]
+            ax.errorbar([m["mean"] for m in ms], [v + off for v in y], xerr=[m["std"] or 0 for m in ms],
+                        fmt="o", color=color, label=label, capsize=3)
+        ax.set_yticks(y)
+        ax.set_yticklabels(rows)
+        ax.invert_yaxis()
+        ax.set(xlabel="top-1 (%)", xlim=(-2, 102), title=budget_label(result["runs"], b))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    for k, b in enumerate(budgets):
+        for s in an["fig3"].get(b, {}).get("seeds", []):
+            if s["pairs"]:
+                x, yv = zip(*s["pairs"])
+                r = "–" if s["r"] is None else f"{s['r']:+.2f}"
+                ax.plot(x, yv, "os^v"[k % 4] + "-", lw=0.8, label=f"{b}, seed {s['seed']}: r = {r}")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, f"no {FIG3_ROW} runs with val_loss", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="held-out L_c (val_loss, cross-entropy)", ylabel="held-out L_p (val_enopr)",
+           title=f"Fig. 3: {FIG3_ROW}, one point per epoch")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    visualize.save(fig, path, dpi)
+
+
+def run_claims(a):
+    """Train every selected row x budget x seed (see the module docstring), then write claims.json,
+    claims.png and print the tables. With --table, only the last part, from an existing claims.json."""
+    if a.table:
+        result = read_json(a.table, "bench.py claims --table")
+        if not isinstance(result, dict) or not result.get("runs"):
+            raise SystemExit(f"bench.py claims --table: {a.table} holds no runs (expected bench.py claims' JSON)")
+        print(format_tables(result))
+        return result
+    if a.seeds < 1:
+        raise SystemExit(f"bench.py claims: --seeds must be >= 1, got {a.seeds}")
+    rows = select_rows(a.rows)
+    a.out_dir = a.out_dir or os.path.splitext(a.out)[0] + "_runs"
+    jobs = [(b, name, args, seed) for b in a.budgets for name, args in rows for seed in range(a.seeds)]
+    left = sum(BUDGETS[b]["epochs"] for b, *_ in jobs)
+    t_start, fresh_s, fresh_epochs, runs = time.time(), 0.0, 0, []
+    print(f"bench.py claims: {len(jobs)} runs ({len(rows)} rows x {len(a.budgets)} budgets x {a.seeds} seeds) "
+          f"in {a.out_dir}", flush=True)
+    for i, (b, name, args, seed) in enumerate(jobs):
+        t0 = time.time()
+        rec = run_one(a, name, args, b, seed)
+        runs.append(rec)
+        left -= BUDGETS[b]["epochs"]
+        if not rec["reused"]:
+            fresh_s, fresh_epochs = fresh_s + time.time() - t0, fresh_epochs + BUDGETS[b]["epochs"]
+        eta = f"ETA {train.fmt_time(fresh_s / fresh_epochs * left)}" if fresh_epochs else ""
+        print(f"  [{i + 1}/{len(jobs)}] {b:5s} {name:20s} seed {seed}: in-dist {rec['indist_top1']:5.1f} % | "
+              f"conflict {rec['conflict_top1']:5.1f} % | "
+              + ("reused" if rec["reused"] else f"{rec['train_s']:.0f} s + {rec['eval_s']:.0f} s") + f" | {eta}",
+              flush=True)
+    for r in runs:
+        r.pop("reused")
+    result = {"command": a.command, "rule": RULE, "train_split": a.train_split, "conflict_split": a.conflict_split,
+              "budgets": {b: BUDGETS[b] for b in a.budgets}, "seeds": a.seeds, "rows": [n for n, _ in rows],
+              "train_args": a.train_args, "total_s": time.time() - t_start, "runs": runs}
+    result.update(analyse(runs))
+    atomic_json(result, a.out)
+    png = os.path.splitext(a.out)[0] + ".png"
+    plot_claims(result, png)
+    print("\n" + format_tables(result) + f"\n\nwrote {a.out}, {png}")
+    return result
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", nargs="?", default="bench", choices=["bench", "claims"])
     p.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the test suite's mode)")
-    p.add_argument("--skip-full", action="store_true", help="skip the full-size TSM-R50 224^2 row (slow on CPU)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--skip-full", action="store_true", help="skip the full-size TSM-R50 224^2 rows (slow on CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
+                   help="bench: the MGDA/constant steps under autocast bf16 (plain --amp) or fp16 (with the GradScaler)")
     p.add_argument("--no-raft", action="store_true",
                    help="do not try torchvision's RAFT-small in the flow row (the tests never import torchvision)")
     p.add_argument("--workers", type=int, default=2, help="loader workers for the loader row")
     p.add_argument("--data-root", default=None, help="synthetic set root (default: data.py's cache folder)")
-    p.add_argument("--out", default=None, help="JSON output (bench.json / claims.json)")
-    p.add_argument("--seeds", type=int, default=3, help="claims: seeds per configuration")
-    p.add_argument("--epochs", type=int, default=30, help="claims: epochs per run (same for every run; 30 = the quick start)")
-    p.add_argument("--out-dir", default=None, help="claims: where the runs go (default: a temp folder)")
+    p.add_argument("--out", default=None, help="JSON output (default bench.json / claims.json; claims: the PNG beside it)")
+    p.add_argument("--seeds", type=int, default=3, help="claims: seeds 0..N-1 per row and budget (default 3)")
+    p.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS),
+                   help="claims: " + ", ".join(f"{k} = {v['epochs']} epochs at lr {v['lr']:g}" for k, v in BUDGETS.items())
+                        + " (default: both)")
+    p.add_argument("--rows", action="append", default=None, metavar="NAME",
+                   help="claims: only these rows (exact name, else a substring; repeatable). Rows: "
+                        + ", ".join(n for n, _ in CLAIM_ROWS))
+    p.add_argument("--train-split", type=int, default=TRAIN_SPLIT,
+                   help=f"claims: train.py --split (default {TRAIN_SPLIT}: static cue goes with the class)")
+    p.add_argument("--conflict-split", type=int, default=CONFLICT_SPLIT,
+                   help=f"claims: evaluate.py --split of the bias-conflicting list (default {CONFLICT_SPLIT})")
+    p.add_argument("--out-dir", default=None,
+                   help="claims: where the runs go (default: OUT without .json + _runs); rerunning continues it")
+    p.add_argument("--table", default=None, metavar="CLAIMS.json",
+                   help="claims: print the tables and verdicts of an existing claims.json; trains nothing")
     argv = list(sys.argv[1:] if argv is None else argv)
-    # claims: everything after a bare `--` goes to train.py unchanged (e.g. -- --frames 8)
+    # claims: everything after a bare `--` goes to train.py unchanged, after the row's and budget's flags
+    # (so it can override them, e.g. -- --frames 8)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
-    args = p.parse_args(argv)
+    args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     args.train_args = train_args
+    args.command = "python bench.py " + " ".join(argv)
     args.out = args.out or ("claims.json" if args.mode == "claims" else "bench.json")
     return run_claims(args) if args.mode == "claims" else run_bench(args)
 
