@@ -468,7 +468,8 @@ def read_run(run_dir):
 def run_one(a, name, row_args, budget, seed):
     """Train one row for one seed on the training split, test last.pt on the conflicting split. A run
     folder that already holds the same command is continued (train.py --resume auto) or, when finished,
-    reused; one that holds another command is an error."""
+    reused; one that holds another command is an error. train_s / eval_s: wall time of the calls that
+    finished the run (a continued run counts only its continuation)."""
     run_dir = os.path.join(a.out_dir, budget, name.lower().replace(" ", "_").replace("+", "plus"), f"seed{seed}")
     b = BUDGETS[budget]
     train_cmd = [sys.executable, os.path.join(HERE, "train.py"), "--dataset", "synthetic",
@@ -481,7 +482,7 @@ def run_one(a, name, row_args, budget, seed):
         if old.get("train_cmd", [None])[1:] != train_cmd[1:]:
             raise SystemExit(f"bench.py claims: {run_dir} holds a run of another command "
                              f"({' '.join(old.get('train_cmd', ['?'])[1:])}); pass another --out-dir or remove it")
-        if old.get("done"):
+        if old.pop("done", False):
             return dict(old, reused=True)
     os.makedirs(run_dir, exist_ok=True)
     atomic_json({"row": name, "budget": budget, "seed": seed, "train_cmd": train_cmd}, record_path)
