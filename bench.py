@@ -106,9 +106,10 @@ CLAIM_ROWS = [
 # in about an hour on 2 CPU cores (see the module docstring); pass `-- --epochs N --lr X` for others.
 BUDGETS = {"short": {"epochs": 3, "lr": 0.01}, "long": {"epochs": 10, "lr": 0.005}}
 # The static-bias split of the synthetic set (data.py): split 4 trains on videos whose static cue
-# (background, sprite look) goes with the class for ~90 % of them and validates on an
-# in-distribution list; split 5 has the same training list and a bias-conflicting test list (every
-# video's static cue belongs to another class). Only the motion decides the class.
+# (the background; the moving object's look is drawn independently) goes with the class for ~90 % of
+# them and validates on an in-distribution list; split 5 has the same training list and a
+# bias-conflicting test list (every video's background belongs to another class). Only the motion
+# decides the class.
 TRAIN_SPLIT, CONFLICT_SPLIT = 4, 5
 FIG3_ROW = "DA recognition"     # Fig. 3: PWTP trained with L_c only
 # The claims. "A > B" on `metric`, per budget; see compare() for when that holds. gap = bias-conflicting
