@@ -83,6 +83,14 @@ def conv3x3(cin, cout, stride=1):
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
+def shortcut(cin, cout, stride):
+    """The projection shortcut (torchvision's `downsample`: 1x1 conv + BN) where the block changes
+    the size or the width, else None (the identity)."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+
+
 def conv1x1(cin, cout, stride=1):
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
@@ -99,9 +107,7 @@ class BasicBlock(nn.Module):
         self.conv1, self.bn1 = conv3x3(cin, planes, stride), nn.BatchNorm2d(planes)
         self.conv2, self.bn2 = conv3x3(planes, planes), nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != planes:
-            self.downsample = nn.Sequential(conv1x1(cin, planes, stride), nn.BatchNorm2d(planes))
+        self.downsample = shortcut(cin, planes, stride)
 
     def forward(self, x):                                              # x: (B*S, C, H, W)
         identity = x if self.downsample is None else self.downsample(x)
@@ -127,9 +133,7 @@ class Bottleneck(nn.Module):
         self.conv2, self.bn2 = conv3x3(planes, planes, stride), nn.BatchNorm2d(planes)
         self.conv3, self.bn3 = conv1x1(planes, cout), nn.BatchNorm2d(cout)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+        self.downsample = shortcut(cin, cout, stride)
 
     def forward(self, x):                                              # x: (B*S, C, H, W)
         identity = x if self.downsample is None else self.downsample(x)

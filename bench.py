@@ -106,15 +106,12 @@ CLAIM_ROWS = [
     ("RGB difference", ["--input", "rgbdiff"]),
     ("dynamic image", ["--input", "dynimg"]),
 ]
-# Two budgets, each at a learning rate that suits it (ours, not swept). short: 0.01, the top of
-# train.py's synthetic sweep (SYNTHETIC_DEFAULTS), since few steps call for large ones (a DA run at
-# 0.01 reached 90 % in-distribution after 2 epochs); long: 0.005, the rate that sweep picked.
-# Both keep train.py's 1-epoch warm-up and cosine decay. Sized so that the default benchmark fits
-# in about an hour on 2 CPU cores (see the module docstring); pass `-- --epochs N --lr X` for others.
-# Budgets (ours). The synthetic set is built so that motion is learnt, but not at once: the quick start
-# (split 1, lr 0.005) sits at chance for ~12 epochs, then climbs to ~75 % by epoch 26 (data.py,
-# DISTRACTOR_SPEED). "short" = 10 epochs of split 4 (twice split 1's videos, so ~20 epochs' worth of
-# steps) at a higher lr, "long" = the quick start's budget, 30 epochs at lr 0.005.
+# Budgets (ours, not swept). The synthetic set is built so that motion is learnt, but not at once: the
+# quick start (split 1, lr 0.005) sits at chance for ~12 epochs, then climbs to ~75 % by epoch 26
+# (data.py, DISTRACTOR_SPEED). "short" = 10 epochs of split 4 (twice split 1's videos, so ~20 epochs'
+# worth of steps) at the top of train.py's synthetic lr sweep, 0.01, since few steps call for large
+# ones; "long" = the quick start's budget, 30 epochs at lr 0.005. Both keep train.py's 1-epoch warm-up
+# and cosine decay; pass `-- --epochs N --lr X` for others.
 BUDGETS = {"short": {"epochs": 10, "lr": 0.01}, "long": {"epochs": 30, "lr": 0.005}}
 DEFAULT_BUDGETS = ["short"]     # about 50 min for 15 rows x 3 seeds on 2 cores; "long" adds ~2 h
 # The static-bias split of the synthetic set (data.py): split 4 trains on videos whose static cue
@@ -215,22 +212,18 @@ def train_args(flags):
 
 
 def timing_run(args, device, amp=None, num_classes=10):
-    """A train.Run around a fresh model, for timing train.train_step on random clips: train.py's
-    optimiser (build_optimizer), LR schedule, joint-training strategy (mgda.JointTraining with its
-    default stats=True, as train.py builds it) and GradScaler (on for fp16 only). No loaders: the
-    step never touches them. A long schedule, so the LR stays at its peak while we time."""
+    """A train.Run around a fresh model, for timing train.train_step on random clips, with what
+    train.py builds for a run (train.build_optimization: optimiser groups, LR schedule, joint
+    training with its default stats=True, GradScaler on for fp16 only). No loaders: the step never
+    touches them. A long schedule (10^5 steps per epoch), so warm-up and decay do not matter."""
     model = build_model(args.backbone, num_classes, input=args.input, segments=args.segments,
                         frames=args.frames, proj_dim=args.proj_dim, depth=args.depth, dropout=args.dropout,
                         small=args.small, crop_size=args.crop_size).to(device)
-    optimizer = train.build_optimizer(model, args)
-    total = 10 ** 6
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, train.lr_lambda_factory(0, total))
-    joint = mgda.JointTraining(args.joint, lam=args.lam, total_steps=total, lam_min=args.lam_min,
-                               a=args.sched_a, b=args.sched_b, separate_steps=1,
-                               normalize=args.mgda_normalize, space=args.mgda_space)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    args.amp = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(amp)
+    steps_per_epoch = 10 ** 5
+    optimizer, scheduler, joint, scaler = train.build_optimization(model, args, steps_per_epoch, device)
     return train.Run(args, "(bench.py: no run folder)", 0, 1, device, amp, None, model, [], optimizer,
-                     scheduler, scaler, joint, 1, total, lambda *a: None)
+                     scheduler, scaler, joint, steps_per_epoch, args.epochs * steps_per_epoch, lambda *a: None)
 
 
 class Stepper:
@@ -775,7 +768,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=3, help="claims: seeds 0..N-1 per row and budget (default 3)")
     p.add_argument("--budgets", nargs="+", default=DEFAULT_BUDGETS, choices=list(BUDGETS),
                    help="claims: " + ", ".join(f"{k} = {v['epochs']} epochs at lr {v['lr']:g}" for k, v in BUDGETS.items())
-                        + " (default: both)")
+                        + f" (default: {' '.join(DEFAULT_BUDGETS)})")
     p.add_argument("--rows", action="append", default=None, metavar="NAME",
                    help="claims: only these rows (exact name, else a substring; repeatable). Rows: "
                         + ", ".join(n for n, _ in CLAIM_ROWS))

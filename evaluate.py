@@ -37,8 +37,10 @@ the accuracy static cues alone buy. Two extra passes over the test set:
             generator seeded with (--probe-seed, video index), see partner_order): the motion is
             intact, the static scene points at a wrong class.
 A model that reads motion keeps its conflict accuracy and loses its frozen accuracy. For DA input,
-PWTP removes whatever lies in its subspace; if that includes the constant direction, a static image
-added to a clip leaves DA unchanged (Eq. 5-6; tests/test_evaluate.py checks the algebra).
+PWTP removes whatever lies in its subspace: for FIXED bases that contain the constant direction, a
+static image added to a clip leaves the residual and DA unchanged (Eq. 5-6; tests/test_evaluate.py
+checks the algebra). PWTP computes its bases from the clip itself (Eq. 2-4), and the 50/50 mix also
+halves the moving part, so for the model the probe is an experiment, not an identity.
 
 FLOPs are counted by torch.utils.flop_counter.FlopCounterMode, which counts matrix products and
 convolutions only (one multiply-add = 2 FLOPs) and ignores element-wise work (activations,
@@ -398,23 +400,33 @@ def atomic_json(obj, path):
     atomic_write(path, write)
 
 
-def read_torch_file(path, what, weights_only=False):
+def read_torch_file(path, what, warn=False):
     """torch.load(path) with errors that say which file and flag: `what` is e.g.
     "train.py: --resume". A missing, empty, truncated or foreign file raises ValueError (or
     FileNotFoundError) naming it, instead of a bare EOFError / UnpicklingError / zip error.
 
-    weights_only=False runs the pickle: our own checkpoints hold numpy RNG states, which need it.
-    Only load checkpoints you trust (ones this code wrote)."""
+    The one loading policy of the project: first with weights_only=True (tensors and plain
+    containers only: an evaluate.py --export file, a state dict); only a file that needs more (our
+    own training checkpoints hold numpy RNG states) is unpickled in full, which runs code from the
+    file: only load files you trust. warn=True says so when it happens (train.py --pretrained)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{what} {path!r} is empty (0 bytes): an interrupted copy or a full disk?")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            ModuleNotFoundError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} {path!r} is not a readable PyTorch file: truncated, corrupt or "
-                         f"not written by torch.save ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    for weights_only in (True, False):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=weights_only)
+        except pickle.UnpicklingError as e:
+            if weights_only and "Weights only load failed" in str(e):
+                if warn:
+                    print(f"warning: {what} {path} holds more than tensors; it is unpickled in full "
+                          "(only use files you trust)", flush=True)
+                continue
+            err = e
+        except Exception as e:   # noqa: BLE001 - EOFError, zip errors, KeyError...: any of them = unreadable
+            err = e
+        raise ValueError(f"{what} {path!r} is not a readable PyTorch file: truncated, corrupt or not "
+                         f"written by torch.save ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
 
 
 def load_checkpoint(path, prog="evaluate.py", flag="--checkpoint"):
@@ -904,9 +916,7 @@ def save_da_pngs(ctx, ds, rows, out):
         clip, _ = ds[r.index]                                      # (V, S*T, C, H, W) normalised
         x = clip[view].reshape(S, T, *clip.shape[-3:])              # (S, T, C, H, W)
         clip01 = (x * std + mean).clamp(0, 1)                       # back to [0, 1] for the mean row
-        num = ds.num_frames(r.index)
-        idx = (data.dense_indices(num, S * T, False, None, c, a.clips) if ds.dense
-               else data.sparse_indices(num, S, T, False, None, c, a.clips))
+        idx = ds._indices(ds.num_frames(r.index), None, c)          # the sampler the test view used
         starts = [int(i) for i in idx.reshape(S, T)[:, 0]]
         title = (f"{os.path.basename(r.path)}: predicted {r.names[0]} ({r.probs[0]:.1%}); view {view + 1} of "
                  f"{a.clips * a.crops}, {S} segments x {T} frames, {x.shape[-1]}x{x.shape[-1]}; "

@@ -14,12 +14,13 @@ The file reads in the order a run happens:
     6. the log                            LOG_FIELDS, LogWriter
     7. main                               the batch loop
 
-One step (Algorithm 1 for --joint mgda):
-    clip (B, S*T, C, H, W) -> model -> logits (B, K), PWTP output (enopr (B*S,))
+One step (train_step; Algorithm 1 for --joint mgda), for each of --accum-steps K micro-batches:
+    clip (B, S*T, C, H, W) -> model -> logits (B, K), PWTP output (enopr (B*S,), bases A)
     L_c = cross-entropy with label smoothing 0.1       (recognition loss)
-    L_p = mean ENoPR over the segments                  (Eq. 7-8, projection loss)
-    mgda.JointTraining(...).backward(model, L_c, L_p, step) writes every .grad
-    clip the gradient norm at 20, SGD step, cosine LR with linear warm-up (per step)
+    L_p = mean ENoPR over the segments                  (Eq. 7-8, projection loss, pwtp.projection_loss)
+    mgda.JointTraining.accumulate(model, L_c, L_p, bases=A) keeps g_c and g_p apart
+then mgda.JointTraining.step(model, step) derives alpha once (Eq. 12) and writes every .grad;
+clip the gradient norm at 20, SGD step, cosine LR with linear warm-up (per step).
 
 Recipe (Appendix A): SGD with momentum 0.9; cosine learning rate with linear warm-up; label
 smoothing 0.1; gradient clipping at 20; dropout before the classifier; learning rate and weight
@@ -28,11 +29,13 @@ decay x5 for the classifier; weight decay on conv/linear weights only (not on bi
 freezes every BatchNorm but the first (--freeze-bn). ViT: no dropout, no clipping, no label
 smoothing, PWTP learning rate x5.
 
-Defaults. Every flag left unset is filled from the paper for the chosen --dataset/--backbone
-(see paper_recipe below; the values are the paper's per-GPU batch and its total-batch learning
-rate, scaled linearly to your total batch = --batch-size x processes). For --dataset synthetic
-(the default) a CPU-sized configuration is used instead (SYNTHETIC_DEFAULTS: a narrow TSM-R18 at
-64x64, S=4 segments of T=4 frames) that learns the synthetic set in a few minutes on 2 cores.
+Defaults. Every flag left unset is filled from the recipe of the run's starting point
+(--pretrained: a Kinetics video model -> the paper's Appendix A, paper_recipe; ImageNet weights ->
+imagenet_recipe; random weights -> scratch_recipe; see choose_recipe). Learning rates are given
+for a total batch and scaled linearly to yours (--batch-size x --accum-steps x processes). For
+--dataset synthetic (the default) a CPU-sized configuration is used instead (SYNTHETIC_DEFAULTS:
+a narrow TSM-R18 at 64x64, S=4 segments of T=4 frames) that learns the synthetic set in a few
+minutes on 2 cores.
 
 Files in RUN_DIR (--out): args.json; log.csv (one row per logged step); metrics.json (one entry
 per epoch: train loss/accuracy, validation top-1/top-5/mean class accuracy, mean ENoPR);
@@ -70,7 +73,8 @@ import pwtp
 from backbones import BACKBONES, INPUTS
 from data import DATASETS
 from evaluate import (AMP_DTYPES, atomic_json, atomic_torch_save, autocast, classification_metrics,
-                      gather_predictions, load_checkpoint, mean_nll, predict, setup_distributed)
+                      distributed, gather_predictions, load_checkpoint, mean_nll, predict,
+                      setup_distributed)
 from mgda import NORMALIZERS, SPACES, STRATEGIES
 
 # =============================================================================================
@@ -207,7 +211,8 @@ def build_parser():
       help="gradient accumulation: K micro-batches of --batch-size per optimiser step, so 1-2 GPUs "
            "reach the paper's total batch (MGDA derives alpha once, from the accumulated g_c and g_p)")
     a("--lr", type=float, default=None,
-      help="base learning rate (default: the paper's, scaled linearly to batch-size x processes)")
+      help="base learning rate (default: the starting point's recipe, scaled linearly to "
+           "batch-size x accum-steps x processes)")
     a("--weight-decay", type=float, default=None)
     a("--dropout", type=float, default=None, help="dropout before the classifier")
     a("--warmup-epochs", type=float, default=None, help="linear warm-up (default 7 on large sets)")
@@ -221,7 +226,8 @@ def build_parser():
            "imagenet = torchvision's ImageNet weights (downloaded once); none = random weights. "
            "Default: imagenet for tsm/vit_b16 on real datasets, none for x3d, small models and synthetic")
     a("--freeze-bn", default=None, action=argparse.BooleanOptionalAction,
-      help="freeze every BatchNorm but the first (default on for ucf101/hmdb51)")
+      help="freeze every BatchNorm but the first (default: on when fine-tuning a pretrained model on "
+           "ucf101/hmdb51, off from scratch)")
     a("--clip-grad", type=float, default=None, help="gradient-norm clip, 0 = off (default 20)")
     a("--label-smoothing", type=float, default=None, help="default 0.1")
     a("--workers", type=int, default=None, help="data-loader processes per rank")
@@ -241,7 +247,7 @@ def build_parser():
     a("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
       help="mixed precision: autocast to bf16 (plain --amp) or fp16 (--amp fp16, with a GradScaler "
            "against fp16's narrow range); losses, PWTP's solve and the optimiser stay in float32")
-    a("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    a("--device", default="auto", help="auto | cpu | cuda (default auto; may change on --resume, as --amp)")
     a("--log-every", type=int, default=None, help="steps between progress lines / log.csv rows")
     a("--tensorboard", action="store_true",
       help="also write log.csv's scalars to RUN_DIR/tensorboard (needs the tensorboard package)")
@@ -298,6 +304,8 @@ def check_flags(args):
         ("label_smoothing", 0 <= args.label_smoothing < 1, "in [0, 1)"),
         ("pwtp_lr_mult", args.pwtp_lr_mult > 0, "> 0"), ("lam", args.lam >= 0, ">= 0"),
         ("input_scale", args.input_scale > 0, "> 0"),
+        ("sched_a", 0 < args.sched_a <= 1, "in (0, 1] (Eq. 13)"), ("sched_b", args.sched_b > 0, "> 0 (Eq. 13)"),
+        ("lam_min", 0 <= args.lam_min <= args.lam, "in [0, --lam] (Eq. 13)"),
         ("separate_epochs", args.separate_epochs > 0, "> 0"), ("log_every", args.log_every >= 1, ">= 1"),
         ("split", args.split >= 1, ">= 1"),
         ("max_steps", args.max_steps is None or args.max_steps >= 1, ">= 1"),
@@ -318,10 +326,6 @@ def check_flags(args):
 # =============================================================================================
 # 2. Opening or resuming a run
 # =============================================================================================
-def is_dist():
-    return dist.is_available() and dist.is_initialized()
-
-
 VIDEO_FORMATS = ("tsm", "pytorchvideo-x3d", "this-project")    # backbones.checkpoint_format's video models
 
 
@@ -353,22 +357,15 @@ def starting_point(args, log):
 
 
 def read_weights(path):
-    """A --pretrained file. Tensors-only files load with weights_only=True; a file that needs
-    more (our own checkpoints hold numpy RNG states) is loaded in full, with a warning: only pass
-    files you trust."""
+    """A --pretrained file (evaluate.read_torch_file: weights-only first, with a warning when the
+    file needs full unpickling)."""
     from evaluate import read_torch_file
     try:
-        return read_torch_file(path, "train.py: --pretrained", weights_only=True)
+        return read_torch_file(path, "train.py: --pretrained", warn=True)
     except FileNotFoundError as e:
         raise SystemExit(f"{e} (expected PATH, imagenet or none)") from None
-    except ValueError:
-        try:
-            obj = read_torch_file(path, "train.py: --pretrained", weights_only=False)
-        except ValueError as e:
-            raise SystemExit(str(e)) from None
-        print(f"warning: --pretrained {path} holds more than tensors; it was unpickled in full "
-              "(only use files you trust)", flush=True)
-        return obj
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def open_run(parser, args, argv, world, log):
@@ -395,6 +392,10 @@ def open_run(parser, args, argv, world, log):
         ckpt = load_checkpoint(path, "train.py", "--resume")
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(str(e)) from None
+    missing = [k for k in ("args", "optimizer", "scheduler", "rng", *new_state()) if k not in ckpt]
+    if missing:
+        raise SystemExit(f"train.py: --resume {path} is not a training checkpoint (no {', '.join(missing)}): "
+                         "an evaluate.py --export file? Use it as --pretrained PATH to start a new run")
     given = vars(parser.parse_args(argv))
     saved = dict(ckpt["args"])
     explicit = {k for k, v in given.items() if v != parser.get_default(k) and v != saved.get(k)}
@@ -413,7 +414,9 @@ def open_run(parser, args, argv, world, log):
         saved["amp"] = "bf16"
     for k, v in vars(parser.parse_args([])).items():    # flags added since the run was started
         saved.setdefault(k, v)
-    return argparse.Namespace(**saved), ckpt, None
+    args = argparse.Namespace(**saved)
+    check_flags(args)                      # the flags given now (--lr, --workers, ...) too
+    return args, ckpt, None
 
 
 class StopRequest:
@@ -537,7 +540,6 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
     `weights`: the loaded --pretrained file; a resumed run takes its weights from last.pt."""
     import backbones
     import data
-    import mgda
 
     seed_everything(args.seed)            # model initialisation identical on every rank
     data_root = args.data_root
@@ -547,11 +549,14 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
         dist.barrier()                    # rank 0 first: it may write the synthetic set on first use
     # One loader batch = one optimiser step = --accum-steps micro-batches (train_step splits it),
     # so the sampler's position (and an exact resume) counts optimiser steps.
-    loaders = data.build_loaders(args.dataset, data_root, split=args.split, segments=args.segments,
-                                 frames=args.frames, crop_size=args.crop_size,
-                                 batch_size=args.batch_size * args.accum_steps,
-                                 workers=args.workers, subset=args.subset, overfit=args.overfit,
-                                 seed=args.seed)
+    try:                                  # a missing root, a bad split file: data.py says what
+        loaders = data.build_loaders(args.dataset, data_root, split=args.split, segments=args.segments,
+                                     frames=args.frames, crop_size=args.crop_size,
+                                     batch_size=args.batch_size * args.accum_steps,
+                                     workers=args.workers, subset=args.subset, overfit=args.overfit,
+                                     seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"train.py: {e}") from None
     if world > 1 and rank == 0:
         dist.barrier()
     steps_per_epoch = len(loaders.train)
@@ -582,6 +587,17 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
     frozen_bns = frozen_batchnorms(model) if args.freeze_bn else []
     for m in frozen_bns:
         m.requires_grad_(False)
+    optimizer, scheduler, joint, scaler = build_optimization(model, args, steps_per_epoch, device)
+    return Run(args, args.out, rank, world, device, AMP_DTYPES.get(args.amp), loaders, model, frozen_bns,
+               optimizer, scheduler, scaler, joint, steps_per_epoch, total_steps, log)
+
+
+def build_optimization(model, args, steps_per_epoch, device):
+    """(optimizer, scheduler, joint, scaler) of a run: SGD groups, warm-up + cosine over --epochs,
+    the joint-training strategy, and the GradScaler (fp16 only). bench.py times with these too."""
+    import mgda
+
+    total_steps = args.epochs * steps_per_epoch
     optimizer = build_optimizer(model, args)
     warmup_steps = int(round(args.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_factory(warmup_steps, total_steps))
@@ -589,13 +605,11 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
                                a=args.sched_a, b=args.sched_b,
                                separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))),
                                normalize=args.mgda_normalize, space=args.mgda_space)
-    amp = AMP_DTYPES[args.amp] if args.amp else None
     # fp16 has 5 exponent bits: small gradients underflow to 0. The scaler multiplies the losses by
     # a large factor before backward and divides the gradients by it before the step, skipping steps
     # whose gradients overflowed (and shrinking the factor). bf16 has float32's range: no scaler.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    return Run(args, args.out, rank, world, device, amp, loaders, model, frozen_bns, optimizer,
-               scheduler, scaler, joint, steps_per_epoch, total_steps, log)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    return optimizer, scheduler, joint, scaler
 
 
 def new_state():
@@ -640,7 +654,7 @@ def classification_loss(logits, labels, label_smoothing):
 def broadcast_buffers(model):
     """BatchNorm running statistics from rank 0 to every rank (what DDP does by default), so all
     ranks hold identical models at every step boundary."""
-    if not is_dist() or dist.get_world_size() == 1:
+    if not distributed():
         return
     # One broadcast per dtype (running means/vars in float, the batch counters in int64) instead of
     # one per buffer: a ResNet-50 has ~160 of them, and each collective has a fixed latency.
@@ -920,7 +934,7 @@ def main(argv=None):
         return train(parser, args, argv, stop)
     finally:
         stop.restore()
-        if is_dist():
+        if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
 

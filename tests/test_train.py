@@ -256,7 +256,8 @@ def test_resume_of_missing_run_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("flag,value", [("--segments", "0"), ("--frames", "0"), ("--crop-size", "0"),
                                         ("--crop-size", "100000"), ("--lr", "0"), ("--lr", "-1"),
                                         ("--dropout", "1"), ("--workers", "-1"), ("--epochs", "0"),
-                                        ("--accum-steps", "0"), ("--label-smoothing", "1")])
+                                        ("--accum-steps", "0"), ("--label-smoothing", "1"),
+                                        ("--sched-a", "2"), ("--sched-b", "0"), ("--lam-min", "-1")])
 def test_out_of_range_flags_are_rejected_by_name(synth_root, tmp_path, flag, value):
     with pytest.raises(SystemExit, match=re.escape(flag) + " must be"):
         train.main(["--data-root", synth_root, "--out", str(tmp_path / "run"), flag, value])
@@ -275,7 +276,7 @@ def test_unwritable_out_and_early_errors_leave_no_run_folder(synth_root, tmp_pat
     with pytest.raises(SystemExit, match="--out .* is not a writable folder"):
         train.main(["--data-root", synth_root, "--out", str(blocker / "run")] + TINY)
     # an error after the folder was made (here: the data root is missing) removes it again
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SystemExit, match="train.py: ucf101: the data root does not exist"):
         train.main(["--data-root", str(tmp_path / "missing"), "--dataset", "ucf101", "--pretrained", "none",
                     "--out", str(tmp_path / "runs" / "r1"), "--workers", "0"] + TINY)
     assert not os.path.exists(tmp_path / "runs")
@@ -474,3 +475,29 @@ def test_sigterm_to_the_whole_process_group_with_workers_resumes_bit_exactly(syn
     b = train.main(["--resume", str(tmp_path / "b")])
     sa, sb = a["model"].state_dict(), b["model"].state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_truncated_or_foreign_checkpoint_to_resume_is_named(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for content, what in ((b"", "is empty"), (b"PK\x03\x04 cut short", "not a readable PyTorch file"),
+                          (b"just some text\n", "not a readable PyTorch file")):
+        (run / "last.pt").write_bytes(content)
+        with pytest.raises(SystemExit, match=r"train.py: --resume .*last.pt.* " + what):
+            train.main(["--resume", str(run)])
+    torch.save({"weights": torch.zeros(2)}, run / "last.pt")        # a torch file, not ours
+    with pytest.raises(SystemExit, match="has no 'model' entry"):
+        train.main(["--resume", str(run)])
+
+
+def test_resume_checks_the_flags_it_accepts_and_refuses_an_export(synth_root, tmp_path):
+    import evaluate
+    run = str(tmp_path / "run")
+    train.main(["--data-root", synth_root, "--out", run, "--epochs", "2", "--max-steps", "1", "--workers", "0"] + TINY)
+    for flag, value in (("--lr", "0"), ("--log-every", "0"), ("--workers", "-1")):
+        with pytest.raises(SystemExit, match=flag + " must be"):
+            train.main(["--resume", run, flag, value])
+    export = str(tmp_path / "model.pt")
+    evaluate.main(["--checkpoint", os.path.join(run, "last.pt"), "--export", export])
+    with pytest.raises(SystemExit, match="not a training checkpoint.*--pretrained"):
+        train.main(["--resume", export])
