@@ -538,11 +538,10 @@ def pearson(pairs):
     or a constant coordinate (no r exists)."""
     if len(pairs) < 3:
         return None
-    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
-    mx, my = statistics.mean(x), statistics.mean(y)
-    sxy = sum((u - mx) * (v - my) for u, v in pairs)
-    sxx, syy = sum((u - mx) ** 2 for u in x), sum((v - my) ** 2 for v in y)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+    try:
+        return statistics.correlation([p[0] for p in pairs], [p[1] for p in pairs])
+    except statistics.StatisticsError:      # a constant coordinate
+        return None
 
 
 def fig3(runs):

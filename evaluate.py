@@ -56,7 +56,6 @@ import argparse
 import contextlib
 import copy
 import csv
-import datetime
 import errno
 import json
 import os
@@ -250,7 +249,13 @@ class Progress:
         rate = videos / max(time.time() - self.t0, 1e-9)
         eta = (self.total - videos) / rate if rate > 0 else 0.0
         self.log(f"{self.what}: videos {videos}/{self.total} | {rate:.1f} videos/s | "
-                 f"ETA {datetime.timedelta(seconds=int(eta))}")
+                 f"ETA {fmt_time(eta)}")
+
+
+def fmt_time(s):
+    """Seconds as H:MM:SS (hours may pass 24): the ETA of train.py's and this file's progress lines."""
+    s = int(max(0, s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def count_flops(model, segments, frames, crop_size, device):

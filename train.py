@@ -73,7 +73,7 @@ import pwtp
 from backbones import BACKBONES, INPUTS
 from data import DATASETS
 from evaluate import (AMP_DTYPES, atomic_json, atomic_torch_save, autocast, classification_metrics,
-                      distributed, gather_predictions, load_checkpoint, mean_nll, predict,
+                      distributed, fmt_time, gather_predictions, load_checkpoint, mean_nll, predict,
                       setup_distributed)
 from mgda import NORMALIZERS, SPACES, STRATEGIES
 
@@ -169,26 +169,8 @@ def choose_recipe(args, start):
 RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every", "tensorboard", "lr")
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        description="Train a dynamic-appearance action-recognition model with joint training "
-                    "(MGDA by default). Unset flags take the paper's values for --dataset/--backbone; "
-                    "with --dataset synthetic (the default) a CPU-sized configuration is used instead: "
-                    + ", ".join(f"{k}={v}" for k, v in SYNTHETIC_DEFAULTS.items()) + ".",
-        epilog="Example: python train.py --dataset ucf101 --data-root ~/data/ucf101 --backbone tsm "
-               "--pretrained k400_da_tsm.pt --out runs/ucf-da-tsm")
-    a = p.add_argument
-    a("--dataset", default="synthetic", choices=DATASETS, help="dataset (default synthetic)")
-    a("--data-root", default=None, help="dataset folder (synthetic: data.default_synthetic_root())")
-    a("--split", type=int, default=1, help="UCF101/HMDB51 split 1-3 (default 1)")
-    a("--backbone", default=None, choices=BACKBONES, help="default tsm")
-    a("--depth", type=int, default=None, help="ResNet depth for tsm (default 50; synthetic 18)")
-    a("--small", default=None, action=argparse.BooleanOptionalAction,
-      help="narrow CPU-sized backbone (default off; synthetic on)")
-    a("--input", default="da", choices=INPUTS, help="representation fed to the backbone (default da)")
-    a("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
-    a("--frames", type=int, default=None, help="T frames per segment (default 8)")
-    a("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
+def add_joint_flags(a):
+    """The joint-training flags (Sec. 3.4-3.5, Table 5, Eq. 12-13); `a` is parser.add_argument."""
     a("--joint", default=None, choices=STRATEGIES,
       help="joint-training strategy (Table 5; default mgda; synthetic: constant, see SYNTHETIC_DEFAULTS)")
     # Default loss+ (ours, by bench.py claims; README "The paper's claims"): with plain Eq. 12 alpha
@@ -208,6 +190,29 @@ def build_parser():
     a("--sched-b", type=float, default=1.0, help="Eq. 13 shape b > 0 (default 1)")
     a("--separate-epochs", type=float, default=None,
       help="'separate': epochs of PWTP-only training before it is frozen (default: a quarter of --epochs, ours)")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Train a dynamic-appearance action-recognition model with joint training "
+                    "(MGDA by default). Unset flags take the recipe of the --pretrained starting point; "
+                    "with --dataset synthetic (the default) a CPU-sized configuration is used instead: "
+                    + ", ".join(f"{k}={v}" for k, v in SYNTHETIC_DEFAULTS.items()) + ".",
+        epilog="Example: python train.py --dataset ucf101 --data-root ~/data/ucf101 --backbone tsm "
+               "--pretrained k400_da_tsm.pt --out runs/ucf-da-tsm")
+    a = p.add_argument
+    a("--dataset", default="synthetic", choices=DATASETS, help="dataset (default synthetic)")
+    a("--data-root", default=None, help="dataset folder (synthetic: data.default_synthetic_root())")
+    a("--split", type=int, default=1, help="UCF101/HMDB51 split 1-3; synthetic also 4 and 5, the static-bias split (default 1)")
+    a("--backbone", default=None, choices=BACKBONES, help="default tsm")
+    a("--depth", type=int, default=None, help="ResNet depth for tsm (default 50; synthetic 18)")
+    a("--small", default=None, action=argparse.BooleanOptionalAction,
+      help="narrow CPU-sized backbone (default off; synthetic on)")
+    a("--input", default="da", choices=INPUTS, help="representation fed to the backbone (default da)")
+    a("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
+    a("--frames", type=int, default=None, help="T frames per segment (default 8)")
+    a("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
+    add_joint_flags(a)
     a("--crop-size", type=int, default=None, help="training/test crop (default 224; x3d_xs 160)")
     a("--epochs", type=int, default=None)
     a("--batch-size", type=int, default=None, help="clips per process per micro-batch")
@@ -881,11 +886,6 @@ class LogWriter:
             self.file.close()
         if self.tb is not None:
             self.tb.close()
-
-
-def fmt_time(s):
-    s = int(max(0, s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def log_step(run, state, r: StepResult, writer, step_time):
