@@ -256,6 +256,38 @@ def projection_loss(enopr: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# DA's static leak: the DC gain s (not an equation of the paper; it follows from Eq. 1, 5 and 6)
+# ---------------------------------------------------------------------------------------------
+def dc_gain(A: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
+    """Mean DC gain s of each segment's DA filter: how much of a pixel's *static* colour DA keeps.
+
+    A: (N, H, W, T, D) per-pixel bases (PWTPOutput.A) -> (N,), the mean of s_n over the pixels.
+
+    Derivation. Eq. 5-6 make DA a fixed linear filter of each pixel's T frames:
+        DA_n = (1/T) 1^T (I - P_n) x_n = w_n^T x_n,   w_n = (1/T) (I - P_n) 1,   P_n = A_n (A_n^T A_n)^-1 A_n^T.
+    A pixel whose colour c never changes has x_n = 1 c^T, so DA_n = (w_n^T 1) c: it passes the
+    fraction w_n^T 1 of its static colour. Because I - P_n is a symmetric projection,
+        s_n = w_n^T 1 = (1/T) 1^T (I - P_n) 1 = (1/T) ||(I - P_n) 1||^2 = T ||w_n||^2,
+    and, expanded through the normal equations of Eq. 1,
+        s_n = 1 - (1/T) (A_n^T 1)^T (A_n^T A_n)^-1 (A_n^T 1).
+    What DA can remove: exactly the static part that lies in span(A_n); s_n = 0 iff the constant
+    profile 1 is in the subspace. What it cannot: anything else of the static colour leaks with
+    gain s_n in [0, 1]. An untrained PWTP (random A_n) has s near 1 - D/T, so its DA starts out
+    as almost the mean frame. The motion response scales with ||w_n|| (a zero-mean change of
+    energy E passes with gain at most ||w_n|| sqrt(E), by Cauchy-Schwarz), so the static leak
+    *relative* to the motion response is s_n / ||w_n|| = T ||w_n||: only a subspace that holds
+    the constant direction (L_p's pull) makes DA blind to the scene.
+    """
+    T = A.shape[3]
+    work = torch.promote_types(A.dtype, torch.float32)
+    a = A.to(work).permute(0, 3, 4, 1, 2)                       # (N, T, D, H, W)
+    ones = torch.ones(a.shape[0], T, 1, *a.shape[3:], dtype=work, device=A.device)   # (N, T, 1, H, W)
+    _, At1, beta = normal_equations(ones, a, ridge)             # (N, D, 1, H, W) each: A^T 1 and its solve
+    s = 1.0 - (At1 * beta).sum((1, 2)) / T                      # (N, H, W)   1 - (1/T) 1^T P 1
+    return s.flatten(1).mean(1)                                 # (N,)
+
+
+# ---------------------------------------------------------------------------------------------
 # The module: Eq. 2 -> 3 -> 4 -> 1 -> 5 -> 6 -> 7, in this order
 # ---------------------------------------------------------------------------------------------
 class PWTP(nn.Module):
