@@ -146,3 +146,19 @@ def test_fig3_says_when_metrics_have_no_val_loss():
     assert f["pooled_r"] is None and "no val_loss" in f["note"]
     claim_e = [c for c in bench.analyse(runs)["claims"] if c["id"] == "e"][0]
     assert claim_e["verdict"] == "n/a" and "no val_loss" in claim_e["comparisons"][0]["why"]
+
+
+def test_train_step_runs_algorithm1_once_per_step(monkeypatch):
+    # train.py's own step (built as bench.py builds it), --joint mgda with 2 micro-batches:
+    # the update is one call of mgda.algorithm1, after both micro-batches.
+    import mgda
+    import train
+    calls = []
+    real = mgda.algorithm1
+    monkeypatch.setattr(mgda, "algorithm1", lambda *a, **k: calls.append(1) or real(*a, **k))
+    args = bench.train_args(["--joint", "mgda", "--mgda-normalize", "none", "--segments", 2, "--frames", 4,
+                             "--crop-size", 32, "--depth", 18, "--small", "--batch-size", 2, "--accum-steps", 2])
+    run = bench.timing_run(args, torch.device("cpu"))
+    clip, labels = torch.randn(4, 8, 3, 32, 32), torch.randint(0, 10, (4,))
+    r = train.train_step(run, clip, labels, 0)
+    assert calls == [1] and 0.0 <= r.info["alpha"] <= 1.0
