@@ -97,7 +97,7 @@ CLAIM_ROWS = [
     ("DA mgda loss+", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "params"]),
     ("DA mgda bases", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "bases"]),
     ("DA mgda bases loss+", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "bases"]),
-    # Why DA may learn slower than RGB at a short budget (issue: DA frames are ~30x smaller than
+    # Why DA may learn slower than RGB at a short budget (DA frames are ~30x smaller than
     # normalised RGB, and PWTP starts from a random subspace): the same constant-lambda run with the
     # backbone's input scaled up (--input-scale, ours), and with PWTP's learning rate x5 (the
     # paper's ViT setting). PWTP's initialisation is not varied here.
@@ -467,7 +467,7 @@ def read_run(run_dir):
     return {"epochs": targs["epochs"], "lr": targs["lr"], "indist_top1": last["val_top1"],
             "conflict_top1": read_json(os.path.join(run_dir, "conflict.json"))["top1"],
             "enopr": last.get("val_enopr"), "mean_alpha": statistics.mean(alphas) if alphas else None,
-            # per epoch, for Fig. 3 (val_loss: the held-out cross-entropy, absent in older train.py)
+            # per epoch, for Fig. 3 (val_loss: the held-out cross-entropy; None where metrics.json has none)
             "val_loss": [m.get("val_loss") for m in metrics], "val_enopr": [m.get("val_enopr") for m in metrics]}
 
 
@@ -559,8 +559,7 @@ def fig3(runs):
         f["pooled_r"] = pearson(pooled)
         f["r"] = mean_std([s["r"] for s in f["seeds"]])
         if not pooled:
-            f["note"] = ("metrics.json holds no val_loss: this train.py does not record the held-out L_c, "
-                         "so Fig. 3 cannot be checked")
+            f["note"] = ("metrics.json holds no val_loss (the held-out L_c), so Fig. 3 cannot be checked")
     return out
 
 
