@@ -1,7 +1,7 @@
 """Pixel-Wise Temporal Projection (PWTP): the paper's Sec. 3.1-3.2 and 3.4, Eq. 1-8.
 
-Read this file beside Sec. 3 of the paper and `../shared/paper/EQUATIONS.md` (the equations the
-text lost). The whole idea in three sentences:
+Read this file beside Sec. 3 of the paper and EQUATIONS.md (every equation by its number, with
+the function that implements it). The whole idea in three sentences:
 
   * Every pixel position n of a segment of T frames has a *temporal profile* x_n: a T x C matrix
     (row t = the colour of that pixel in frame t).
@@ -27,7 +27,8 @@ Shapes used throughout (the paper's letters):
 Public API: `PWTP`, `PWTPOutput`, and the equation functions `local_aggregation` (Eq. 2),
 `temporal_relation_descriptor` (Eq. 3), `upsample_bases` (Eq. 4), `project` (Eq. 1, with its
 pieces `normal_equations` and `combine`), `projection_residual` (Eq. 5), `dynamic_appearance`
-(Eq. 6), `enopr` (Eq. 7) and `projection_loss` (Eq. 8, the L_p that training minimises).
+(Eq. 6), `enopr` (Eq. 7) and `projection_loss` (Eq. 8, the L_p that training minimises); and
+`dc_gain`, DA's static leak s, which is not in the paper but follows from Eq. 1, 5 and 6.
 """
 from typing import NamedTuple
 
@@ -91,11 +92,14 @@ def temporal_relation_descriptor(u: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Eq. 4: an MLP turns each relation descriptor into T*D numbers, upsampled to one A_n per pixel
 # ---------------------------------------------------------------------------------------------
-# The MLP (Appendix C) is FC(L -> w), GELU, K `Bottleneck`s, FC(w -> T*D); its layers are built in
-# PWTP.__init__ (they are parameters) and run in PWTP.subspaces, each position m on its own.
+# The MLP (Appendix C) is FC(L -> w), GELU, K `MLPBottleneck`s, FC(w -> T*D); its layers are built
+# in PWTP.__init__ (they are parameters) and run in PWTP.subspaces, each position m on its own.
 
-class Bottleneck(nn.Module):
-    """One residual bottleneck of Appendix C: z <- z + FC_up(GELU(FC_down(BN(z))))."""
+class MLPBottleneck(nn.Module):
+    """One residual bottleneck block of Eq. 4's MLP (Appendix C): z <- z + FC_up(GELU(FC_down(BN(z)))).
+
+    Not ResNet's bottleneck (backbones.Bottleneck): this one acts on the (M, w) feature vectors of
+    the relation descriptors, one per position, with fully connected layers."""
 
     def __init__(self, width: int, ratio: float):
         super().__init__()
@@ -258,25 +262,29 @@ def projection_loss(enopr: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # DA's static leak: the DC gain s (not an equation of the paper; it follows from Eq. 1, 5 and 6)
 # ---------------------------------------------------------------------------------------------
-def dc_gain(A: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
-    """Mean DC gain s of each segment's DA filter: how much of a pixel's *static* colour DA keeps.
+def dc_gain(A: torch.Tensor, ridge: float = 1e-6, per_pixel: bool = False) -> torch.Tensor:
+    """The DC gain s of DA's per-pixel filter: the fraction of a pixel's *static* colour DA keeps.
 
-    A: (N, H, W, T, D) per-pixel bases (PWTPOutput.A) -> (N,), the mean of s_n over the pixels.
+    A: (N, H, W, T, D) per-pixel bases (PWTPOutput.A) -> (N,), the mean of s_n over the pixels of
+    each segment; per_pixel=True: (N, H, W), s_n itself. `ridge` as in `normal_equations`, so
+    s_n is exactly the gain PWTP.forward applies.
 
-    Derivation. Eq. 5-6 make DA a fixed linear filter of each pixel's T frames:
+    Derivation (not an equation of the paper; it follows from Eq. 1, 5 and 6). Eq. 5-6 make DA a
+    fixed linear filter of each pixel's T frames:
         DA_n = (1/T) 1^T (I - P_n) x_n = w_n^T x_n,   w_n = (1/T) (I - P_n) 1,   P_n = A_n (A_n^T A_n)^-1 A_n^T.
-    A pixel whose colour c never changes has x_n = 1 c^T, so DA_n = (w_n^T 1) c: it passes the
-    fraction w_n^T 1 of its static colour. Because I - P_n is a symmetric projection,
-        s_n = w_n^T 1 = (1/T) 1^T (I - P_n) 1 = (1/T) ||(I - P_n) 1||^2 = T ||w_n||^2,
-    and, expanded through the normal equations of Eq. 1,
+    A pixel whose colour c never changes has x_n = 1 c^T, so DA_n = (w_n^T 1) c = s_n c. Because
+    I - P_n is a symmetric, idempotent projection,
+        s_n = w_n^T 1 = (1/T) 1^T (I - P_n) 1 = (1/T) ||(I - P_n) 1||^2 = T ||w_n||^2   in [0, 1],
+    and, through the normal equations of Eq. 1 (how it is computed here),
         s_n = 1 - (1/T) (A_n^T 1)^T (A_n^T A_n)^-1 (A_n^T 1).
-    What DA can remove: exactly the static part that lies in span(A_n); s_n = 0 iff the constant
-    profile 1 is in the subspace. What it cannot: anything else of the static colour leaks with
-    gain s_n in [0, 1]. An untrained PWTP (random A_n) has s near 1 - D/T, so its DA starts out
-    as almost the mean frame. The motion response scales with ||w_n|| (a zero-mean change of
-    energy E passes with gain at most ||w_n|| sqrt(E), by Cauchy-Schwarz), so the static leak
-    *relative* to the motion response is s_n / ||w_n|| = T ||w_n||: only a subspace that holds
-    the constant direction (L_p's pull) makes DA blind to the scene.
+    What DA can remove: the static colour exactly when the constant profile 1 lies in span(A_n)
+    (then s_n = 0). What it cannot: otherwise a fraction s_n of the static colour passes into DA.
+    Random isotropic bases give E[s_n] = 1 - D/T; an untrained PWTP measured 0.57-0.91 at
+    T = 4, D = 1 (3 initialisations, random clips), so DA starts out close to the mean frame.
+    The response to motion scales with ||w_n|| instead: a zero-mean change m (1^T m = 0) passes as
+    w_n^T m <= ||w_n|| ||m|| (Cauchy-Schwarz). So the static leak *relative* to the motion response
+    is s_n / ||w_n|| = T ||w_n|| = sqrt(T s_n): only a subspace that holds the constant direction
+    (what L_p pulls towards) makes DA blind to the scene.
     """
     T = A.shape[3]
     work = torch.promote_types(A.dtype, torch.float32)
@@ -284,7 +292,7 @@ def dc_gain(A: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
     ones = torch.ones(a.shape[0], T, 1, *a.shape[3:], dtype=work, device=A.device)   # (N, T, 1, H, W)
     _, At1, beta = normal_equations(ones, a, ridge)             # (N, D, 1, H, W) each: A^T 1 and its solve
     s = 1.0 - (At1 * beta).sum((1, 2)) / T                      # (N, H, W)   1 - (1/T) 1^T P 1
-    return s.flatten(1).mean(1)                                 # (N,)
+    return s if per_pixel else s.flatten(1).mean(1)             # (N, H, W) or (N,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +322,7 @@ class PWTP(nn.Module):
         # Eq. 4 / Appendix C: FC(L -> w), GELU, K bottlenecks, FC(w -> T*D). The last layer keeps
         # PyTorch's random init: a zero init would give A = 0, i.e. no subspace at all.
         self.fc_in = nn.Linear(L, width)
-        self.blocks = nn.Sequential(*[Bottleneck(width, bottleneck_ratio) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[MLPBottleneck(width, bottleneck_ratio) for _ in range(blocks)])
         self.fc_out = nn.Linear(width, frames * proj_dim)
 
     def subspaces(self, x: torch.Tensor) -> torch.Tensor:

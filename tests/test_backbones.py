@@ -1,5 +1,6 @@
 """Tests for backbones.py: the temporal shift, the small configurations, parameter counts, FLOPs,
-torchvision-format checkpoint loading, and a TSM-R18 DA model that overfits 8 clips."""
+and a TSM-R18 DA model that overfits 8 clips; and for support/weights.py: other codebases'
+checkpoint formats (torchvision, the TSM authors', pytorchvideo's X3D, this project's) loaded into them."""
 import os
 import re
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import backbones
+from support import weights
 from backbones import BasicBlock, build_model, temporal_shift
 
 HAVE_BASELINES = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -292,7 +294,7 @@ def test_bad_checkpoint_is_reported_not_ignored():
     with torch.device("meta"):
         net = build_model("tsm", 5, input="rgb", depth=18).net
     with pytest.raises(ValueError) as e:
-        backbones.load_pretrained(net, sd)
+        weights.load_pretrained(net, sd)
     msg = str(e.value)
     assert "layer2.0.conv1.weight" in msg and "layer9.weight" in msg and "layer3.1.bn2.weight" in msg
 
@@ -343,7 +345,7 @@ def test_tsm_release_lands_where_it_should(dropout, classes):
     m = build_model("tsm", 101, input="da", segments=2, frames=4, depth=18)     # full-size R18: the real names
     pwtp_before = {k: v.clone() for k, v in m.pwtp.state_dict().items()}
     fc_before = m.net.fc.weight.clone()
-    r = backbones.load_starting_point(m, obj, "tsm_r18_k400.pth")
+    r = weights.load_starting_point(m, obj, "tsm_r18_k400.pth")
     own = m.state_dict()
     assert r["format"] == "tsm"
     assert torch.equal(own["net.layer1.0.conv1.weight"], sd["module.base_model.layer1.0.conv1.net.weight"])
@@ -367,22 +369,22 @@ def test_tsm_release_errors_name_the_key():
     obj["state_dict"]["module.base_model.layer2.1.bn2.weight"] = torch.zeros(3)
     m = build_model("tsm", 10, input="rgb", segments=2, frames=1, depth=18)
     with pytest.raises(ValueError, match=r"module\.base_model\.layer2\.1\.bn2\.weight -> net\.layer2\.1\.bn2\.weight"):
-        backbones.load_starting_point(m, obj, "bad.pth")
+        weights.load_starting_point(m, obj, "bad.pth")
     # the small (width 16) network cannot take full-size weights: every shape is checked
     small = build_model("tsm", 10, input="rgb", segments=2, frames=1, depth=18, small=True)
     with pytest.raises(ValueError, match="shape mismatch.*conv1"):
-        backbones.load_starting_point(small, tsm_release(18), "tsm_r18.pth")
+        weights.load_starting_point(small, tsm_release(18), "tsm_r18.pth")
     with pytest.raises(ValueError, match="TSMResNet.*X3D"):
-        backbones.load_starting_point(build_model("x3d_xs", 10, input="rgb", small=True), tsm_release(18), "tsm.pth")
+        weights.load_starting_point(build_model("x3d_xs", 10, input="rgb", small=True), tsm_release(18), "tsm.pth")
 
 
 def test_tsn_weights_without_shift_load_with_a_note():
     m = build_model("tsm", 10, input="rgb", segments=2, frames=1, depth=18)
-    r = backbones.load_starting_point(m, tsm_release(18, shifted=False), "tsn_r18.pth")
+    r = weights.load_starting_point(m, tsm_release(18, shifted=False), "tsn_r18.pth")
     assert any("shifts 0 blocks" in n for n in r["notes"])
 
 
-# pytorchvideo's X3D names, written here independently of backbones.pytorchvideo_x3d_name (the inverse).
+# pytorchvideo's X3D names, written here independently of weights.pytorchvideo_x3d_name (the inverse).
 PTV_BLOCK = {"shortcut.0": "branch1_conv", "shortcut.1": "branch1_norm", "conv_a": "branch2.conv_a",
              "bn_a": "branch2.norm_a", "conv_b": "branch2.conv_b", "bn_b": "branch2.norm_b.0",
              "se.fc1": "branch2.norm_b.1.block.0", "se.fc2": "branch2.norm_b.1.block.2",
@@ -417,7 +419,7 @@ def test_pytorchvideo_x3d_round_trip(with_bn):
             sd[to_pytorchvideo(k)] = v + 3 if k.endswith("num_batches_tracked") else torch.randn_like(v)
     obj = {"model_state": sd, "epoch": 300}
     m = build_model("x3d_xs", 6, input="da", segments=4, frames=4, small=True)
-    r = backbones.load_starting_point(m, obj, "X3D_XS.pyth")
+    r = weights.load_starting_point(m, obj, "X3D_XS.pyth")
     own = m.state_dict()
     assert r["format"] == "pytorchvideo-x3d"
     for k in src.state_dict():
@@ -457,19 +459,19 @@ def test_real_pytorchvideo_x3d_names_map_onto_ours():
     with torch.device("meta"):
         own = build_model("x3d_xs", 400, input="rgb").net.state_dict()
     for key, (shape, ours) in REAL_X3D_XS.items():
-        assert backbones.pytorchvideo_x3d_name(key) == ours, key
+        assert weights.pytorchvideo_x3d_name(key) == ours, key
         assert tuple(own[ours].shape) == shape, key
         assert to_pytorchvideo(ours) == key
     assert "stages.2.1.se.fc1.weight" not in own                       # SE on every other block only
     # what our X3D cannot receive maps to nothing (and would be reported as "not in the model")
-    assert backbones.pytorchvideo_x3d_name("blocks.5.pool.post_norm.weight") is None   # bn_lin5 (off by default)
-    assert backbones.pytorchvideo_x3d_name("blocks.6.proj.weight") is None
+    assert weights.pytorchvideo_x3d_name("blocks.5.pool.post_norm.weight") is None   # bn_lin5 (off by default)
+    assert weights.pytorchvideo_x3d_name("blocks.6.proj.weight") is None
 
 
 def test_torchvision_state_dict_as_starting_point():
     sd = fake_checkpoint(tv_resnet_keys(18))
     m = build_model("tsm", 1000, input="da", segments=2, frames=4, depth=18)
-    r = backbones.load_starting_point(m, sd, "resnet18.pth")
+    r = weights.load_starting_point(m, sd, "resnet18.pth")
     assert r["format"] == "torchvision" and r["dropped"] == [] and set(r["left_initial"]) == pwtp_keys(m)
     assert torch.equal(m.net.fc.weight, sd["fc.weight"])              # 1000 classes both: kept
     assert torch.equal(m.state_dict()["net.layer4.1.bn2.running_mean"],
@@ -489,7 +491,7 @@ def test_own_checkpoint_loads_pwtp_and_backbone():
             b.add_(1)                                                  # BN statistics unlike a fresh model's
     # a Kinetics-like run (5 classes here) fine-tuned on another set (3 classes): classifier dropped
     dst = build_model(**{**src.config, "num_classes": 3})
-    r = backbones.load_starting_point(dst, own_checkpoint(src, "module."), "k400_da.pt")
+    r = weights.load_starting_point(dst, own_checkpoint(src, "module."), "k400_da.pt")
     assert r["format"] == "this-project" and r["dropped"] == ["module.net.fc.weight", "module.net.fc.bias"]  # the file's names
     assert set(r["left_initial"]) == {"net.fc.weight", "net.fc.bias"}
     for k, v in src.state_dict().items():
@@ -497,7 +499,7 @@ def test_own_checkpoint_loads_pwtp_and_backbone():
             assert torch.equal(dst.state_dict()[k], v), k
     # same class count: everything, PWTP included
     same = build_model(**src.config)
-    r = backbones.load_starting_point(same, own_checkpoint(src), "k400_da.pt")
+    r = weights.load_starting_point(same, own_checkpoint(src), "k400_da.pt")
     assert r["left_initial"] == [] and r["dropped"] == [] and r["loaded"] == len(src.state_dict())
     assert all(torch.equal(same.state_dict()[k], v) for k, v in src.state_dict().items())
 
@@ -505,28 +507,28 @@ def test_own_checkpoint_loads_pwtp_and_backbone():
 def test_own_checkpoint_rgb_and_da_mismatches():
     rgb = build_model("tsm", 5, input="rgb", segments=2, frames=4, depth=18, small=True)
     da = build_model("tsm", 5, input="da", segments=2, frames=4, depth=18, small=True)
-    r = backbones.load_starting_point(da, own_checkpoint(rgb), "rgb.pt")     # RGB run -> DA model: PWTP stays
+    r = weights.load_starting_point(da, own_checkpoint(rgb), "rgb.pt")     # RGB run -> DA model: PWTP stays
     assert set(r["left_initial"]) == pwtp_keys(da)
     for prefix in ("", "module."):
         with pytest.raises(ValueError, match="input='da'"):
-            backbones.load_starting_point(rgb, own_checkpoint(da, prefix), "da.pt")   # nowhere to put the PWTP
+            weights.load_starting_point(rgb, own_checkpoint(da, prefix), "da.pt")   # nowhere to put the PWTP
     x3d = build_model("x3d_xs", 5, input="da", segments=2, frames=4, small=True)
     with pytest.raises(ValueError, match="backbone is 'tsm'"):
-        backbones.load_starting_point(x3d, own_checkpoint(da), "da.pt")
+        weights.load_starting_point(x3d, own_checkpoint(da), "da.pt")
     other_T = build_model("tsm", 5, input="da", segments=2, frames=6, depth=18, small=True)
     with pytest.raises(ValueError, match=r"pwtp\.fc_in\.weight"):
-        backbones.load_starting_point(other_T, own_checkpoint(da), "da.pt")
+        weights.load_starting_point(other_T, own_checkpoint(da), "da.pt")
 
 
 def test_unknown_format_names_the_file_and_the_formats():
     m = build_model("tsm", 5, input="rgb", segments=2, frames=1, depth=18, small=True)
     for obj in ({"foo.weight": torch.zeros(1)}, [1, 2], {"optimizer": {}}):
         with pytest.raises(ValueError) as e:
-            backbones.load_starting_point(m, obj, "mystery.pt")
+            weights.load_starting_point(m, obj, "mystery.pt")
         msg = str(e.value)
-        assert "mystery.pt" in msg and all(f in msg for f in backbones.STARTING_POINT_FORMATS), msg
+        assert "mystery.pt" in msg and all(f in msg for f in weights.STARTING_POINT_FORMATS), msg
     with pytest.raises(ValueError, match="load_starting_point"):
-        backbones.load_pretrained(m.net, own_checkpoint(m))
+        weights.load_pretrained(m.net, own_checkpoint(m))
 
 
 # ---------------------------------------------------------------------------------------------

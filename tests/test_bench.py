@@ -2,6 +2,7 @@
 evaluate.py, and turns the numbers into verdicts by a stated rule."""
 import csv
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -85,22 +86,80 @@ def test_rows_filter():
         bench.select_rows(["nope"])
 
 
-def test_verdict_rule():
-    ms = lambda m, s, n=3: {"mean": m, "std": s, "n": n}
-    # holds only when the mean difference EXCEEDS sqrt(sd_A^2 + sd_B^2) (here 5)
-    assert bench.compare(ms(10.0, 3.0), ms(4.0, 4.0))["verdict"] == "holds"
-    assert bench.compare(ms(9.0, 3.0), ms(4.0, 4.0))["verdict"] == "not shown"
-    assert bench.compare(ms(4.0, 4.0), ms(10.0, 3.0))["verdict"] == "reversed"
-    assert bench.compare(ms(10.0, None, 1), ms(4.0, 4.0))["verdict"] == "n/a"
-    assert bench.compare(None, ms(4.0, 4.0)) == {"verdict": "n/a", "why": "row not run"}
+def test_t_quantile_and_binomial_se():
+    for p, df, table in [(0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 4, 2.776), (0.95, 4, 2.132),
+                         (0.975, 30, 2.042), (0.995, 9, 3.250)]:        # a printed t table
+        assert bench.t_quantile(p, df) == pytest.approx(table, abs=6e-4), (p, df)
+    with pytest.raises(ValueError):
+        bench.t_quantile(0.3, 2)
+    # 108 of 120 videos: p = 109/122, SE = 100 sqrt(p(1-p)/120) = 2.82 points; 0 % still has a spread.
+    assert bench.binomial_se(90.0, 120) == pytest.approx(100 * math.sqrt(109 / 122 * 13 / 122 / 120))
+    assert 0 < bench.binomial_se(0.0, 120) < bench.binomial_se(50.0, 120)
+
+
+def test_paired_interval_and_the_two_tests():
+    iv = bench.paired_interval([6.0, 8.0, 7.0])             # mean 7, sd 1, t(0.975, 2) = 4.303
+    half = bench.t_quantile(0.975, 2) / math.sqrt(3)
+    assert (iv["mean"], iv["sd"], iv["n"]) == (7.0, 1.0, 3)
+    assert iv["lo"] == pytest.approx(7 - half) and iv["hi"] == pytest.approx(7 + half)
+    assert bench.superiority(iv) == "holds"
+    assert bench.superiority(bench.paired_interval([3.0, 3.5, 2.5])) == "not shown"   # sure, but < 5 points
+    assert bench.superiority(bench.paired_interval([-6.0, -8.0, -7.0])) == "reversed"
+    # A zero spread (rows at a ceiling) no longer decides on any difference: the floor widens it.
+    assert bench.superiority(bench.paired_interval([6.0, 6.0, 6.0])) == "holds"
+    assert bench.superiority(bench.paired_interval([6.0, 6.0, 6.0], floor=5.0)) == "not shown"
+    # '>=' is non-inferiority: a tie or a small loss holds, a loss beyond the margin is reversed.
+    assert bench.noninferiority(bench.paired_interval([0.0, 0.5, -0.5])) == "holds"
+    assert bench.superiority(bench.paired_interval([0.0, 0.5, -0.5])) == "not shown"
+    assert bench.noninferiority(bench.paired_interval([-1.0, -2.0, -1.5])) == "holds"
+    assert bench.noninferiority(bench.paired_interval([-12.0, -11.0, -13.0])) == "reversed"
+    assert bench.noninferiority(bench.paired_interval([-4.0, -9.0, -2.0])) == "not shown"
+    assert bench.paired_interval([1.0]) is None
     assert bench.claim_verdict(["holds", "holds"]) == "holds"
     assert bench.claim_verdict(["holds", "not shown"]) == "partly (1 of 2)"
     assert bench.claim_verdict(["reversed", "reversed"]) == "reversed"
     assert bench.claim_verdict(["holds", "n/a"]) == "partly (1 of 2)"
     assert bench.claim_verdict(["n/a"]) == "n/a"
-    assert bench.pearson([[1, 2], [2, 4]]) is None                   # two points: r = 1 by construction
-    assert bench.pearson([[1, 1], [2, 3], [3, 2]]) == pytest.approx(0.5)
-    assert bench.pearson([[1, 5], [2, 5], [3, 5]]) is None            # constant: no r
+
+
+def test_rows_are_paired_by_seed_and_floored_by_the_test_list():
+    runs = [fake_run("A", "short", s, 60.0 + s, 0.0) for s in (0, 1, 2)] + \
+           [fake_run("B", "short", s, 50.0 + 2 * s, 0.0) for s in (1, 2, 3)]
+    assert bench.paired(runs, "short", "A", "B", "indist_top1") == [(1, 61.0, 52.0), (2, 62.0, 54.0)]
+    c = bench.compare_rows(runs, "short", "A", "B", "indist_top1")
+    assert c["seeds"] == [1, 2] and c["diff"] == pytest.approx(8.5) and c["floor"] == 0.0   # no list sizes
+    assert bench.compare_rows(runs, "short", "A", "C", "indist_top1") == {"verdict": "n/a", "why": "row not run"}
+    assert bench.compare_rows(runs[:3] + runs[5:], "short", "A", "B", "indist_top1")["verdict"] == "n/a"
+    for r in runs:                                           # 40-video lists: the binomial floor applies
+        r["indist_videos"] = 40
+    c = bench.compare_rows(runs, "short", "A", "B", "indist_top1")
+    assert c["floor"] == pytest.approx(math.hypot(bench.binomial_se(61.5, 40), bench.binomial_se(53.0, 40)))
+    assert c["sd"] < c["floor"] and c["verdict"] == "not shown"
+
+
+def test_spearman():
+    assert bench.spearman([[1, 2], [2, 1], [3, 4], [4, 3]]) == pytest.approx(0.6)   # 1 - 6 sum d^2 / (n^3 - n)
+    assert bench.spearman([[1, 1], [2, 4], [3, 9], [4, 1e6]]) == pytest.approx(1.0)  # any monotone relation
+    assert bench.spearman([[1, 2], [2, 2], [3, 5]]) == pytest.approx(math.sqrt(3) / 2)  # a tie: mean ranks
+    assert bench.spearman([[1, 2], [2, 4]]) is None                  # two points: rho = 1 by construction
+    assert bench.spearman([[1, 5], [2, 5], [3, 5]]) is None          # constant: no rho
+
+
+@pytest.mark.parametrize("seeds,fp,power", [(3, 0.002, 0.22), (5, 0.017, 0.66)])
+def test_false_positive_rate_of_the_rule(seeds, fp, power):
+    # RULE's figures: no true difference (or a true 10 points), per-run sd 5 points in each row,
+    # 120 test videos at 90 %; the share of comparisons that hold.
+    import random
+    rng = random.Random(seeds)
+    floor = math.hypot(bench.binomial_se(90.0, 120), bench.binomial_se(90.0, 120))
+    trials = 4000
+
+    def share_holding(true_diff):
+        return sum(bench.superiority(bench.paired_interval(
+            [rng.gauss(true_diff, 5 * math.sqrt(2)) for _ in range(seeds)], floor)) == "holds"
+            for _ in range(trials)) / trials
+    assert share_holding(0.0) == pytest.approx(fp, abs=0.007) and share_holding(0.0) < 0.025
+    assert share_holding(10.0) == pytest.approx(power, abs=0.04)
 
 
 def fake_run(row, budget, seed, indist, conflict, enopr=None, alpha=None, val_loss=(), val_enopr=()):
@@ -126,23 +185,51 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
     bench.main(["claims", "--table", str(path)])
     text = capsys.readouterr().out
     assert "**short: 8 epochs, lr 0.01** (mean ± std over 3 seeds)" in text
-    assert "| RGB | 81.0 ± 1.0 | 42.3 ± 2.5 | -38.7 ± 1.5 | – | – |" in text
-    assert "| DA mgda | 70.0 ± 20.0 | 63.3 ± 20.2 | -6.7 ± 2.9 | 0.150 ± 0.000 | 0.010 ± 0.010 |" in text
-    assert "| RGB | 90.0 (1 seed) | 50.0 (1 seed) | -40.0 (1 seed) | – | – |" in text
+    assert "| RGB | 81.0 ± 1.0 | 42.3 ± 2.5 | – | – |" in text                 # in-dist and conflicting side by side
+    assert "| DA mgda | 70.0 ± 20.0 | 63.3 ± 20.2 | 0.150 ± 0.000 | 0.010 ± 0.010 |" in text
+    assert "| RGB | 90.0 (1 seed) | 50.0 (1 seed) | – | – |" in text
     verdicts = {ln.split(" | ")[0]: ln.split(" | ")[1:] for ln in text.splitlines() if ln.startswith("| (")}
     assert verdicts["| (a) DA beats RGB in-distribution"] == ["**partly (1 of 2)**", "**n/a** |"]
-    assert verdicts["| (b) DA drops less than RGB from in-distribution to bias-conflicting (Sec. 1, static bias)"][0] == "**holds**"
-    assert verdicts["| (c) joint training beats separate training"][0] == "**holds**"
-    assert verdicts["| (d) MGDA >= constant lambda"][0] == "**reversed**"
+    assert verdicts["| (b) DA beats RGB on bias-conflicting videos (Sec. 1, static bias)"][0] == "**partly (1 of 2)**"
+    assert verdicts["| (c) joint training beats separate training"][0] == "**partly (2 of 3)**"
+    assert verdicts["| (d) MGDA >= constant lambda (non-inferior within 5 points)"][0] == "**not shown**"
     assert verdicts["| (e) Fig. 3: held-out L_c and L_p positively correlated (PWTP trained on L_c only)"][0] == "**holds**"
-    assert "| &nbsp;&nbsp; DA mgda - RGB | not shown: -11.00 vs spread 20.02 | n/a (row not run) |" in text
-    assert "| &nbsp;&nbsp; DA constant - RGB | holds: +15.00 vs spread 1.41 |" in text
-    assert "Pearson r seed 0: +" in text and "19 runs, 10.0 min in all" in text
+    # per seed: -10, +8, -31 -> mean -11, sd 19.52, t(0.975, 2) = 4.303: half-width 48.49
+    assert ("| &nbsp;&nbsp; DA mgda - RGB | not shown: -11.00 [-59.49, +37.49], 3 seeds, no floor: list sizes "
+            "not recorded | n/a (row not run) |") in text
+    assert "| &nbsp;&nbsp; DA constant - RGB | holds: +15.00 [+12.52, +17.48], 3 seeds, no floor" in text
+    assert "Spearman rho seed 0: +1.00" in text and "19 runs, 10.0 min in all" in text
+    assert "False positives" in text                                       # the rule, with its error rate
+
+
+def test_mgda_slightly_below_constant_is_non_inferior():
+    # Claim (d) is '>=': one point below constant, tightly measured, holds; ten points below is reversed.
+    runs = [fake_run("DA constant", "short", s, 90.0 + s, 0.0) for s in range(3)]
+    close = runs + [fake_run("DA mgda", "short", s, 89.0 + s + 0.2 * (s == 1), 0.0) for s in range(3)]
+    far = runs + [fake_run("DA mgda", "short", s, 80.0 + s + 0.2 * (s == 1), 0.0) for s in range(3)]
+    claim = lambda rs: [c for c in bench.analyse(rs)["claims"] if c["id"] == "d"][0]["verdict"]
+    assert claim(close) == "holds" and claim(far) == "reversed"
 
 
 def test_fig3_says_when_metrics_have_no_val_loss():
     runs = [fake_run("DA recognition", "short", s, 90, 80, 0.5, None, [None] * 3, [0.7, 0.6, 0.5]) for s in range(3)]
     f = bench.fig3(runs)["short"]
-    assert f["pooled_r"] is None and "no val_loss" in f["note"]
+    assert f["pooled_rho"] is None and "no val_loss" in f["note"]
     claim_e = [c for c in bench.analyse(runs)["claims"] if c["id"] == "e"][0]
     assert claim_e["verdict"] == "n/a" and "no val_loss" in claim_e["comparisons"][0]["why"]
+
+
+def test_train_step_runs_algorithm1_once_per_step(monkeypatch):
+    # train.py's own step (built as bench.py builds it), --joint mgda with 2 micro-batches:
+    # the update is one call of mgda.algorithm1, after both micro-batches.
+    import mgda
+    import train
+    calls = []
+    real = mgda.algorithm1
+    monkeypatch.setattr(mgda, "algorithm1", lambda *a, **k: calls.append(1) or real(*a, **k))
+    args = bench.train_args(["--joint", "mgda", "--mgda-normalize", "none", "--segments", 2, "--frames", 4,
+                             "--crop-size", 32, "--depth", 18, "--small", "--batch-size", 2, "--accum-steps", 2])
+    run = bench.timing_run(args, torch.device("cpu"))
+    clip, labels = torch.randn(4, 8, 3, 32, 32), torch.randint(0, 10, (4,))
+    r = train.train_step(run, clip, labels, 0)
+    assert calls == [1] and 0.0 <= r.info["alpha"] <= 1.0

@@ -1,6 +1,7 @@
-"""mgda.py: Eq. 12 against a brute-force Eq. 11, Algorithm 1's gradients, Eq. 13, the strategies,
-gradient normalisers, the bases space (MGDA-UB analogue), gradient accumulation over micro-batches
-and ranks, the loss scale of fp16, and the logged gradient statistics."""
+"""mgda.py: Eq. 12 against a brute-force Eq. 11, Algorithm 1's gradients (and that training runs
+mgda.algorithm1 itself), Eq. 13, the strategies, gradient normalisers, the bases space (MGDA-UB
+analogue), gradient accumulation over micro-batches and ranks, the loss scale of fp16, and the
+logged gradient statistics."""
 import math
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import mgda
 from mgda import (NORMALIZERS, SPACES, STRATEGIES, JointTraining, min_norm_alpha, mgda_backward,
                   normalized_alpha, scale_schedule)
 
@@ -483,3 +485,70 @@ def test_stats_are_logged_and_correct(strategy):
     # No PWTP (loss_p None): plain recognition, nothing to log.
     loss_c, _ = m.losses(x, y)
     assert JointTraining(strategy, separate_steps=2).backward(m, loss_c, None, 0) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training runs exactly Algorithm 1: accumulation, loss scale and ranks wrap mgda.algorithm1
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("normalize", ["none", "loss+"])
+def test_training_path_writes_what_a_direct_algorithm1_call_writes(normalize):
+    model = tiny_model()
+    clip, labels = tiny_batch(4, seed=3)
+    shared, recog = model.shared_parameters(), model.recognition_parameters()
+    K, s = 2, 3.0 * 2.0 ** 10            # two micro-batches, an fp16-style loss scale
+
+    def micro_losses(k):                 # the scaled, 1/K-weighted losses train.py passes on
+        loss_c, loss_p, _ = real_losses(model, clip[2 * k:2 * k + 2], labels[2 * k:2 * k + 2])
+        return s * loss_c / K, s * loss_p / K
+
+    # Direct: sum the micro-batches' gradients by hand, then call Algorithm 1 once.
+    g_c, g_p, g_rec, L_c, L_p = None, None, None, 0.0, 0.0
+    for k in range(K):
+        loss_c, loss_p = micro_losses(k)
+        gp, _ = mgda.gradients(loss_p, shared, retain_graph=True)
+        g, _ = mgda.gradients(loss_c, shared + recog)
+        add = lambda acc, new: [x.detach() for x in new] if acc is None else [a + b for a, b in zip(acc, new)]
+        g_c, g_p, g_rec = add(g_c, g[:len(shared)]), add(g_p, gp), add(g_rec, g[len(shared):])
+        L_c, L_p = L_c + loss_c.detach().double() / s, L_p + loss_p.detach().double() / s
+    alpha = mgda.algorithm1(shared, g_c, g_p, recog, g_rec, normalize, L_c.item(), L_p.item())
+    direct = grads_of(model)
+    assert 0.0 < alpha < 1.0
+    # The training path: accumulate K micro-batches under the loss scale, then step.
+    model.zero_grad(set_to_none=True)
+    jt = JointTraining("mgda", normalize=normalize)
+    for k in range(K):
+        jt.accumulate(model, *micro_losses(k), scale=s, step=0)
+    info = jt.step(model, 0)
+    assert info["alpha"] == alpha                                  # bit for bit
+    for a, b in zip(direct, grads_of(model)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("space", ["params", "bases"])
+def test_joint_training_calls_algorithm1_once_per_step(monkeypatch, space):
+    calls = []
+    real = mgda.algorithm1
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("inner"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mgda, "algorithm1", spy)
+    model = tiny_model()
+    clip, labels = tiny_batch(4, seed=4)
+    jt = JointTraining("mgda", space=space)
+    for k in range(2):
+        loss_c, loss_p, A = real_losses(model, clip[2 * k:2 * k + 2], labels[2 * k:2 * k + 2])
+        jt.accumulate(model, loss_c / 2, loss_p / 2, bases=A)
+        assert calls == []                                        # nothing decided per micro-batch
+    info = jt.step(model, 0)
+    assert len(calls) == 1 and (calls[0] is None) == (space == "params")   # bases: its inner products
+    loss_c, loss_p, _ = real_losses(model, clip, labels)
+    alpha = mgda_backward(model.shared_parameters(), model.recognition_parameters(), loss_c, loss_p)
+    assert len(calls) == 2 and 0.0 <= alpha <= 1.0 and 0.0 <= info["alpha"] <= 1.0
+
+
+def test_algorithm1_checks_its_lists():
+    p = [torch.zeros(3, requires_grad=True)]
+    with pytest.raises(ValueError, match="one gradient per parameter"):
+        mgda.algorithm1(p, [torch.ones(3)], [])

@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from pwtp import PWTP, dynamic_appearance, enopr, project, projection_loss, temporal_relation_descriptor
+from pwtp import (PWTP, MLPBottleneck, dc_gain, dynamic_appearance, enopr, project, projection_loss,
+                  temporal_relation_descriptor)
 
 torch.manual_seed(0)
 
@@ -268,3 +269,61 @@ def test_projection_loss_is_the_float32_batch_mean():
     torch.testing.assert_close(projection_loss(out.enopr), out.enopr.mean())
     with pytest.raises(ValueError, match="per-segment"):
         projection_loss(torch.ones(2, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# DA's DC gain s (dc_gain): not in the paper, derived from Eq. 1, 5 and 6
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("D", [1, 2])
+def test_dc_gain_equals_its_projector_forms(D):
+    # s = (1/T)||(I - P)1||^2 = T||w||^2, w = (1/T)(I - P)1, with P = A (A^T A)^-1 A^T formed explicitly.
+    T, H, W = 6, 3, 4
+    A = random_A(2, H, W, T, D, seed=D)
+    s = dc_gain(A, ridge=0.0, per_pixel=True)
+    assert s.shape == (2, H, W)
+    one, I = torch.ones(T, dtype=torch.float64), torch.eye(T, dtype=torch.float64)
+    for n in range(2):
+        for h in range(H):
+            for w_ in range(W):
+                a = A[n, h, w_]                                   # (T, D)
+                P = a @ torch.linalg.inv(a.T @ a) @ a.T
+                r = (I - P) @ one
+                w = r / T
+                assert abs(s[n, h, w_].item() - (r @ r).item() / T) < 1e-12
+                assert abs(s[n, h, w_].item() - T * (w @ w).item()) < 1e-12
+                assert 0.0 <= s[n, h, w_].item() <= 1.0
+    torch.testing.assert_close(dc_gain(A, ridge=0.0), s.flatten(1).mean(1))   # the default: mean per segment
+
+
+@pytest.mark.parametrize("D", [1, 2])
+def test_dc_gain_is_zero_when_the_constant_profile_is_in_the_subspace(D):
+    A = random_A(2, 4, 4, 6, D)
+    A[..., 0] = 3.0                                              # 1 (scaled) is a column of every A_n
+    assert dc_gain(A, ridge=0.0).abs().max() < 1e-12
+    assert dc_gain(A).abs().max() < 1e-5                         # the default ridge leaks a relative ~1e-6
+    if D == 2:                                                   # 1 in span(A) without being a column
+        B = random_A(2, 4, 4, 6, 2, seed=5)
+        B[..., 1] = B[..., 0] + 2.0
+        assert dc_gain(B, ridge=0.0).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("D", [1, 2])
+def test_da_of_a_static_clip_is_the_dc_gain_times_its_colour(D):
+    # PWTP.forward on a clip whose frames are all equal: DA_n = s_n * colour_n at every pixel, with
+    # s_n from the very bases (out.A) that forward predicted for this clip.
+    torch.manual_seed(D)
+    m = PWTP(frames=5, proj_dim=D).double()
+    frame = torch.rand(3, 1, 3, 16, 24, dtype=torch.float64)
+    out = m(frame.expand(3, 5, 3, 16, 24))
+    s = dc_gain(out.A, per_pixel=True)                           # (N, H, W), forward's ridge
+    torch.testing.assert_close(out.da, s[:, None] * frame[:, 0], rtol=1e-9, atol=1e-12)
+    assert s.mean() > 0.05                                       # an untrained PWTP does leak
+
+
+def test_mlp_bottleneck_keeps_the_state_dict_names():
+    m = PWTP(frames=4, blocks=2)
+    assert all(isinstance(b, MLPBottleneck) for b in m.blocks)
+    assert {k for k in m.state_dict() if k.startswith("blocks.")} == {
+        f"blocks.{i}.{layer}.{p}" for i in range(2) for layer, ps in
+        (("bn", ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+         ("down", ("weight", "bias")), ("up", ("weight", "bias"))) for p in ps}
