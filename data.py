@@ -56,6 +56,7 @@ import collections
 import math
 import os
 import random
+import re
 import signal
 import warnings
 from typing import NamedTuple
@@ -74,9 +75,9 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 # TSN multi-scale crop: the crop side is one of these fractions of the short side (height and width may
 # differ by at most one step), then the crop is resized to crop_size x crop_size.
 MULTISCALE = (1.0, 0.875, 0.75, 0.66)
-# Decode from the start (no seek) when the first needed frame is this close to it: a seek lands on the
-# previous key frame anyway, and decoding a few frames is cheaper than the seek's bookkeeping.
-SEEK_MIN_FRAME = 32
+# Seek only when it skips decoding at least this many frames: a seek re-reads the container index and
+# flushes the decoder, which costs about as much as decoding a few frames (our choice, see bench.py).
+SEEK_MIN_SKIP = 16
 DATASETS = layouts.DATASETS  # the --dataset choices: one official archive layout each
 DENSE_DATASETS = ("kinetics400", "minikinetics")  # Sec. 4: dense sampling for Kinetics
 # No horizontal flip where labels have a direction: Something-Something ("pushing something from left
@@ -148,8 +149,14 @@ class ShortVideo(ValueError):
         return ShortVideo, (self.path, self.decoded, self.expected)
 
 
+def _natural(name):
+    """Sort key that reads digit runs as numbers: 1.png, 2.png, ..., 10.png (as TSM's and mmaction2's
+    frame templates number them), also for zero-padded names."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name)]
+
+
 def _frame_files(folder):
-    names = sorted(f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in IMAGE_EXTS)
+    names = sorted((f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in IMAGE_EXTS), key=_natural)
     return [os.path.join(folder, f) for f in names]
 
 
@@ -201,48 +208,72 @@ def decodable_frames(path):
         return sum(1 for _ in _frames(container, _video_stream(container, path)))
 
 
-def _decode_range(container, stream, wanted, use_pts):
-    """Decode forward and pick the frames whose index is in sorted `wanted`. Index = running count from
-    the start when not seeking; from the presentation time when we seeked (idx = time * fps). A wanted
-    index with no frame of its own (variable frame rate) gets the previous frame.
-    Returns (picked, last, reach): picked = {index: array} for the wanted indices the stream reached,
-    last = the last decoded frame's array when some were not reached (else None), reach = 1 + the last
-    decoded frame's index (from the start: the number of frames decoded); or None when the seek
-    overshot (the caller decodes from the start).
-    Only frames that are used are converted to RGB arrays (the conversion costs about as much as the
-    decode); PyAV hands out a fresh frame object per decoded frame, so keeping the previous one is safe."""
-    rate = stream.average_rate or stream.guessed_rate
-    tb = stream.time_base
-    start = stream.start_time or 0
-    out, ptr, count = {}, 0, 0
-    prev = None  # [frame object, its array or None]
+def _decode_counting(container, stream, wanted):
+    """Decode from the start; frame n is the n-th frame that decodes, by definition. Picks the frames whose
+    index is in sorted `wanted` and stops after the last one. Returns (picked, last, decoded): picked =
+    {index: array}; last = the last decoded frame's array when the stream ended before some wanted index
+    (else None); decoded = how many frames were decoded. Only frames that are used are converted to RGB
+    (the conversion costs about as much as the decode)."""
+    out, ptr, count, frame = {}, 0, 0, None
     for frame in _frames(container, stream):
-        if use_pts:
-            if frame.pts is None:
-                return None
-            i = int(round(float((frame.pts - start) * tb * rate)))
-            if prev is None and i > wanted[0]:
-                return None  # landed after the first wanted frame: caller decodes from the start
-        else:
-            i = count
-        count, reach = count + 1, i + 1
-        cur = [frame, None]
-        while ptr < len(wanted) and wanted[ptr] <= i:
-            use = cur if (wanted[ptr] == i or prev is None) else prev
-            if use[1] is None:
-                use[1] = use[0].to_ndarray(format="rgb24")
-            out[wanted[ptr]] = use[1]
+        while ptr < len(wanted) and wanted[ptr] == count:
+            out[count] = frame.to_ndarray(format="rgb24")
             ptr += 1
+        count += 1
         if ptr == len(wanted):
-            return out, None, reach
-        prev = cur
-    if prev is None:
+            return out, None, count
+    if frame is None:
         return out, None, 0
-    return out, prev[1] if prev[1] is not None else prev[0].to_ndarray(format="rgb24"), reach
+    return out, out[count - 1] if count - 1 in out else frame.to_ndarray(format="rgb24"), count
+
+
+def _time_grid(container, stream):
+    """(pts of frame 0, ticks per frame, sorted key-frame indices, frame count) when the stream's packets
+    sit on a regular time grid (frame n at pts0 + n*step, every step filled), else None. Read from the
+    packets alone: demuxing costs a small fraction of decoding."""
+    pts, keys = [], []
+    for p in container.demux(stream):
+        if p.size > 0:  # empty packets (an AVI's "dropped frame" chunks) hold no frame
+            if p.pts is None:
+                return None
+            pts.append(p.pts)
+            keys.append(p.is_keyframe)
+    order = np.argsort(pts, kind="stable")
+    pts, keys = np.asarray(pts, np.int64)[order], np.asarray(keys, bool)[order]
+    if len(pts) < 2 or pts[1] <= pts[0] or (np.diff(pts) != pts[1] - pts[0]).any():
+        return None
+    return int(pts[0]), int(pts[1] - pts[0]), np.flatnonzero(keys), len(pts)
+
+
+def _decode_seeking(container, stream, wanted, grid):
+    """The frames at sorted `wanted` indices of a stream on a regular time grid (_time_grid): before each
+    wanted frame, seek to its key frame when that skips at least SEEK_MIN_SKIP frames, then decode
+    forward. Index = (pts - pts0) / step, which is the decode count only if every grid step yields
+    exactly one frame: any decoded frame off the grid, out of sequence, or a missing one (a packet that
+    decodes to nothing) returns None, and the caller counts from the start instead."""
+    pts0, step, keys, _ = grid
+    want, out, pos, frames = set(wanted), {}, -1, None  # pos: index of the last decoded frame
+    for w in wanted:
+        k = np.searchsorted(keys, w, side="right") - 1
+        key = int(keys[k]) if k >= 0 else 0
+        if frames is None or key - (pos + 1) >= SEEK_MIN_SKIP:
+            container.seek(pts0 + key * step, stream=stream, backward=True, any_frame=False)
+            frames, pos = _frames(container, stream), None
+        while pos is None or pos < w:
+            frame = next(frames, None)
+            if frame is None or frame.pts is None:
+                return None
+            i, off = divmod(int(frame.pts) - pts0, step)
+            if off or (i != pos + 1 if pos is not None else not 0 <= i <= w):
+                return None
+            pos = i
+            if i in want:
+                out[i] = frame.to_ndarray(format="rgb24")
+    return out
 
 
 def _read_images(folder, indices):
-    """Frame folder: JPEGs via PIL, indices past the end clamped to the last image."""
+    """Frame folder: images via PIL (in numeric name order), indices past the end clamped to the last."""
     from PIL import Image  # matplotlib depends on Pillow, so it is installed
     files = _frame_files(folder)
     if not files:
@@ -257,44 +288,39 @@ def _read_images(folder, indices):
 def read_frames(path, indices, num_frames=None):
     """uint8 frames (len(indices), H, W, 3) at the given 0-based frame indices (any order, repeats ok).
 
-    Videos: open with PyAV, threads on, seek to the key frame before the first needed frame (when it is
-    not near the start), decode forward only until the last needed frame. Indices at or past the video's
-    length (`num_frames`, the count the caller sampled from; by default the container's header count)
-    repeat the last frame. If the stream ends BEFORE a wanted index below that length, raise ShortVideo
-    (carrying the decodable count) rather than pad. Frame folders: see _read_images."""
+    Index n is the n-th frame that decodes, always. Seeking (_decode_seeking) only saves decoding: it is
+    used when the packets' time stamps are a regular grid with one packet per frame of the expected
+    length, and is checked frame by frame; otherwise (variable frame rate, empty chunks, a count learned
+    shorter than the header) the frames are counted from the start. Indices at or past the video's length
+    (`num_frames`, the count the caller sampled from; by default the container's header count) repeat the
+    last frame. If the stream ends BEFORE a wanted index below that length, raise ShortVideo (carrying
+    the decodable count) rather than pad. Frame folders: see _read_images."""
     indices = [int(i) for i in indices]
     if os.path.isdir(path):
         return _read_images(path, indices)
-    wanted = sorted(set(indices))
-    got = None
     with av.open(path) as container:
         stream = _video_stream(container, path)
         length = num_frames or stream.frames or None  # frames that should exist (None: unknown)
-        rate = stream.average_rate or stream.guessed_rate
-        if wanted[0] >= SEEK_MIN_FRAME and rate and stream.time_base:
-            target = (stream.start_time or 0) + int(wanted[0] / (rate * stream.time_base))
+        if length:
+            indices = [min(i, length - 1) for i in indices]
+        wanted = sorted(set(indices))
+        out = None
+        if wanted[-1] >= SEEK_MIN_SKIP:  # something to skip: try the seeking path
             try:
-                container.seek(target, stream=stream, backward=True, any_frame=False)
-                got = _decode_range(container, stream, wanted, use_pts=True)
+                grid = _time_grid(container, stream)
+                if grid is not None and grid[3] == length:
+                    out = _decode_seeking(container, stream, wanted, grid)
             except av.error.FFmpegError:
-                got = None  # e.g. a truncated file has no index to seek with
-
-    def short(got, slack):  # stopped over `slack` frames before `length`, short of a wanted frame
-        out, _, reach = got
-        return bool(length) and reach + slack < length and any(w < length and w not in out for w in wanted)
-
-    # No seek wanted, the seek landed badly, or the stream ended early after it: decode from the start,
-    # counting frames exactly. (After a seek, indices come from time stamps, which may round the last
-    # frame one index low: one frame of slack there, filled like a variable-frame-rate gap.)
-    if got is None or short(got, slack=1):
+                out = None  # e.g. a truncated file has no index to seek with
+    if out is None:
         with av.open(path) as container:
-            got = _decode_range(container, _video_stream(container, path), wanted, use_pts=False)
-        if got[2] == 0:
+            out, last, decoded = _decode_counting(container, _video_stream(container, path), wanted)
+        if decoded == 0:
             raise ValueError(f"{path}: no decodable frames")
-        if short(got, slack=0):
-            raise ShortVideo(path, got[2], length)
-    out, last, _ = got
-    return np.stack([out[i] if i in out else last for i in indices])  # past the end: the last frame
+        if length and last is not None:
+            raise ShortVideo(path, decoded, length)
+        out.update({w: last for w in wanted if w not in out})  # length unknown: past the end = last frame
+    return np.stack([out[i] for i in indices])
 
 # ---------------------------------------------------------------------------------------------------
 # Transforms on uint8 frames (N, H, W, 3) -> float (N, 3, h, w). Every crop is one box for all frames of
