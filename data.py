@@ -52,8 +52,11 @@ CLI:
   (loader throughput: bench.py's loader_vs_step row)
 """
 import argparse
+import atexit
 import collections
+import functools
 import math
+import multiprocessing.util  # noqa: F401 - its exit handler must be registered before ours
 import os
 import random
 import re
@@ -660,20 +663,37 @@ class Loaders(NamedTuple):
     train_sampler: ResumableSampler
 
 
-def _worker_init(worker_id):
+# Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C
+# sends SIGINT to the whole foreground group. A worker that died of it would take the run down with
+# "DataLoader worker ... killed by signal" before the main process could save its mid-epoch checkpoint,
+# so while their parent runs the workers ignore both, and the main process (train.py's stop request)
+# finishes its step, saves, and shuts them down. But at interpreter exit, multiprocessing stops every
+# worker still up with SIGTERM and then joins it: an ignored SIGTERM would hang that join forever (an
+# error with live workers, a script that leaves a loader mid-epoch). So the main process raises a
+# shared flag at exit, before multiprocessing's exit handler runs (atexit runs the later-registered
+# first), and a worker's SIGTERM handler exits when that flag is up or when its parent is gone. (Until
+# _worker_init runs, a forked worker has its parent's handlers: train.py installs its own before it
+# starts any worker.)
+_EXITING = torch.zeros(1, dtype=torch.uint8).share_memory_()
+atexit.register(_EXITING.fill_, 1)  # registered after multiprocessing.util's: runs before it
+
+
+def _on_sigterm(exiting, parent):
+    def handler(signum, frame):
+        if int(exiting[0]) or os.getppid() != parent:
+            os._exit(0)  # nothing to flush: a worker holds no state of its own
+    return handler
+
+
+def _worker_init(worker_id, exiting=_EXITING, parent=None):
     # Items do not depend on these seeds (they use (seed, epoch, index)); seeding keeps any other library
     # randomness distinct per worker and reproducible. One intra-op thread per worker avoids oversubscribing.
     s = torch.utils.data.get_worker_info().seed % 2 ** 32
     np.random.seed(s)
     random.seed(s)
     torch.set_num_threads(1)
-    # A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C sends
-    # SIGINT to the whole foreground group. A worker that died of it would take the run down with
-    # "DataLoader worker ... killed by signal" before the main process could save its mid-epoch
-    # checkpoint. The workers ignore both; the main process (train.py's StopRequest) finishes its
-    # step, saves, and shuts them down. A worker whose parent is gone still exits (PyTorch checks).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm(exiting, parent or os.getppid()))
 
 
 def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
@@ -702,7 +722,8 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
     pin = torch.cuda.is_available()
     sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
-    common = dict(num_workers=workers, pin_memory=pin, worker_init_fn=_worker_init if workers > 0 else None,
+    init = functools.partial(_worker_init, exiting=_EXITING, parent=os.getpid())  # see _EXITING
+    common = dict(num_workers=workers, pin_memory=pin, worker_init_fn=init,
                   persistent_workers=False, generator=torch.Generator().manual_seed(seed))
     train = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
     val = torch.utils.data.DataLoader(val_ds, batch_size=max(1, batch_size // (clips * crops)),
