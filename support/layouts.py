@@ -37,14 +37,17 @@ or official CSVs: ROOT/{train,val}.csv (also accepted: validate.csv, kinetics_tr
     kinetics_val.csv, kinetics400_train.csv, kinetics-400_train.csv, ..., or under ROOT/annotations/),
     columns label,youtube_id,time_start,time_end,split; videos found anywhere under ROOT/train and
     ROOT/val (also videos_train/, videos_val/, validate/) named <youtube_id>_<start:06d>_<end:06d>.<ext>
-    or <youtube_id>.<ext>. CSV rows whose video is absent are dropped with a warning.""",
+    or <youtube_id>.<ext>; a name found in several label folders is read from the row's label folder.
+    CSV rows whose video is absent are dropped with a warning; a video listed twice counts once, and
+    one listed with two different labels is left out (warnings name the CSV and its lines).""",
     "minikinetics": """the kinetics400 layout (folders or CSVs, see there), plus Mini-Kinetics-200's id lists
 ROOT/train_ytid_list.txt and ROOT/val_ytid_list.txt (one YouTube id per line; also looked for under
 ROOT/minikinetics/ and ROOT/annotations/). Classes = the labels left after filtering (200).""",
     "list": """ROOT/train.txt and ROOT/val.txt (split 1; also test.txt), or ROOT/train_split<K>.txt and
 ROOT/val_split<K>.txt (or test_split<K>.txt) for split K; optional ROOT/classes.txt (line i = name of
 label i). mmaction2-style lines "relative/path label" (video file or JPEG frame folder), or
-"relative/path num_frames label" for frame folders; paths relative to ROOT (or absolute).""",
+"relative/path num_frames label" for frame folders; paths relative to ROOT (or absolute), kept exactly
+as written (spaces and tabs inside a path included).""",
     "synthetic": """the ucf101 layout, written by `python data.py synth --out ROOT` (or automatically on first use
 when ROOT does not exist; default ROOT = ~/.cache/dynamic-appearance/synth-v4), with splits K = 1..5:
 1-3 scene-balanced; 4 and 5 the static-bias split (same training list; testlist04 in-distribution,
@@ -263,13 +266,16 @@ def _kinetics_dir(root, train):
 
 
 def _index_videos(folder):
-    """stem -> path of every video file under `folder` (recursive)."""
+    """stem -> [paths] of every video under `folder` (recursive): video files, and frame folders named like
+    a video file (what `python data.py prepare --frames` writes)."""
     out = {}
-    for dp, _, fs in os.walk(folder):
-        for f in fs:
+    for dp, dirs, fs in os.walk(folder):
+        framedirs = [d for d in dirs if os.path.splitext(d)[1].lower() in VIDEO_EXTS]
+        dirs[:] = sorted(d for d in dirs if d not in framedirs)
+        for f in sorted(fs) + sorted(framedirs):
             stem, ext = os.path.splitext(f)
             if ext.lower() in VIDEO_EXTS:
-                out[stem] = os.path.join(dp, f)
+                out.setdefault(stem, []).append(os.path.join(dp, f))
     return out
 
 
@@ -280,7 +286,7 @@ def _youtube_id(path):
 
 
 def _read_kinetics_csv(path):
-    """Rows (label, youtube_id, start, end) of an official Kinetics CSV (header row required)."""
+    """Rows (line, label, youtube_id, start, end) of an official Kinetics CSV (header row required)."""
     rows, form = [], "label,youtube_id,time_start,time_end,split"
     reader = csv.reader(io.StringIO(read_text(path), newline=""))
     header = [h.strip() for h in next((r for r in reader if r), [])]  # the first non-empty row
@@ -298,8 +304,85 @@ def _read_kinetics_csv(path):
         except ValueError:
             raise _line_error(path, reader.line_num, line, f"{form} with times in seconds") from None
         label = r[col["label"]].strip() if "label" in col else ""
-        rows.append((label, r[col["youtube_id"]].strip(), start, end))
+        rows.append((reader.line_num, label, r[col["youtube_id"]].strip(), start, end))
     return rows
+
+
+def _folder_key(name):
+    """A label as a folder name may spell it: 'air drumming', 'air_drumming' and 'Air-Drumming' agree."""
+    return re.sub(r"[^0-9a-z]+", "", name.lower())
+
+
+def _resolve_row(videos, labels, label, yid, t0, t1):
+    """The file of one CSV row: named <id>_<start>_<end> (else <id>), in the row's label folder when the
+    name is in several folders. A file found only in ANOTHER label's folder is not this row's (the same
+    YouTube id may be two clips of two classes): (None, that path). Returns (path or None, stray path)."""
+    for stem in (f"{yid}_{t0:06d}_{t1:06d}", yid):
+        paths = videos.get(stem, [])
+        folder = [_folder_key(os.path.basename(os.path.dirname(p))) for p in paths]
+        mine = [p for p, f in zip(paths, folder) if f == _folder_key(label)]
+        if mine:
+            return mine[0], None
+        neutral = [p for p, f in zip(paths, folder) if f not in labels]  # flat, or folders that are no label
+        if len(neutral) == 1:
+            return neutral[0], None
+        if paths:
+            return None, paths[0]
+    return None, None
+
+
+def _lines(rows):
+    return " and ".join(map(str, rows[:2])) + (f" (and {len(rows) - 2} more)" if len(rows) > 2 else "")
+
+
+def _dedupe(name, csv_path, rows):
+    """rows [(line, path, label, youtube_id)] -> [(path, label, youtube_id)], one per file. A file listed
+    more than once with one label counts once; one listed with different labels is left out (one of its
+    labels is wrong, and we cannot tell which). Both are reported, naming the CSV and its lines."""
+    by_path = {}
+    for line, path, label, yid in rows:
+        by_path.setdefault(path, []).append((line, label, yid))
+    items, dups, contra = [], [], []
+    for path, rs in by_path.items():
+        labels = sorted({lab for _, lab, _ in rs})
+        where = f"lines {_lines([ln for ln, _, _ in rs])}: {path}"
+        if len(labels) > 1:
+            contra.append(f"{where} as {' and '.join(map(repr, labels))}")
+            continue
+        dups += [where] if len(rs) > 1 else []
+        items.append((path, rs[0][1], rs[0][2]))
+    if dups:
+        warnings.warn(f"{name}: {csv_path}: {len(dups)} videos are listed more than once, each counted once "
+                      f"({'; '.join(dups[:3])}{'; ...' if len(dups) > 3 else ''})", RuntimeWarning)
+    if contra:
+        warnings.warn(f"{name}: {csv_path}: {len(contra)} videos are listed with different labels and left out "
+                      f"({'; '.join(contra[:3])}{'; ...' if len(contra) > 3 else ''})", RuntimeWarning)
+    return items
+
+
+def _kinetics_csv_items(name, root, vdir, train_csv, split_csv):
+    """(classes, [(path, label_name, youtube_id)]) of one split from the official CSVs."""
+    classes = sorted({r[1] for r in _read_kinetics_csv(train_csv)})
+    labels, videos = {_folder_key(c) for c in classes}, _index_videos(vdir)
+    rows, missing, stray = [], 0, []
+    for line, label, yid, t0, t1 in _read_kinetics_csv(split_csv):
+        path, other = _resolve_row(videos, labels, label, yid, t0, t1)
+        if path is not None:
+            rows.append((line, path, label, yid))
+        elif other is not None:
+            stray.append(f"line {line} ({label!r}): {other}")
+        else:
+            missing += 1
+    items = _dedupe(name, split_csv, rows)
+    if not items:
+        raise layout_error(name, root, f"none of the videos listed in {split_csv} were found under {vdir}")
+    if missing:
+        warnings.warn(f"{name}: {missing} videos listed in {split_csv} are not under {vdir}; left out "
+                      "(normal for Kinetics: some YouTube videos are gone)", RuntimeWarning)
+    if stray:
+        warnings.warn(f"{name}: {len(stray)} videos listed in {split_csv} were found only in another label's "
+                      f"folder; left out (first: {stray[0]})", RuntimeWarning)
+    return classes, items
 
 
 def _kinetics_items(root, train, name):
@@ -313,21 +396,7 @@ def _kinetics_items(root, train, name):
         split_csv = _kinetics_csv(root, train)
         if split_csv is None:
             raise layout_error(name, root, f"found {train_csv} but no {'train' if train else 'val'} CSV")
-        classes = sorted({r[0] for r in _read_kinetics_csv(train_csv)})
-        videos = _index_videos(vdir)
-        items, missing = [], 0
-        for label, yid, t0, t1 in _read_kinetics_csv(split_csv):
-            path = videos.get(f"{yid}_{t0:06d}_{t1:06d}") or videos.get(yid)
-            if path is None:
-                missing += 1
-                continue
-            items.append((path, label, yid))
-        if not items:
-            raise layout_error(name, root, f"none of the videos listed in {split_csv} were found under {vdir}")
-        if missing:
-            warnings.warn(f"{name}: {missing} videos listed in {split_csv} are not under {vdir}; left out "
-                          "(normal for Kinetics: some YouTube videos are gone)", RuntimeWarning)
-        return classes, items
+        return _kinetics_csv_items(name, root, vdir, train_csv, split_csv)
     # folder layout: ROOT/{train,val}/<label>/<video>
     tdir = _kinetics_dir(root, True)
     if tdir is None:
@@ -395,13 +464,16 @@ def _list_files(root, split):
 
 
 def _parse_list_file(root, listfile):
-    samples = []
+    """[(path, label)] of an mmaction2-style list. The path is everything before the last one or two
+    whitespace-separated fields, kept exactly (double spaces and tabs in a file name included)."""
+    samples, form = [], "'relative/path label' (label: 0, 1, ...)"
     for n, ln in read_lines(listfile):
-        parts, form = ln.split(), "'relative/path label' (label: 0, 1, ...)"
+        parts = ln.rsplit(None, 1)
         label = _number(parts[-1] if len(parts) > 1 else "", listfile, n, ln, form)
-        rel = " ".join(parts[:-1])
-        if len(parts) >= 3 and parts[-2].isdigit() and not os.path.exists(os.path.join(root, rel)):
-            rel = " ".join(parts[:-2])  # rawframes style: "path num_frames label"
+        rel = parts[0]
+        head = rel.rsplit(None, 1)
+        if len(head) == 2 and head[1].isdigit() and not os.path.exists(os.path.join(root, rel)):
+            rel = head[0]  # rawframes style: "path num_frames label"
         samples.append((os.path.join(root, rel), label))
     return samples
 
