@@ -21,9 +21,9 @@ the frames a clip needs (read_frames), so nobody extracts frames before training
 
 Reading order: sampling; decoding; transforms; VideoDataset; samplers and loaders; the command line.
 Not the paper, kept in support/ (a reader may skip it): where each dataset's official archive keeps its
-videos and split lists (support/layouts.py), the cache of true frame counts (support/framecounts.py), the
-synthetic benchmark set (support/synthetic.py) and `prepare`, which re-encodes videos for fast seeking
-(support/prepare.py).
+videos and split lists (layouts.py), the cache of true frame counts (framecounts.py), the bookkeeping of
+unreadable videos and the loader workers' signals (loading.py), the synthetic benchmark set
+(synthetic.py) and `prepare`, which re-encodes videos for fast seeking (prepare.py).
 
 No silently wrong results:
   * An index means the n-th decodable frame of a video, always (seeking only saves decoding time).
@@ -34,33 +34,24 @@ No silently wrong results:
     (zeros, -1), label -1 meaning "unreadable", and VideoDataset.unreadable() lists it.
 
 Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use):
-  build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1,
-                crops=1, seed=0, substitute=True) -> VideoDataset
-      train item: (clip, label), clip float (S*T, C, H, W), ImageNet-normalised
-      test item:  (clip, label), clip float (V, S*T, C, H, W), V = clips*crops views (V may be 1)
-      label -1: an unreadable video (substitute=False only; see VideoDataset)
-  build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
-                subset=None, overfit=None, seed=0, clips=1, crops=1)
-      -> Loaders(train, val, num_classes, classes, train_sampler)   (val: substitute=False)
-  sparse_indices(...), dense_indices(...), read_frames(path, indices, num_frames=None) (may raise
-  ShortVideo), count_frames(path) (the header's count), decodable_frames(path) (a full decode's count)
+  build_dataset(name, data_root, split, train, segments, frames, crop_size, clips, crops, seed, substitute)
+      -> VideoDataset: train item (clip float (S*T, C, H, W), label), test item (clip (V, S*T, C, H, W),
+      label) with V = clips x crops views; ImageNet-normalised; label -1: unreadable (test protocol)
+  build_loaders(dataset, data_root, split, segments, frames, crop_size, batch_size, workers, subset,
+                overfit, seed, clips, crops) -> Loaders(train, val, num_classes, classes, train_sampler)
+  sparse_indices, dense_indices, read_frames (may raise ShortVideo), count_frames (the header's count),
+  decodable_frames (a full decode's count)
 CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0
                                     --bias 0.9 --bias-train N --bias-test N]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
-  python data.py prepare --data-root DIR [--out DIR2] [--frames] [--gop 8]
+  python data.py prepare --data-root DIR [--out DIR2] [--frames] [--gop 8] [--workers N]
   (loader throughput: bench.py's loader_vs_step row)
 """
 import argparse
-import atexit
-import collections
-import functools
 import math
-import multiprocessing.util  # noqa: F401 - its exit handler must be registered before ours
 import os
-import random
 import re
-import signal
 import warnings
 from typing import NamedTuple
 
@@ -69,7 +60,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from support import framecounts, layouts, synthetic
+from support import framecounts, layouts, loading, prepare, synthetic
+from support.loading import SkippedVideoWarning  # noqa: F401 - warned by VideoDataset, caught by its users
 
 # ImageNet statistics: the ResNet/TSM and ViT backbones are ImageNet-pretrained (Appendix A).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -388,10 +380,6 @@ def normalize(x):
 # The dataset
 # ---------------------------------------------------------------------------------------------------
 
-class SkippedVideoWarning(RuntimeWarning):
-    """A video could not be read (replaced by another one in training, scored as unreadable at test)."""
-
-
 class ShortVideoWarning(RuntimeWarning):
     """A video decodes fewer frames than its header says; its clips are sampled from those that decode."""
 
@@ -425,13 +413,8 @@ class VideoDataset(torch.utils.data.Dataset):
         self.seed, self.dense, self.flip, self.name = seed, dense, flip, name
         self.substitute, self.count_cache = substitute, count_cache
         self.epoch = 0
-        # Skip counts live in shared memory so that DataLoader worker processes (fork or spawn) add to
-        # the same counters the main process reads through `skipped`. Increments from two workers at the
-        # same instant could lose one count; that only under-reports, it never hides a broken file (the
-        # warning is printed by the worker either way).
-        self._skip_counts = torch.zeros(len(self.samples), dtype=torch.int32).share_memory_()
-        self._bad = set()  # sample indices that failed in this process: not retried as substitutes
-        self._warned = set()  # (epoch, path) or path already warned about in this process
+        self._skips = loading.SkipLog([p for p, _ in self.samples], name, substitute)  # over all workers
+        self._warned = set()  # short videos already warned about in this process
         # Frame counts in shared memory (-1 = not yet known): a count found by one DataLoader worker is
         # seen by every worker and by later epochs' workers, so each video's header is read once per run
         # rather than once per worker per epoch (a second file open per item on a cold cache).
@@ -447,8 +430,7 @@ class VideoDataset(torch.utils.data.Dataset):
     @property
     def skipped(self):
         """collections.Counter path -> how many times it was skipped (all workers, this dataset object)."""
-        counts = self._skip_counts
-        return collections.Counter({self.samples[i][0]: int(counts[i]) for i in torch.nonzero(counts).flatten().tolist()})
+        return self._skips.skipped()
 
     def unreadable(self):
         """Sorted paths of the videos that failed to read (in any worker of this dataset object)."""
@@ -456,12 +438,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def report_skipped(self):
         """A one-line summary of skipped videos ('' if none), for train.py to print once per epoch."""
-        s = self.skipped
-        if not s:
-            return ""
-        items = ", ".join(f"{p} (x{c})" for p, c in s.most_common(10))
-        more = f", ... {len(s) - 10} more" if len(s) > 10 else ""
-        return f"{self.name}: {sum(s.values())} reads of {len(s)} unreadable videos were skipped: {items}{more}"
+        return self._skips.report()
 
     def _rng(self, key):
         return np.random.default_rng([self.seed, self.epoch, key])
@@ -515,38 +492,23 @@ class VideoDataset(torch.utils.data.Dataset):
         self._frame_counts[index] = err.decoded
         if self.count_cache:
             framecounts.append_count(self.count_cache, path, err.decoded)  # so later runs know it at once
-        if ("short", path) not in self._warned:
-            self._warned.add(("short", path))
+        if path not in self._warned:
+            self._warned.add(path)
             kept = f"; count cached in {self.count_cache}" if self.count_cache else ""
             warnings.warn(f"{self.name}: {path}: the header says {err.expected} frames but only {err.decoded} "
                           f"decode; its clips are sampled from those {err.decoded}{kept}", ShortVideoWarning)
-
-    def _note_skip(self, index, err):
-        path = self.samples[index][0]
-        first = int(self._skip_counts[index]) == 0  # over all workers: the test protocol warns once
-        self._skip_counts[index] += 1
-        self._bad.add(index)
-        if self.substitute and (self.epoch, path) not in self._warned:
-            self._warned.add((self.epoch, path))
-            warnings.warn(f"{self.name}: skipping unreadable video {path} (epoch {self.epoch}): "
-                          f"{type(err).__name__}: {err}", SkippedVideoWarning)
-        elif not self.substitute and first and path not in self._warned:
-            self._warned.add(path)
-            warnings.warn(f"{self.name}: unreadable video {path}: {type(err).__name__}: {err}; not replaced: "
-                          "its item has label -1 (left out of the scores, counted as unreadable)",
-                          SkippedVideoWarning)
 
     def __getitem__(self, index):
         """A corrupt, empty or unreadable video never stops a run: it is counted in `skipped`, warned about
         (training: once per path per epoch and process; test: once per path), and then either replaced
         (substitute=True, see _substitute) or returned as (zeros, -1) (substitute=False)."""
         err = RuntimeError("failed earlier in this process")
-        if index not in self._bad:
+        if index not in self._skips.bad:
             try:
                 return self.load(index)
             except Exception as e:  # noqa: BLE001 - any decode/IO failure means "skip this video"
                 err = e
-        self._note_skip(index, err)
+        self._skips.note(index, err, self.epoch)
         if not self.substitute:
             L, c = self.segments * self.frames, self.crop_size
             shape = (L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)
@@ -560,12 +522,12 @@ class VideoDataset(torch.utils.data.Dataset):
         fails = 1
         order = np.random.default_rng([self.seed, self.epoch, index, 1]).permutation(len(self.samples))
         for j in order.tolist():
-            if j == index or j in self._bad:
+            if j == index or j in self._skips.bad:
                 continue
             try:
                 return self.load(j, index)
             except Exception as e:  # noqa: BLE001
-                self._note_skip(j, e)
+                self._skips.note(j, e, self.epoch)
                 err, fails = e, fails + 1
                 if fails >= 100:
                     break
@@ -663,39 +625,6 @@ class Loaders(NamedTuple):
     train_sampler: ResumableSampler
 
 
-# Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C
-# sends SIGINT to the whole foreground group. A worker that died of it would take the run down with
-# "DataLoader worker ... killed by signal" before the main process could save its mid-epoch checkpoint,
-# so while their parent runs the workers ignore both, and the main process (train.py's stop request)
-# finishes its step, saves, and shuts them down. But at interpreter exit, multiprocessing stops every
-# worker still up with SIGTERM and then joins it: an ignored SIGTERM would hang that join forever (an
-# error with live workers, a script that leaves a loader mid-epoch). So the main process raises a
-# shared flag at exit, before multiprocessing's exit handler runs (atexit runs the later-registered
-# first), and a worker's SIGTERM handler exits when that flag is up or when its parent is gone. (Until
-# _worker_init runs, a forked worker has its parent's handlers: train.py installs its own before it
-# starts any worker.)
-_EXITING = torch.zeros(1, dtype=torch.uint8).share_memory_()
-atexit.register(_EXITING.fill_, 1)  # registered after multiprocessing.util's: runs before it
-
-
-def _on_sigterm(exiting, parent):
-    def handler(signum, frame):
-        if int(exiting[0]) or os.getppid() != parent:
-            os._exit(0)  # nothing to flush: a worker holds no state of its own
-    return handler
-
-
-def _worker_init(worker_id, exiting=_EXITING, parent=None):
-    # Items do not depend on these seeds (they use (seed, epoch, index)); seeding keeps any other library
-    # randomness distinct per worker and reproducible. One intra-op thread per worker avoids oversubscribing.
-    s = torch.utils.data.get_worker_info().seed % 2 ** 32
-    np.random.seed(s)
-    random.seed(s)
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm(exiting, parent or os.getppid()))
-
-
 def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=224, batch_size=8, workers=2,
                   subset=None, overfit=None, seed=0, clips=1, crops=1):
     """Train and val DataLoaders for dataset `dataset`.
@@ -722,7 +651,7 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
     pin = torch.cuda.is_available()
     sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
-    init = functools.partial(_worker_init, exiting=_EXITING, parent=os.getpid())  # see _EXITING
+    init = loading.worker_init_fn()  # seeded workers that outlive a scheduler's SIGTERM, never an exit
     common = dict(num_workers=workers, pin_memory=pin, worker_init_fn=init,
                   persistent_workers=False, generator=torch.Generator().manual_seed(seed))
     train = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
@@ -732,7 +661,7 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
 
 
 # ---------------------------------------------------------------------------------------------------
-# Command line: write the synthetic set, check a dataset in place
+# Command line: write the synthetic set, check a dataset in place, prepare it for fast loading
 # ---------------------------------------------------------------------------------------------------
 
 def _check_video(path):
@@ -744,75 +673,25 @@ def _check_video(path):
     return header, true
 
 
-def inspect(name, data_root, split=1, limit=500):
-    """Print classes, split sizes, how many videos decode, the decodable frame-count range, and every
-    checked video whose header frame count differs from the frames that decode. Those counts go into the
-    dataset's count cache, so training starts with them."""
-    cache = framecounts.count_cache_path(data_root or synthetic.default_synthetic_root())  # true counts
-    for train in (True, False):
-        classes, samples = layouts.parse_dataset(name, data_root, split, train)  # the archive's own layout
-        known = framecounts.cached_counts(cache)
-        if train:
-            print(f"{name} split {split}: {len(classes)} classes ({', '.join(classes[:5])}"
-                  f"{', ...' if len(classes) > 5 else ''})")
-        check = samples if not limit or limit >= len(samples) else \
-            [samples[i] for i in np.linspace(0, len(samples) - 1, limit).astype(int)]
-        counts, bad, differ = [], [], []
-        for path, _ in check:
-            try:
-                header, true = _check_video(path)
-            except Exception as e:  # noqa: BLE001
-                bad.append(f"{path}: {type(e).__name__}: {e}")
-                continue
-            counts.append(true)
-            if true != header:
-                differ.append(f"{path}: header {header} frames, {true} decode")
-                if known.get(os.path.abspath(path)) != true:
-                    framecounts.append_count(cache, path, true)  # so training samples from the truth
-        rng_txt = f"frames {min(counts)}..{max(counts)} (median {int(np.median(counts))})" if counts else "no frames"
-        print(f"  {'train' if train else 'test'}: {len(samples)} videos; checked {len(check)}: {len(counts)} "
-              f"decode, {len(bad)} fail, {len(differ)} with a wrong header frame count; decodable {rng_txt}")
-        for b in bad[:10]:
-            print(f"    FAIL {b}")
-        for d in differ:
-            print(f"    COUNT {d}")
-
-
-def build_parser():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("synth", help="write the synthetic motion set (UCF101 layout, see support/synthetic.py)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--classes", type=int, default=4)
-    s.add_argument("--videos-per-class", type=int, default=40)
-    s.add_argument("--size", type=int, default=64)
-    s.add_argument("--frames", type=int, default=32)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--bias", type=float, default=synthetic.SYNTH_BIAS,
-                   help="static-bias split: fraction of training videos showing their class's background")
-    s.add_argument("--bias-train", type=int, default=None,
-                   help="static-bias training videos per class (default 3/2 x --videos-per-class)")
-    s.add_argument("--bias-test", type=int, default=None,
-                   help="videos per class in each static-bias test list (default 3/4 x --videos-per-class)")
+    synthetic.add_arguments(sub.add_parser("synth", help="write the synthetic motion set (support/synthetic.py)"))
     i = sub.add_parser("inspect", help="check that a dataset is in place")
     i.add_argument("--dataset", required=True, choices=DATASETS)
     i.add_argument("--data-root", default=None)
     i.add_argument("--split", type=int, default=1)
     i.add_argument("--limit", type=int, default=500, help="decode-check at most N videos per split (0: all)")
-    return ap
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+    prepare.add_arguments(sub.add_parser("prepare", help="re-encode videos with frequent key frames, or extract "
+                                                         "their frames, for fast loading (support/prepare.py)"))
+    args = ap.parse_args(argv)
     try:
         if args.cmd == "synth":
-            synthetic.write_synthetic(args.out, args.classes, args.videos_per_class, args.size, args.frames,
-                                      args.seed, args.bias_train, args.bias_test, args.bias)
-            print(f"wrote {args.classes} classes ({args.size}px, {args.frames} frames) to {args.out}: splits 1-3 "
-                  f"{args.videos_per_class} videos per class, static-bias splits 4/5 (training cue "
-                  f"agreement {synthetic.static_cue_agreement(args.out, 4, True):.2f})")
-        else:
-            inspect(args.dataset, args.data_root, args.split, args.limit)
+            synthetic.main(args)  # the project's benchmark set, in UCF101's layout
+        elif args.cmd == "inspect":  # decodes every checked video; wrong header counts go into the cache
+            layouts.inspect(args.dataset, args.data_root, args.split, args.limit, check=_check_video)
+        else:  # dense-encoded videos or frame folders: seeking costs at most gop - 1 frames per segment
+            prepare.prepare(args.data_root, args.out, args.frames, args.gop, args.workers)
     except (FileNotFoundError, ValueError) as e:  # bad flags or layout problems: the message is the story
         raise SystemExit(f"{args.cmd}: {e}")
 

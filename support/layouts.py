@@ -15,6 +15,9 @@ import os
 import re
 import warnings
 
+import numpy as np
+
+from support import framecounts
 from support.synthetic import SYNTH_SPLITS, default_synthetic_root, ensure_synthetic
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
@@ -515,3 +518,37 @@ def parse_dataset(name, data_root, split=1, train=True):
         raise layout_error(name, data_root, "no --data-root given")
     return PARSERS[name](data_root, split, train)
 
+
+def inspect(name, data_root, split, limit, check):
+    """`python data.py inspect`: print classes, split sizes, how many videos decode, the decodable
+    frame-count range, and every checked video whose header frame count differs from the frames that
+    decode. Those counts go into the dataset's count cache, so training starts with them. check(path) ->
+    (header count, decodable count), raising if the video cannot be read (data.py decodes)."""
+    cache = framecounts.count_cache_path(data_root or default_synthetic_root())
+    for train in (True, False):
+        classes, samples = parse_dataset(name, data_root, split, train)
+        known = framecounts.cached_counts(cache)
+        if train:
+            print(f"{name} split {split}: {len(classes)} classes ({', '.join(classes[:5])}"
+                  f"{', ...' if len(classes) > 5 else ''})")
+        chosen = samples if not limit or limit >= len(samples) else \
+            [samples[i] for i in np.linspace(0, len(samples) - 1, limit).astype(int)]
+        counts, bad, differ = [], [], []
+        for path, _ in chosen:
+            try:
+                header, true = check(path)
+            except Exception as e:  # noqa: BLE001
+                bad.append(f"{path}: {type(e).__name__}: {e}")
+                continue
+            counts.append(true)
+            if true != header:
+                differ.append(f"{path}: header {header} frames, {true} decode")
+                if known.get(os.path.abspath(path)) != true:
+                    framecounts.append_count(cache, path, true)
+        rng_txt = f"frames {min(counts)}..{max(counts)} (median {int(np.median(counts))})" if counts else "no frames"
+        print(f"  {'train' if train else 'test'}: {len(samples)} videos; checked {len(chosen)}: {len(counts)} "
+              f"decode, {len(bad)} fail, {len(differ)} with a wrong header frame count; decodable {rng_txt}")
+        for b in bad[:10]:
+            print(f"    FAIL {b}")
+        for d in differ:
+            print(f"    COUNT {d}")

@@ -34,6 +34,7 @@ so motion is drawn the same way whatever the cue. Same arguments -> byte-identic
 
     python data.py synth --out DIR        (or automatically, on first use, at default_synthetic_root())
 """
+import itertools
 import json
 import math
 import os
@@ -46,24 +47,41 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-def write_video(path, frames, fps=25, codec="mpeg4", gop=12, bit_rate=None):
-    """Encode uint8 frames (N, H, W, 3) (H, W even) into `path` with PyAV. mpeg4 in .avi is what UCF101
-    ships; the default bit rate is generous so small patterns survive. Single-threaded encoder so the same
-    frames give the same bytes."""
-    n, h, w, _ = frames.shape
+def write_video(path, frames, fps=25, codec="mpeg4", gop=12, bit_rate=None, options=None):
+    """Encode `frames` into `path` with PyAV: uint8 arrays (H, W, 3) (an (N, H, W, 3) array is fine) or
+    decoded av.VideoFrames (re-encoding: their time stamps are dropped, so the output has one frame per
+    1/fps), H and W even. mpeg4 in .avi is what UCF101 ships; the default bit rate is generous so small
+    patterns survive; `options` (e.g. x264's {"crf": "18"}) replace the bit rate. A key frame every
+    `gop` frames. Single-threaded encoder so the same frames give the same bytes. Returns the count."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    h, w = (first.height, first.width) if isinstance(first, av.VideoFrame) else first.shape[:2]
     if h % 2 or w % 2:
         raise ValueError(f"frame size {w}x{h}: yuv420p needs even width and height")
+    n = 0
     with av.open(path, "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.bit_rate = bit_rate or max(200_000, int(w * h * fps * 2))
+        if options:
+            stream.options = dict(options)
+        else:
+            stream.bit_rate = bit_rate or max(200_000, int(w * h * fps * 2))
         stream.codec_context.gop_size = gop
         stream.codec_context.thread_count = 1
-        for f in frames:
-            for pkt in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+        for f in itertools.chain([first], frames):
+            if isinstance(f, av.VideoFrame):
+                f.pts = None
+                f = f if f.format.name == "yuv420p" else f.reformat(format="yuv420p")
+            else:
+                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            for pkt in stream.encode(f):
                 container.mux(pkt)
+            n += 1
         for pkt in stream.encode():
             container.mux(pkt)
+    return n
 
 
 # Motion classes: (name, trajectory). A trajectory maps u in [0, 1] (progress of the motion) and per-video
@@ -122,7 +140,8 @@ def synthetic_pool(seed, canvas, backgrounds):
         tint = 45 * np.array([math.cos(hue), math.cos(hue - 2 * math.pi / 3), math.cos(hue + 2 * math.pi / 3)])
         coarse = rng.uniform(60, 170, size=(1, 3, 5, 5)) + tint.reshape(1, 3, 1, 1)
         coarse = torch.from_numpy(coarse.astype(np.float32))
-        smooth = F.interpolate(coarse, size=(canvas, canvas), mode="bicubic", align_corners=False)[0].permute(1, 2, 0).numpy()
+        smooth = F.interpolate(coarse, size=(canvas, canvas), mode="bicubic", align_corners=False)
+        smooth = smooth[0].permute(1, 2, 0).numpy()
         ang, freq = rng.uniform(0, math.pi), rng.uniform(0.15, 0.5)
         stripes = 18 * np.sin(freq * (xx * math.cos(ang) + yy * math.sin(ang)))[..., None]
         noise = rng.normal(0, 10, size=(canvas, canvas, 3))
@@ -335,3 +354,27 @@ def ensure_synthetic(root, **kwargs):
             shutil.rmtree(tmp, ignore_errors=True)
     return root
 
+
+def add_arguments(p):
+    """`python data.py synth`'s flags."""
+    p.add_argument("--out", required=True)
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--videos-per-class", type=int, default=40)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bias", type=float, default=SYNTH_BIAS,
+                   help="static-bias split: fraction of training videos showing their class's background")
+    p.add_argument("--bias-train", type=int, default=None,
+                   help="static-bias training videos per class (default 3/2 x --videos-per-class)")
+    p.add_argument("--bias-test", type=int, default=None,
+                   help="videos per class in each static-bias test list (default 3/4 x --videos-per-class)")
+
+
+def main(args):
+    """`python data.py synth`: write the set at args.out and say what was written."""
+    write_synthetic(args.out, args.classes, args.videos_per_class, args.size, args.frames, args.seed,
+                    args.bias_train, args.bias_test, args.bias)
+    print(f"wrote {args.classes} classes ({args.size}px, {args.frames} frames) to {args.out}: splits 1-3 "
+          f"{args.videos_per_class} videos per class, static-bias splits 4/5 (training cue agreement "
+          f"{static_cue_agreement(args.out, 4, True):.2f})")
