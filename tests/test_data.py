@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import data
+from support import framecounts, layouts, synthetic
 
 
 def level(i):
@@ -20,7 +21,7 @@ def write_numbered(path, n, size=32, codec="mpeg4", gop=10):
     """A video whose frame i is uniform grey at level(i)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     frames = np.stack([np.full((size, size, 3), level(i), np.uint8) for i in range(n)])
-    data.write_video(path, frames, codec=codec, gop=gop)
+    synthetic.write_video(path, frames, codec=codec, gop=gop)
     return path
 
 
@@ -63,16 +64,16 @@ def test_ucf101_layout_crlf_and_case_fallback(tmp_path, proto):
     for k in (2, 3):
         write_text(os.path.join(lists, f"trainlist0{k}.txt"), [f"{vids[1]} 1", f"{vids[3]} 2"])
         write_text(os.path.join(lists, f"testlist0{k}.txt"), [vids[0], vids[2]] if k == 2 else [vids[2]])
-    classes, train = data.parse_dataset("ucf101", root, 1, True)
-    _, test = data.parse_dataset("ucf101", root, 1, False)
+    classes, train = layouts.parse_dataset("ucf101", root, 1, True)
+    _, test = layouts.parse_dataset("ucf101", root, 1, False)
     assert classes == ["ApplyEyeMakeup", "HandstandPushups"]
     rel = lambda s: [(os.path.relpath(p, os.path.join(root, "UCF-101")).replace(os.sep, "/").lower(), l) for p, l in s]
     assert rel(train) == [(vids[0].lower(), 0), (vids[2].lower(), 1)]
     assert rel(test) == [(vids[1].lower(), 0), (vids[3].lower(), 1)]
     assert all(os.path.isfile(p) for p, _ in train + test)
-    assert rel(data.parse_dataset("ucf101", root, 2, True)[1]) == [(vids[1].lower(), 0), (vids[3].lower(), 1)]
-    assert rel(data.parse_dataset("ucf101", root, 2, False)[1]) == [(vids[0].lower(), 0), (vids[2].lower(), 1)]
-    assert rel(data.parse_dataset("ucf101", root, 3, False)[1]) == [(vids[2].lower(), 1)]
+    assert rel(layouts.parse_dataset("ucf101", root, 2, True)[1]) == [(vids[1].lower(), 0), (vids[3].lower(), 1)]
+    assert rel(layouts.parse_dataset("ucf101", root, 2, False)[1]) == [(vids[0].lower(), 0), (vids[2].lower(), 1)]
+    assert rel(layouts.parse_dataset("ucf101", root, 3, False)[1]) == [(vids[2].lower(), 1)]
 
 
 def test_hmdb51_layout(tmp_path, proto):
@@ -85,17 +86,17 @@ def test_hmdb51_layout(tmp_path, proto):
                    crlf=True)
         write_text(os.path.join(sdir, f"{cls}_test_split2.txt"), [f"{names[0]} 2 ", f"{names[1]} 1 ", f"{names[2]} 1 "])
         write_text(os.path.join(sdir, f"{cls}_test_split3.txt"), [f"{names[0]} 0 ", f"{names[1]} 2 ", f"{names[2]} 1 "])
-    classes, tr1 = data.parse_dataset("hmdb51", root, 1, True)
-    _, te1 = data.parse_dataset("hmdb51", root, 1, False)
-    _, tr2 = data.parse_dataset("hmdb51", root, 2, True)
+    classes, tr1 = layouts.parse_dataset("hmdb51", root, 1, True)
+    _, te1 = layouts.parse_dataset("hmdb51", root, 1, False)
+    _, tr2 = layouts.parse_dataset("hmdb51", root, 2, True)
     base = lambda s: [(os.path.basename(p), l) for p, l in s]
     assert classes == ["brush_hair", "cartwheel"]
     assert base(tr1) == [("a.avi", 0), ("d.avi", 1)]
     assert base(te1) == [("b.avi", 0), ("e.avi", 1)]
     assert base(tr2) == [("b.avi", 0), ("c.avi", 0), ("e.avi", 1), ("f.avi", 1)]
     # split 3: "1" = train, "2" = test, "0" = unused
-    assert base(data.parse_dataset("hmdb51", root, 3, True)[1]) == [("c.avi", 0), ("f.avi", 1)]
-    assert base(data.parse_dataset("hmdb51", root, 3, False)[1]) == [("b.avi", 0), ("e.avi", 1)]
+    assert base(layouts.parse_dataset("hmdb51", root, 3, True)[1]) == [("c.avi", 0), ("f.avi", 1)]
+    assert base(layouts.parse_dataset("hmdb51", root, 3, False)[1]) == [("b.avi", 0), ("e.avi", 1)]
 
 
 def test_sthv1_layout_reads_jpeg_frames(tmp_path):
@@ -112,8 +113,8 @@ def test_sthv1_layout_reads_jpeg_frames(tmp_path):
     write_text(os.path.join(root, "something-something-v1-train.csv"),
                ["100;Pushing something from left to right", "200;Holding something"])
     write_text(os.path.join(root, "something-something-v1-validation.csv"), ["300;Holding something"])
-    classes, train = data.parse_dataset("sthv1", root, 1, True)
-    _, val = data.parse_dataset("sthv1", root, 1, False)
+    classes, train = layouts.parse_dataset("sthv1", root, 1, True)
+    _, val = layouts.parse_dataset("sthv1", root, 1, False)
     assert classes == ["Holding something", "Pushing something from left to right"]
     assert [(os.path.basename(p), l) for p, l in train] == [("100", 1), ("200", 0)]
     assert [(os.path.basename(p), l) for p, l in val] == [("300", 0)]
@@ -134,8 +135,8 @@ def test_kinetics_csv_and_folder_layouts_and_minikinetics(tmp_path, proto):
     put(proto, os.path.join(root, "train", "bbb.mp4"))  # flat, named by id only
     put(proto, os.path.join(root, "val", "air_drumming", "ccc_000005_000015.mp4"))
     with pytest.warns(RuntimeWarning, match="1 videos listed"):
-        classes, train = data.parse_dataset("kinetics400", root, 1, True)
-    _, val = data.parse_dataset("kinetics400", root, 1, False)
+        classes, train = layouts.parse_dataset("kinetics400", root, 1, True)
+    _, val = layouts.parse_dataset("kinetics400", root, 1, False)
     assert classes == ["abseiling", "air drumming"]
     assert [(os.path.basename(p), l) for p, l in train] == [("aaa_000014_000024.mp4", 0), ("bbb.mp4", 1)]
     assert [(os.path.basename(p), l) for p, l in val] == [("ccc_000005_000015.mp4", 1)]
@@ -145,8 +146,8 @@ def test_kinetics_csv_and_folder_layouts_and_minikinetics(tmp_path, proto):
     write_text(os.path.join(root, "val_ytid_list.txt"), ["ccc"], crlf=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mclasses, mtrain = data.parse_dataset("minikinetics", root, 1, True)
-        _, mval = data.parse_dataset("minikinetics", root, 1, False)
+        mclasses, mtrain = layouts.parse_dataset("minikinetics", root, 1, True)
+        _, mval = layouts.parse_dataset("minikinetics", root, 1, False)
     assert mclasses == ["air drumming"]
     assert [(os.path.basename(p), l) for p, l in mtrain] == [("bbb.mp4", 0)]
     assert [(os.path.basename(p), l) for p, l in mval] == [("ccc_000005_000015.mp4", 0)]
@@ -154,8 +155,8 @@ def test_kinetics_csv_and_folder_layouts_and_minikinetics(tmp_path, proto):
     froot = str(tmp_path / "folders")
     for split, lab, name in (("train", "b", "x.mp4"), ("train", "a", "y.mp4"), ("val", "b", "z.mp4")):
         put(proto, os.path.join(froot, split, lab, name))
-    classes, train = data.parse_dataset("kinetics400", froot, 1, True)
-    _, val = data.parse_dataset("kinetics400", froot, 1, False)
+    classes, train = layouts.parse_dataset("kinetics400", froot, 1, True)
+    _, val = layouts.parse_dataset("kinetics400", froot, 1, False)
     assert classes == ["a", "b"]
     assert [(os.path.basename(p), l) for p, l in train] == [("y.mp4", 0), ("x.mp4", 1)]
     assert [(os.path.basename(p), l) for p, l in val] == [("z.mp4", 1)]
@@ -171,16 +172,16 @@ def test_list_layout_videos_and_frame_folders(tmp_path, proto):
     write_text(os.path.join(root, "val.txt"), ["vids/two.avi 1"])
     write_text(os.path.join(root, "train_split2.txt"), ["vids/two.avi 0"])
     write_text(os.path.join(root, "test_split2.txt"), ["vids/one.avi 0"])
-    classes, train = data.parse_dataset("list", root, 1, True)
-    vclasses, val = data.parse_dataset("list", root, 1, False)
+    classes, train = layouts.parse_dataset("list", root, 1, True)
+    vclasses, val = layouts.parse_dataset("list", root, 1, False)
     assert classes == vclasses == ["0", "1", "2"]  # label count from both lists
     assert [(os.path.relpath(p, root), l) for p, l in train] == [(os.path.join("vids", "one.avi"), 0),
                                                                  (os.path.join("frames", "three"), 2)]
     assert [(os.path.relpath(p, root), l) for p, l in val] == [(os.path.join("vids", "two.avi"), 1)]
-    _, val2 = data.parse_dataset("list", root, 2, False)
+    _, val2 = layouts.parse_dataset("list", root, 2, False)
     assert [(os.path.relpath(p, root), l) for p, l in val2] == [(os.path.join("vids", "one.avi"), 0)]
     write_text(os.path.join(root, "classes.txt"), ["walk", "run", "jump"])
-    assert data.parse_dataset("list", root, 1, True)[0] == ["walk", "run", "jump"]
+    assert layouts.parse_dataset("list", root, 1, True)[0] == ["walk", "run", "jump"]
     # the frame folder decodes as JPEGs through the same dataset path
     from PIL import Image
     for i in range(4):
@@ -194,10 +195,10 @@ def test_list_layout_videos_and_frame_folders(tmp_path, proto):
 @pytest.mark.parametrize("name", ["ucf101", "hmdb51", "sthv1", "kinetics400", "minikinetics", "list"])
 def test_missing_root_or_file_is_a_clear_error(tmp_path, name):
     with pytest.raises(FileNotFoundError, match="Expected layout") as e:
-        data.parse_dataset(name, str(tmp_path / "nope"), 1, True)
+        layouts.parse_dataset(name, str(tmp_path / "nope"), 1, True)
     assert "nope" in str(e.value)
     with pytest.raises(FileNotFoundError, match="Expected layout"):  # root exists but is empty
-        data.parse_dataset(name, str(tmp_path), 1, True)
+        layouts.parse_dataset(name, str(tmp_path), 1, True)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -317,8 +318,8 @@ def test_corrupt_and_empty_videos_are_skipped_and_counted(tmp_path):
 def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
     kw = dict(classes=3, videos_per_class=4, size=32, frames=8, seed=5, bias_train=2, bias_test=1)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    data.write_synthetic(a, **kw)
-    data.write_synthetic(b, **kw)
+    synthetic.write_synthetic(a, **kw)
+    synthetic.write_synthetic(b, **kw)
     files = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
     assert len([f for f in files if f.endswith(".avi")]) == 3 * (4 + 2 + 1 + 1)
     assert len([f for f in files if f.endswith(".txt")]) == 1 + 2 * 5  # classInd + splits 1..5
@@ -326,7 +327,7 @@ def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
         with open(os.path.join(a, f), "rb") as fa, open(os.path.join(b, f), "rb") as fb:
             assert fa.read() == fb.read(), f
     c = str(tmp_path / "c")
-    data.write_synthetic(c, **{**kw, "seed": 6})
+    synthetic.write_synthetic(c, **{**kw, "seed": 6})
     some = "UCF-101/MoveRight/v_MoveRight_g01_c01.avi"
     assert open(os.path.join(a, some), "rb").read() != open(os.path.join(c, some), "rb").read()
     with open(os.path.join(a, "ucfTrainTestlist", "trainlist01.txt"), "rb") as f:
@@ -340,25 +341,25 @@ def test_synthetic_is_deterministic_and_shares_backgrounds(tmp_path):
         if "trainlist01.txt" in v["lists"] or "testlist01.txt" in v["lists"]:
             per_class.setdefault(v["class"], set()).add(v["background"])
     assert all(s == set(range(3)) for s in per_class.values()) and len(per_class) == 3
-    bgs, _ = data.synthetic_pool(5, 32 + 2 * 2, 3)
+    bgs, _ = synthetic.synthetic_pool(5, 32 + 2 * 2, 3)
     for rel, v in list(meta["videos"].items())[::4]:
         frame = data.read_frames(os.path.join(a, "UCF-101", rel), [0])[0].astype(float)
         dists = [np.abs(frame.mean((0, 1)) - bg[2:-2, 2:-2].mean((0, 1))).sum() for bg in bgs]
         assert int(np.argmin(dists)) == v["background"]
 
-    classes, train = data.parse_dataset("synthetic", a, 1, True)
-    _, test = data.parse_dataset("synthetic", a, 1, False)
+    classes, train = layouts.parse_dataset("synthetic", a, 1, True)
+    _, test = layouts.parse_dataset("synthetic", a, 1, False)
     assert classes == ["MoveRight", "MoveLeft", "MoveUp"] and len(train) == 9 and len(test) == 3
 
 
 def list_paths(root, split, train):
-    return [p for p, _ in data.parse_dataset("synthetic", root, split, train)[1]]
+    return [p for p, _ in layouts.parse_dataset("synthetic", root, split, train)[1]]
 
 
 def test_static_bias_split_has_the_intended_cue_correlation(tmp_path):
     import json
     root = str(tmp_path / "s")
-    data.write_synthetic(root, classes=4, videos_per_class=4, size=16, frames=4, bias_train=10, bias_test=6,
+    synthetic.write_synthetic(root, classes=4, videos_per_class=4, size=16, frames=4, bias_train=10, bias_test=6,
                          bias=0.8)
     meta = json.load(open(os.path.join(root, "synth_meta.json")))
     lists = os.path.join(root, "ucfTrainTestlist")
@@ -371,9 +372,9 @@ def test_static_bias_split_has_the_intended_cue_correlation(tmp_path):
     assert not set(train + ind + conflict) & set(list_paths(root, 1, True) + list_paths(root, 1, False))
     # training: round(0.8 * 10) = 8 of each class's 10 videos show its own background; in-distribution
     # test: round(0.8 * 6) = 5 of 6; bias-conflicting test: none
-    assert data.static_cue_agreement(root, 4, True) == pytest.approx(0.8)
-    assert data.static_cue_agreement(root, 4, False) == pytest.approx(20 / 24)
-    assert data.static_cue_agreement(root, 5, False) == 0.0
+    assert synthetic.static_cue_agreement(root, 4, True) == pytest.approx(0.8)
+    assert synthetic.static_cue_agreement(root, 4, False) == pytest.approx(20 / 24)
+    assert synthetic.static_cue_agreement(root, 5, False) == 0.0
     # in the conflicting list each class shows every other class's background, about equally often
     videos = os.path.join(root, "UCF-101")
     cues = {}
@@ -384,14 +385,14 @@ def test_static_bias_split_has_the_intended_cue_correlation(tmp_path):
         counts = [bs.count(b) for b in range(4) if b != ci]
         assert ci not in bs and min(counts) == max(counts) == 2
     # splits 1-3 stay scene-balanced: no class owns a background there
-    assert data.static_cue_agreement(root, 1, True) < 0.5
+    assert synthetic.static_cue_agreement(root, 1, True) < 0.5
 
 
 def test_default_synthetic_plan_sizes_and_cue_fractions():
     """The default set (not written here): 4 classes; splits 1-3 of 120/40 videos; the static-bias
     training list of 240 videos at 90 % cue agreement, two test lists of 120 (>= 100: one video <= 1
     point), in-distribution at 90 %, conflicting at 0 %."""
-    plan = data.synthetic_plan(4, 40, 40 * 3 // 2, 40 * 3 // 4, data.SYNTH_BIAS)
+    plan = synthetic.synthetic_plan(4, 40, 40 * 3 // 2, 40 * 3 // 4, synthetic.SYNTH_BIAS)
     for name, n, agree in (("trainlist04.txt", 240, 0.9), ("testlist04.txt", 120, 0.9),
                            ("testlist05.txt", 120, 0.0), ("trainlist01.txt", 120, None), ("testlist01.txt", 40, None)):
         vs = [v for v in plan if name in v.lists]
@@ -413,38 +414,38 @@ def test_synthetic_motion_does_not_depend_on_the_cue():
     masks = []
     for value, look in ((3, (0, (200, 40, 40))), (250, (0, (10, 120, 220)))):
         bg = np.full((size + 2 * m, size + 2 * m, 3), value, np.uint8)
-        video = data._synth_video("MoveUp", bg, look, np.random.default_rng([0, 2, 7]), size, 12)
+        video = synthetic._synth_video("MoveUp", bg, look, np.random.default_rng([0, 2, 7]), size, 12)
         masks.append((video != value).any(-1))
     assert masks[0].any() and (masks[0] == masks[1]).all()
 
 
 def test_split_4_and_5_only_for_synthetic(tmp_path):
     root = str(tmp_path / "s")
-    data.write_synthetic(root, classes=2, videos_per_class=4, size=16, frames=4)
+    synthetic.write_synthetic(root, classes=2, videos_per_class=4, size=16, frames=4)
     for k in (1, 2, 3, 4, 5):
-        assert data.parse_dataset("synthetic", root, k, True)[1] and data.parse_dataset("synthetic", root, k, False)[1]
+        assert layouts.parse_dataset("synthetic", root, k, True)[1] and layouts.parse_dataset("synthetic", root, k, False)[1]
     with pytest.raises(ValueError, match=r"synthetic: --split must be 1, 2, 3, 4 or 5, got 6"):
-        data.parse_dataset("synthetic", root, 6, True)
+        layouts.parse_dataset("synthetic", root, 6, True)
     for k in (4, 5):
         with pytest.raises(ValueError, match=r"ucf101: --split must be 1, 2 or 3, got %d .*only for --dataset "
                                              r"synthetic" % k):
-            data.parse_dataset("ucf101", root, k, True)
+            layouts.parse_dataset("ucf101", root, k, True)
     with pytest.raises(SystemExit, match="--bias must be a fraction"):
         data.main(["synth", "--out", str(tmp_path / "t"), "--bias", "1.5"])
 
 
 def test_ensure_synthetic_writes_once_and_refuses_foreign_folder(tmp_path):
     root = str(tmp_path / "s")
-    data.ensure_synthetic(root, classes=2, videos_per_class=4, size=16, frames=4)
+    synthetic.ensure_synthetic(root, classes=2, videos_per_class=4, size=16, frames=4)
     stamp = os.path.getmtime(os.path.join(root, "synth_meta.json"))
-    data.ensure_synthetic(root)
+    synthetic.ensure_synthetic(root)
     assert os.path.getmtime(os.path.join(root, "synth_meta.json")) == stamp
     assert not [d for d in os.listdir(tmp_path) if d.startswith(".synth-tmp")]
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.txt").write_text("hi")
     with pytest.raises(FileNotFoundError, match="synth_meta.json"):
-        data.ensure_synthetic(str(other))
+        synthetic.ensure_synthetic(str(other))
 
 
 # ----------------------------------------------------------------------------------------------- loaders
@@ -452,7 +453,7 @@ def test_ensure_synthetic_writes_once_and_refuses_foreign_folder(tmp_path):
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synth") / "set")
-    data.write_synthetic(root, classes=2, videos_per_class=8, size=32, frames=12, seed=1)
+    synthetic.write_synthetic(root, classes=2, videos_per_class=8, size=32, frames=12, seed=1)
     return root
 
 
@@ -564,7 +565,7 @@ def write_short(path, n=60, keep=0.4):
     header, hold most of the bytes and the cut falls among the frames."""
     frames = np.stack([np.full((32, 32, 3), level(i), np.uint8) for i in range(n)])
     frames[:, :, :16] = np.random.default_rng(0).integers(0, 256, (n, 32, 16, 3))
-    data.write_video(path, frames, gop=10)
+    synthetic.write_video(path, frames, gop=10)
     with open(path, "rb") as f:
         blob = f.read()
     with open(path, "wb") as f:
@@ -636,10 +637,10 @@ def test_count_cache_location_and_inspect_lists_short_videos(tmp_path, proto, mo
     write_text(os.path.join(root, "train.txt"), ["vids/ok.avi 0", "vids/short.avi 1"])
     write_text(os.path.join(root, "val.txt"), ["vids/short.avi 1"])
     ds = data.build_dataset("list", root, train=True, segments=2, frames=2, crop_size=16)
-    assert ds.count_cache == os.path.join(root, data.COUNT_CACHE_NAME)  # writable root: the cache lives there
+    assert ds.count_cache == os.path.join(root, framecounts.COUNT_CACHE_NAME)  # writable root: the cache lives there
     with pytest.warns(data.ShortVideoWarning):
         ds[1]
-    assert data.cached_counts(ds.count_cache) == {os.path.abspath(os.path.join(root, "vids", "short.avi")): true}
+    assert framecounts.cached_counts(ds.count_cache) == {os.path.abspath(os.path.join(root, "vids", "short.avi")): true}
     assert data.build_dataset("list", root, train=False, segments=2, frames=2).num_frames(0) == true
 
     os.remove(ds.count_cache)
@@ -647,14 +648,14 @@ def test_count_cache_location_and_inspect_lists_short_videos(tmp_path, proto, mo
     out = capsys.readouterr().out
     assert f"COUNT {os.path.join(root, 'vids', 'short.avi')}: header 60 frames, {true} decode" in out
     assert "ok.avi" not in out and "1 with a wrong header frame count" in out
-    assert len(data.cached_counts(ds.count_cache)) == 1  # inspect fills the cache (once, not per split)
+    assert len(framecounts.cached_counts(ds.count_cache)) == 1  # inspect fills the cache (once, not per split)
     with open(ds.count_cache) as f:
         assert len(f.read().splitlines()) == 1
 
     # a read-only data root: the cache goes to ~/.cache, one file per root
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(data.os, "access", lambda p, mode: False)
-    a, b = data.count_cache_path(root), data.count_cache_path(str(tmp_path))
+    a, b = framecounts.count_cache_path(root), framecounts.count_cache_path(str(tmp_path))
     assert a != b and all(p.startswith(str(tmp_path / "home" / ".cache" / "dynamic-appearance")) for p in (a, b))
 
 
@@ -708,18 +709,18 @@ def ucf_root(root, proto, train_lines):
 def test_a_trainlist_label_that_contradicts_its_class_folder_is_rejected(tmp_path, proto):
     listfile = ucf_root(str(tmp_path), proto, ["Archery/v_Archery_g01_c01.avi 1", "Bowling/v_Bowling_g01_c01.avi 3"])
     with pytest.raises(ValueError) as e:
-        data.parse_dataset("ucf101", str(tmp_path), 1, True)
+        layouts.parse_dataset("ucf101", str(tmp_path), 1, True)
     msg = str(e.value)
     assert listfile in msg and "line 2" in msg and "'Bowling'" in msg and "'Diving'" in msg
     # the synthetic set reads the same layout, so the same check guards it
     syn = str(tmp_path / "syn")
-    data.write_synthetic(syn, classes=2, videos_per_class=2, size=16, frames=4)
+    synthetic.write_synthetic(syn, classes=2, videos_per_class=2, size=16, frames=4)
     tl = os.path.join(syn, "ucfTrainTestlist", "trainlist01.txt")
     with open(tl) as f:
         lines = f.read().splitlines()
     write_text(tl, lines[:-1] + [lines[-1][:-1] + ("1" if lines[-1].endswith("2") else "2")], crlf=True)
     with pytest.raises(ValueError, match=r"trainlist01.txt, line %d: .*MoveLeft.*MoveRight" % len(lines)):
-        data.parse_dataset("synthetic", syn, 1, True)
+        layouts.parse_dataset("synthetic", syn, 1, True)
 
 
 def bad_bytes():
@@ -750,7 +751,7 @@ def test_split_and_class_files_that_are_not_text_are_named(tmp_path, proto):
         with open(path, "wb") as f:
             f.write(bad_bytes())
         with pytest.raises(ValueError) as e:
-            data.parse_dataset(name, root, 1, True)
+            layouts.parse_dataset(name, root, 1, True)
         assert path in str(e.value) and "expected a text file" in str(e.value), name
 
 
@@ -780,5 +781,5 @@ def test_a_non_numeric_label_names_file_line_and_form(tmp_path, proto, name, lin
         listfile = os.path.join(root, "train.csv")
     write_text(listfile, [""] + lines)  # a blank first line: line numbers count it; the last line is bad
     with pytest.raises(ValueError) as e:
-        data.parse_dataset(name, root, 1, True)
+        layouts.parse_dataset(name, root, 1, True)
     assert f"{listfile}, line {len(lines) + 1}: expected" in str(e.value) and expected in str(e.value)
