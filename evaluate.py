@@ -1,6 +1,5 @@
-"""Test protocol of the paper (Appendix A) for a trained checkpoint, the metric functions that
-train.py reuses for its per-epoch validation, and the helpers train.py, visualize.py and bench.py
-share with this file (device rule, atomic writes, reading checkpoints).
+"""The paper's test protocol (Appendix A) for a trained checkpoint, and the metrics that train.py's
+validation reports too.
 
     python evaluate.py --checkpoint RUN_DIR/best.pt                      # 1 clip x centre crop
     python evaluate.py --checkpoint RUN_DIR/best.pt --clips 2 --crops 3  # 6 views, softmax averaged
@@ -10,64 +9,41 @@ share with this file (device rule, atomic writes, reading checkpoints).
     python evaluate.py --checkpoint RUN_DIR/best.pt --export model.pt    # shareable weights only
     torchrun --nproc_per_node=8 evaluate.py --checkpoint RUN_DIR/best.pt --clips 2 --crops 3
 
-Two protocols, as in the paper:
-  * ablations: a single clip per video, one centre crop ("1 view");
-  * accuracy tables: N temporal clips x 3 spatial crops covering the frame ("views"); the softmax
-    scores of all views of a video are averaged before taking the arg-max (Feichtenhofer et al.).
+Two protocols, as in the paper: ablations use a single clip per video and one centre crop ("1
+view"); accuracy tables use N temporal clips x 3 spatial crops covering the frame, and the softmax
+scores of all views of a video are averaged before the arg-max (Feichtenhofer et al.).
 
-What is reported (printed, and written as JSON; the per-class accuracy and the confusion matrix
-go to CSV files next to the JSON):
-  top-1 / top-5 accuracy (%), mean class accuracy (%) (the mean of the per-class recalls, the
-  usual UCF101/HMDB51 metric next to top-1), ENoPR (Eq. 7, mean over every segment of every view;
-  DA input only), parameters (total and PWTP), FLOPs of one view, and the number of views.
-  The JSON is named after what was evaluated, eval_{dataset}-split{split}-{clips}x{crops}.json next
-  to the checkpoint, and an existing file that records another dataset or data root is never
-  overwritten (pass --out).
+Reported (printed, and written as eval_{dataset}-split{split}-{clips}x{crops}.json next to the
+checkpoint, with per-class accuracy and confusion-matrix CSVs beside it): top-1 / top-5 (%), mean
+class accuracy (%, the usual UCF101/HMDB51 metric next to top-1), ENoPR (Eq. 7, mean over every
+segment of every view; DA input only), parameters (total and PWTP), FLOPs of one view, views.
 
-Unreadable videos. The test protocol never substitutes a video (training does, data.py): a test
-video that cannot be decoded comes back from data.py as (zeros, label -1); `predict` drops those
-rows, every metric is computed over the N readable videos of the M in the split, the headline says
-"top-1 over N of M videos; K unreadable", and the JSON lists the K paths. A substitute would
-score some other video twice and make two evaluations of the same files disagree.
+Unreadable videos. The test protocol never substitutes a video (training does, data.py): an
+undecodable test video comes back as (zeros, label -1); `predict` drops those rows, every metric is
+over the N readable videos of the M in the split, the headline says "top-1 over N of M videos; K
+unreadable", and the JSON lists the K paths. A substitute would score some other video twice.
 
-Static-bias probe (--static-probe; ours, after the StillMix paper's SCUBA/SCUFO idea): how much of
-the accuracy static cues alone buy. Two extra passes over the test set:
-  frozen    every clip replaced by its own middle frame repeated over all S*T frames: no motion;
-  conflict  every clip mixed 50/50 with the middle frame of a video of ANOTHER class (chosen by a
-            generator seeded with (--probe-seed, video index), see partner_order): the motion is
-            intact, the static scene points at a wrong class.
-A model that reads motion keeps its conflict accuracy and loses its frozen accuracy. For DA input,
-PWTP removes whatever lies in its subspace: for FIXED bases that contain the constant direction, a
-static image added to a clip leaves the residual and DA unchanged (Eq. 5-6; tests/test_evaluate.py
-checks the algebra). PWTP computes its bases from the clip itself (Eq. 2-4), and the 50/50 mix also
-halves the moving part, so for the model the probe is an experiment, not an identity.
+FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts matrix products and
+convolutions only (one multiply-add = 2 FLOPs). Papers in this area (TSM, X3D, this one) quote
+"FLOPs" that are multiply-adds, so both are printed: GFLOPs, and G multiply-adds = FLOPs / 2.
 
-FLOPs are counted by torch.utils.flop_counter.FlopCounterMode, which counts matrix products and
-convolutions only (one multiply-add = 2 FLOPs) and ignores element-wise work (activations,
-normalisation, the small D x D solves inside PWTP). Papers in this area (TSM, X3D, this one)
-quote "FLOPs" that are in fact multiply-adds, so we print both: GFLOPs, and G multiply-adds =
-FLOPs / 2, the number comparable with the paper's tables.
-
-Under torchrun (RANK/WORLD_SIZE in the environment) the videos are split over the ranks
-(data.ShardSampler: each video once), the predictions are gathered, and rank 0 alone prints and
-writes. Gloo on CPU, NCCL for CUDA tensors beside Gloo for CPU ones on GPUs (setup_distributed).
+Under torchrun the videos are split over the ranks (data.ShardSampler: each video once), the
+predictions are gathered, and rank 0 alone prints and writes.
 """
 import argparse
-import contextlib
 import copy
-import csv
-import errno
-import json
 import os
-import pickle
-import shutil
 import time
 from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
+
+import data
+from support.checkpoints import class_list_error, export_weights, load_checkpoint, model_from_checkpoint, result_path
+from support.system import (AMP_DTYPES, Progress, atomic_csv, atomic_json, autocast, available_cores,
+                            close_distributed, gather_objects, resolve_device, setup_distributed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,18 +114,8 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
 
 
 # ---------------------------------------------------------------------------------------------
-# Running a model over a test loader (shared with train.py's validation)
+# Running a model over a test loader (train.py's validation too)
 # ---------------------------------------------------------------------------------------------
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device, dtype):
-    """Mixed-precision context for `dtype` (torch.bfloat16 / torch.float16), or none for None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 class Predictions(NamedTuple):
     """What `predict` returns for this rank's videos (after gather_predictions: for every rank's)."""
     scores: torch.Tensor        # (N, K) softmax averaged over the views of each readable video
@@ -199,63 +165,24 @@ def predict(model, loader, device, amp=None, progress=None) -> Predictions:
     return Predictions(scores, labels, enopr_sum, enopr_count, views, forwarded, unreadable)
 
 
-def distributed():
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def gather_predictions(p: Predictions) -> Predictions:
     """Every rank's Predictions concatenated (rank order), on every rank; `p` itself when not
     distributed. The metrics do not depend on the order of the videos."""
-    if not distributed():
+    parts = [Predictions(*q) for q in gather_objects(tuple(p))]
+    if len(parts) == 1:
         return p
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, tuple(p))
-    parts = [Predictions(*q) for q in parts]
     scores = [q.scores for q in parts if q.scores.numel()]
     return Predictions(scores=torch.cat(scores) if scores else p.scores,
                        labels=torch.cat([q.labels for q in parts]),
-                       enopr_sum=sum(q.enopr_sum for q in parts),
-                       enopr_count=sum(q.enopr_count for q in parts),
+                       enopr_sum=sum(q.enopr_sum for q in parts), enopr_count=sum(q.enopr_count for q in parts),
                        views=next((q.views for q in parts if q.views is not None), None),
-                       forwarded=sum(q.forwarded for q in parts),
-                       unreadable=sum(q.unreadable for q in parts))
+                       forwarded=sum(q.forwarded for q in parts), unreadable=sum(q.unreadable for q in parts))
 
 
 def gather_unreadable(ds):
     """Sorted paths of the unreadable videos of dataset `ds` over every rank (data.py's
     `unreadable()` counts in shared memory, so DataLoader workers' failures are included)."""
-    paths = list(ds.unreadable())
-    if distributed():
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, paths)
-        paths = [q for part in parts for q in part]
-    return sorted(set(paths))
-
-
-class Progress:
-    """A progress line on rank 0 every `every` batches and after the last one:
-    "what: videos 40/300 | 12.3 videos/s | ETA 0:00:21". Each rank sees only its shard; the counts
-    are this rank's scaled to the whole set (the shards differ by at most one video)."""
-
-    def __init__(self, what, shard, total, log, every=10):
-        self.what, self.shard, self.total, self.log, self.every = what, shard, total, log, every
-        self.t0, self.batches = time.time(), 0
-
-    def __call__(self, done):
-        self.batches += 1
-        if self.batches % self.every and done < self.shard:
-            return
-        videos = min(self.total, round(done * self.total / max(1, self.shard)))
-        rate = videos / max(time.time() - self.t0, 1e-9)
-        eta = (self.total - videos) / rate if rate > 0 else 0.0
-        self.log(f"{self.what}: videos {videos}/{self.total} | {rate:.1f} videos/s | "
-                 f"ETA {fmt_time(eta)}")
-
-
-def fmt_time(s):
-    """Seconds as H:MM:SS (hours may pass 24): the ETA of train.py's and this file's progress lines."""
-    s = int(max(0, s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return sorted({path for part in gather_objects(list(ds.unreadable())) for path in part})
 
 
 def count_flops(model, segments, frames, crop_size, device):
@@ -269,7 +196,15 @@ def count_flops(model, segments, frames, crop_size, device):
 
 
 # ---------------------------------------------------------------------------------------------
-# Static-bias probe: two clip transforms (pure: tensor in, tensor out) and the test set through them
+# Static-bias probe (--static-probe; ours, after the StillMix paper's SCUBA/SCUFO idea): how much of
+# the accuracy static cues alone buy. Two extra passes over the test set:
+#   frozen    every clip replaced by its own middle frame repeated over all S*T frames: no motion;
+#   conflict  every clip mixed 50/50 with the middle frame of a video of ANOTHER class (partner_order):
+#             the motion is intact, the static scene points at a wrong class.
+# A model that reads motion keeps its conflict accuracy and loses its frozen accuracy. For FIXED bases
+# that contain the constant direction, a static image added to a clip leaves DA unchanged (Eq. 5-6;
+# tests/test_evaluate.py checks the algebra); PWTP computes its bases from the clip itself (Eq. 2-4)
+# and the mix halves the moving part too, so for the model the probe is an experiment, not an identity.
 # ---------------------------------------------------------------------------------------------
 def still_frame(clip: torch.Tensor) -> torch.Tensor:
     """(..., S*T, C, H, W) -> (..., C, H, W): the clip's middle frame, index S*T // 2 (the later of
@@ -334,221 +269,41 @@ class StaticProbeDataset(torch.utils.data.Dataset):
 
 
 # ---------------------------------------------------------------------------------------------
-# One home for what train.py, visualize.py and bench.py share with this file: the device rule,
-# atomic file writes, reading checkpoints and turning one into a model. They import it from here.
-# ---------------------------------------------------------------------------------------------
-def resolve_device(arg="auto", local_rank=0, prog="evaluate.py"):
-    """--device auto|cpu|cuda|cuda:K -> torch.device. `auto` (and a bare `cuda`) pick this process's
-    GPU under torchrun (LOCAL_RANK), else the CPU. Asking for CUDA without one is an error."""
-    if arg == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(arg)
-    except RuntimeError:
-        raise SystemExit(f"{prog}: --device {arg!r}: expected auto, cpu, cuda or cuda:K") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"{prog}: --device {arg} asked for CUDA but none is available")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
-def setup_distributed(device_arg, prog="evaluate.py"):
-    """(rank, world, device) from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); the process
-    group when world > 1. Used by train.py and evaluate.py."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = resolve_device(device_arg, int(os.environ.get("LOCAL_RANK", "0")), prog=prog)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1:
-        # CUDA tensors (gradients, buffers) go through NCCL; the few small CPU tensors (loss log,
-        # stop flag, train accuracy, gathered predictions) through Gloo, so neither has to be
-        # copied to the other device.
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
-
-
-def atomic_write(path, write_fn):
-    """Write `path` through a temporary file in the same folder, then os.replace it over `path`.
-
-    Why: a kill or a crash mid-write then never leaves a truncated file under `path`, and the
-    previous version stays readable until the new one is complete. If the write fails (a full
-    disk raises OSError ENOSPC, often deep inside torch.save as "unexpected pos ..."), the
-    temporary file is removed, so it cannot keep the disk full, and an OSError that names the file
-    is raised; the old `path` is untouched."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, FileNotFoundError):
-            free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-            raise OSError(getattr(e, "errno", None) or errno.EIO,
-                          f"could not write {path} ({type(e).__name__}: {e}); {free / 2**20:.0f} MiB free "
-                          f"there (disk full?). The previous {os.path.basename(path)}, if any, is untouched "
-                          "and no temporary file was left behind") from e
-        raise
-
-
-def atomic_torch_save(obj, path):
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_json(obj, path):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-    atomic_write(path, write)
-
-
-def read_torch_file(path, what, warn=False):
-    """torch.load(path) with errors that say which file and flag: `what` is e.g.
-    "train.py: --resume". A missing, empty, truncated or foreign file raises ValueError (or
-    FileNotFoundError) naming it, instead of a bare EOFError / UnpicklingError / zip error.
-
-    The one loading policy of the project: first with weights_only=True (tensors and plain
-    containers only: an evaluate.py --export file, a state dict); only a file that needs more (our
-    own training checkpoints hold numpy RNG states) is unpickled in full, which runs code from the
-    file: only load files you trust. warn=True says so when it happens (train.py --pretrained)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path!r} does not exist")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"{what} {path!r} is empty (0 bytes): an interrupted copy or a full disk?")
-    for weights_only in (True, False):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=weights_only)
-        except pickle.UnpicklingError as e:
-            if weights_only and "Weights only load failed" in str(e):
-                if warn:
-                    print(f"warning: {what} {path} holds more than tensors; it is unpickled in full "
-                          "(only use files you trust)", flush=True)
-                continue
-            err = e
-        except Exception as e:   # noqa: BLE001 - EOFError, zip errors, KeyError...: any of them = unreadable
-            err = e
-        raise ValueError(f"{what} {path!r} is not a readable PyTorch file: truncated, corrupt or not "
-                         f"written by torch.save ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
-
-
-def load_checkpoint(path, prog="evaluate.py", flag="--checkpoint"):
-    """train.py's checkpoint (or an exported weights file), checked for the entries that rebuild the
-    model. Raises FileNotFoundError / ValueError naming `prog`, `flag`, the file and what was
-    expected. Used by evaluate.py, visualize.py and train.py --resume."""
-    ckpt = read_torch_file(path, f"{prog}: {flag}")
-    for key in ("model", "model_config"):
-        if not isinstance(ckpt, dict) or key not in ckpt:
-            raise ValueError(f"{prog}: {flag} {path!r} has no {key!r} entry; expected a checkpoint "
-                             "written by train.py (keys 'model', 'model_config', ...) or by "
-                             "evaluate.py --export")
-    return ckpt
-
-
-def _strip_prefix(state, prefix):
-    # DistributedDataParallel ("module.") and torch.compile ("_orig_mod.") rename every key.
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def model_from_checkpoint(ckpt):
-    """The DAModel a checkpoint (or export) describes, with its weights, on the CPU."""
-    import backbones
-
-    config = dict(ckpt["model_config"])
-    config["pretrained"] = None            # the weights come from the checkpoint: no download
-    model = backbones.build_model(**config)
-    model.load_state_dict(_strip_prefix(_strip_prefix(ckpt["model"], "module."), "_orig_mod."))
-    return model
-
-
-# ---------------------------------------------------------------------------------------------
-# Shareable weights (--export)
-# ---------------------------------------------------------------------------------------------
-def is_plain(value):
-    """Plain data torch.load(..., weights_only=True) reads back: str, int, float, bool, None and
-    lists, tuples and str-keyed dicts of those."""
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
-    return False
-
-
-def export_weights(ckpt, checkpoint_path, out):
-    """Write {"model", "model_config", "classes", "args"} to `out` atomically: the weights and what
-    rebuilds and names them, without optimiser, schedule, scaler or RNG states, so the file is a
-    fraction of a checkpoint and loads with torch.load(out, weights_only=True) (no pickle code runs).
-    It works wherever a checkpoint does (load_checkpoint reads "model" and "model_config")."""
-    if os.path.exists(out) and os.path.samefile(out, checkpoint_path):
-        raise SystemExit(f"evaluate.py: --export {out} is the --checkpoint itself; choose another file")
-    config = dict(ckpt["model_config"])
-    bad = sorted(k for k, v in config.items() if not is_plain(v))
-    if bad:
-        raise SystemExit(f"evaluate.py: --checkpoint {checkpoint_path}: model_config entries {bad} are not "
-                         "plain values; cannot export them for weights_only loading")
-    run_args = ckpt.get("args") or {}
-    run_args = run_args if isinstance(run_args, dict) else vars(run_args)
-    state = _strip_prefix(_strip_prefix(ckpt["model"], "module."), "_orig_mod.")
-    exported = {"model": {k: v.detach().cpu() for k, v in state.items()}, "model_config": config,
-                "classes": [str(c) for c in ckpt.get("classes") or []],
-                "args": {k: v for k, v in run_args.items() if is_plain(v)}}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    try:
-        atomic_torch_save(exported, out)
-    except OSError as e:
-        raise SystemExit(f"evaluate.py: --export: {e}") from None
-    torch.load(out, map_location="cpu", weights_only=True)     # the promise, checked once
-    dropped = sorted(set(run_args) - set(exported["args"]))
-    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB): {len(exported['model'])} weight tensors, "
-          f"model_config, {len(exported['classes'])} class names and the run's args"
-          f"{' (left out, not plain values: ' + ', '.join(dropped) + ')' if dropped else ''}; "
-          f"no optimiser or RNG state. Loads with torch.load(..., weights_only=True).")
-    return exported
-
-
-# ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="a train.py checkpoint (RUN_DIR/best.pt or last.pt) or an --export file")
-    p.add_argument("--dataset", default=None, help="dataset name (default: the one the model was trained on)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: the training run's)")
-    p.add_argument("--split", type=int, default=None, help="split (default: the training run's)")
-    p.add_argument("--clips", type=int, default=1, help="temporal clips per video (default 1)")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3),
-                   help="1 = centre crop, 3 = three crops covering the frame (default 1)")
-    p.add_argument("--batch-size", type=int, default=4, help="videos per batch (each has clips*crops views)")
-    p.add_argument("--workers", type=int, default=2, help="data loader processes")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
-                   help="autocast to bf16 (plain --amp) or fp16")
-    p.add_argument("--log-every", type=int, default=10, help="a progress line every N batches (default 10)")
-    p.add_argument("--out", default=None,
-                   help="test protocol: the JSON file (default: next to the checkpoint, "
-                        "eval_{dataset}-split{split}-{clips}x{crops}.json; the CSVs go beside it). "
-                        "--video: the predictions CSV (default for a folder: FOLDER_predictions.csv "
-                        "next to it; files alone: printed only)")
-    p.add_argument("--static-probe", action="store_true",
-                   help="also report top-1 on 'frozen' clips (middle frame repeated) and 'conflict' clips "
-                        "(mixed 50/50 with a still of another class's video)")
-    p.add_argument("--probe-seed", type=int, default=0, help="seed that picks each conflict partner (default 0)")
-    p.add_argument("--video", nargs="+", default=None, metavar="PATH",
-                   help="predict these video files, or every video file directly inside a folder")
-    p.add_argument("--topk", type=int, default=5, help="--video: classes shown per video (default 5)")
-    p.add_argument("--da-png", default=None, metavar="OUT.png",
-                   help="--video: save the DA picture of what the model saw (DA models only); "
-                        "several videos: OUT_{video name}.png")
-    p.add_argument("--export", default=None, metavar="OUT.pt",
-                   help="write the weights only (model, model_config, classes, args) and exit")
+    flag = p.add_argument
+    flag("--checkpoint", required=True, help="a train.py checkpoint (RUN_DIR/best.pt or last.pt) or an --export file")
+    flag("--dataset", default=None, help="dataset name (default: the one the model was trained on)")
+    flag("--data-root", default=None, help="dataset folder (default: the training run's)")
+    flag("--split", type=int, default=None, help="split (default: the training run's)")
+    flag("--clips", type=int, default=1, help="temporal clips per video (default 1)")
+    flag("--crops", type=int, default=1, choices=(1, 3),
+         help="1 = centre crop, 3 = three crops covering the frame (default 1)")
+    flag("--batch-size", type=int, default=4, help="videos per batch (each has clips*crops views)")
+    flag("--workers", type=int, default=min(2, available_cores()),
+         help="data loader processes (default 2, at most this machine's cores)")
+    flag("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    flag("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES, help="autocast to bf16 (plain --amp) or fp16")
+    flag("--log-every", type=int, default=10, help="a progress line every N batches (default 10)")
+    flag("--out", default=None,
+         help="test protocol: the JSON file (default: next to the checkpoint, eval_{dataset}-split{split}-"
+              "{clips}x{crops}.json; the CSVs go beside it). --video: the predictions CSV (default for a "
+              "folder: FOLDER_predictions.csv next to it; files alone: printed only)")
+    flag("--static-probe", action="store_true",
+         help="also report top-1 on 'frozen' clips (middle frame repeated) and 'conflict' clips "
+              "(mixed 50/50 with a still of another class's video)")
+    flag("--probe-seed", type=int, default=0, help="seed that picks each conflict partner (default 0)")
+    flag("--video", nargs="+", default=None, metavar="PATH",
+         help="predict these video files, or every video file directly inside a folder")
+    flag("--topk", type=int, default=5, help="--video: classes shown per video (default 5)")
+    flag("--da-png", default=None, metavar="OUT.png",
+         help="--video: save the DA picture of what the model saw (DA models only); several videos: "
+              "OUT_{video name}.png")
+    flag("--export", default=None, metavar="OUT.pt",
+         help="write the weights only (model, model_config, classes, args) and exit")
     return p.parse_args(argv)
 
 
@@ -571,10 +326,8 @@ def check_flags(args):
     for path in args.video or []:
         if not os.path.exists(path):
             bad(f"--video {path!r} does not exist")
-    if args.dataset is not None:
-        import data
-        if args.dataset not in data.DATASETS:
-            bad(f"--dataset {args.dataset!r}: expected one of {', '.join(data.DATASETS)}")
+    if args.dataset is not None and args.dataset not in data.DATASETS:
+        bad(f"--dataset {args.dataset!r}: expected one of {', '.join(data.DATASETS)}")
 
 
 class Context(NamedTuple):
@@ -594,7 +347,7 @@ class Context(NamedTuple):
 def start(args, ckpt):
     """The process group (under torchrun), the device and the model: a Context."""
     resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))   # a bad --device, named here
-    rank, _, device = setup_distributed(args.device)
+    rank, _, device = setup_distributed(args.device)   # torchrun's environment, if any
     cfg, targs = ckpt["model_config"], ckpt.get("args") or {}
     return Context(args=args, ckpt=ckpt, model=model_from_checkpoint(ckpt).to(device).eval(), device=device,
                    amp=AMP_DTYPES[args.amp] if args.amp else None, rank=rank,
@@ -605,16 +358,11 @@ def start(args, ckpt):
 
 def run_protocol(ctx, ds, what):
     """Every video of `ds` through the model (this rank's shard), gathered over ranks."""
-    sampler = data_module().ShardSampler(len(ds))
+    sampler = data.ShardSampler(len(ds))
     loader = torch.utils.data.DataLoader(ds, batch_size=ctx.args.batch_size, sampler=sampler,
                                          num_workers=ctx.args.workers, pin_memory=ctx.device.type == "cuda")
     progress = Progress(what, len(sampler), len(ds), ctx.log, ctx.args.log_every)
     return gather_predictions(predict(ctx.model, loader, ctx.device, ctx.amp, progress))
-
-
-def data_module():
-    import data        # imported lazily: train.py and visualize.py import this file for its helpers
-    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,7 +371,6 @@ def data_module():
 def load_test_split(ctx):
     """(ds, dataset, data_root, split): the test split as the run was trained (unless flags say
     otherwise), with the test protocol's views and substitute=False (unreadable -> label -1)."""
-    data = data_module()
     args, targs = ctx.args, ctx.ckpt.get("args") or {}
     dataset = args.dataset or targs.get("dataset", "synthetic")
     data_root = args.data_root or targs.get("data_root")
@@ -641,48 +388,12 @@ def load_test_split(ctx):
 
 def check_classes(ctx, ds, dataset, data_root):
     """The dataset's class names, refused unless they are the checkpoint's (count and order)."""
-    classes = list(getattr(ds, "classes", ctx.ckpt.get("classes") or []))
-    num_classes = ctx.ckpt["model_config"].get("num_classes", len(classes))
-    if len(classes) != num_classes:
-        raise SystemExit(f"evaluate.py: the dataset has {len(classes)} classes but the checkpoint's model "
-                         f"{num_classes}; wrong --dataset/--data-root?")
-    trained = ctx.ckpt.get("classes")
-    if trained and list(trained) != classes:
-        # Same count, different names or order: label k would be scored against the wrong class.
-        diff = next(k for k, (a, b) in enumerate(zip(trained, classes)) if a != b)
-        raise SystemExit(f"evaluate.py: {dataset} at {data_root} lists class {diff} as {classes[diff]!r}, but "
-                         f"the checkpoint was trained with {trained[diff]!r} there; wrong --dataset, "
-                         f"--data-root or --split?")
+    classes, n = list(ds.classes), ctx.ckpt["model_config"].get("num_classes", len(ds.classes))
+    trained = ctx.ckpt.get("classes") or (classes if n == len(classes) else ["?"] * n)   # names, else the count
+    error = class_list_error(trained, classes, f"{dataset} at {data_root}")
+    if error:
+        raise SystemExit(f"evaluate.py: {error}; wrong --dataset, --data-root or --split?")
     return classes
-
-
-def output_path(ctx, dataset, data_root, split):
-    """--out, or eval_{dataset}-split{split}-{clips}x{crops}.json next to the checkpoint; refused when
-    the file exists and records another dataset or data root (an evaluation of other videos would
-    be silently replaced)."""
-    a = ctx.args
-    out = a.out or os.path.join(os.path.dirname(os.path.abspath(a.checkpoint)),
-                                f"eval_{dataset}-split{split}-{a.clips}x{a.crops}.json")
-    if not os.path.exists(out):
-        return out
-    try:
-        with open(out) as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        old = None
-    if not isinstance(old, dict) or "dataset" not in old:
-        raise SystemExit(f"evaluate.py: {out} exists and is not an evaluate.py result; not overwriting it. "
-                         "Pass --out with another file")
-    old_root, root = old.get("data_root"), _abspath(data_root)
-    if old["dataset"] != dataset or _abspath(old_root) != root:
-        raise SystemExit(f"evaluate.py: {out} records an evaluation of {old['dataset']} at {old_root}, "
-                         f"this one is of {dataset} at {root}; not overwriting it. Pass --out with "
-                         "another file (or remove the old one)")
-    return out
-
-
-def _abspath(path):
-    return os.path.abspath(path) if path else None
 
 
 def static_probe(ctx, ds):
@@ -705,7 +416,8 @@ def evaluate_dataset(ctx):
     classes = check_classes(ctx, ds, dataset, data_root)
     if ctx.args.static_probe and len({label for _, label in ds.samples}) < 2:
         raise SystemExit("evaluate.py: --static-probe needs test videos of at least two classes")
-    out = output_path(ctx, dataset, data_root, split)
+    a = ctx.args                          # never replaces the evaluation of another dataset or root
+    out = result_path(a.out, a.checkpoint, f"eval_{dataset}-split{split}-{a.clips}x{a.crops}.json", dataset, data_root)
     t0 = time.time()
     p = run_protocol(ctx, ds, f"{dataset} split {split}")
     elapsed = time.time() - t0
@@ -731,18 +443,15 @@ def evaluate_dataset(ctx):
 def build_result(ctx, p, dataset, data_root, split, total, unreadable, elapsed):
     """The JSON record of one evaluation."""
     m = classification_metrics(p.scores, p.labels, p.scores.shape[1])
-    cfg = ctx.ckpt["model_config"]
     flops = count_flops(ctx.model, ctx.segments, ctx.frames, ctx.crop_size, ctx.device)
     return {
         "checkpoint": os.path.abspath(ctx.args.checkpoint),
-        "dataset": dataset, "data_root": _abspath(data_root), "split": split,
-        "model_config": cfg,
+        "dataset": dataset, "data_root": os.path.abspath(data_root) if data_root else None, "split": split,
+        "model_config": ctx.ckpt["model_config"],
         "videos_total": total, "videos": int(p.labels.numel()), "unreadable": unreadable,
-        "clips": ctx.args.clips, "crops": ctx.args.crops,
-        "views_per_video": p.views, "clips_forwarded": p.forwarded,
+        "clips": ctx.args.clips, "crops": ctx.args.crops, "views_per_video": p.views, "clips_forwarded": p.forwarded,
         "top1": m["top1"], "top5": m["top5"], "mean_class_acc": m["mean_class_acc"],
-        "loss": mean_nll(p.scores, p.labels),
-        "enopr": p.enopr_sum / p.enopr_count if p.enopr_count else None,
+        "loss": mean_nll(p.scores, p.labels), "enopr": p.enopr_sum / p.enopr_count if p.enopr_count else None,
         "parameters": sum(q.numel() for q in ctx.model.parameters()),
         "parameters_pwtp": sum(q.numel() for q in ctx.model.shared_parameters()),
         "flops_per_view": flops, "gflops_per_view": flops / 1e9, "gmacs_per_view": flops / 2e9,
@@ -776,28 +485,14 @@ def report(ctx, r, out, stem):
 
 
 def write_csvs(stem, classes, conf, per_class):
-    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv
-    (rows = true class, columns = predicted class), each written atomically."""
-    def per_class_rows(f):
-        w = csv.writer(f)
-        w.writerow(["class_index", "class", "videos", "correct", "accuracy"])
-        for k, name in enumerate(classes):
-            acc = per_class[k].item()
-            w.writerow([k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc != acc else f"{acc:.4f}"])
-
-    def confusion_rows(f):
-        w = csv.writer(f)
-        w.writerow(["true\\pred"] + list(classes))
-        for k, name in enumerate(classes):
-            w.writerow([name] + [int(v) for v in conf[k]])
-
-    for path, rows in ((stem + "_per_class.csv", per_class_rows), (stem + "_confusion.csv", confusion_rows)):
-        atomic_write(path, lambda tmp, rows=rows: _write_text(tmp, rows))
-
-
-def _write_text(path, fill):
-    with open(path, "w", newline="") as f:
-        fill(f)
+    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv (rows = true
+    class, columns = predicted class), each written atomically."""
+    acc = [per_class[k].item() for k in range(len(classes))]
+    atomic_csv(stem + "_per_class.csv", ["class_index", "class", "videos", "correct", "accuracy"],
+               [[k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc[k] != acc[k] else f"{acc[k]:.4f}"]
+                for k, name in enumerate(classes)])
+    atomic_csv(stem + "_confusion.csv", ["true\\pred"] + list(classes),
+               [[name] + [int(v) for v in conf[k]] for k, name in enumerate(classes)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -811,29 +506,27 @@ class VideoPrediction(NamedTuple):
 
 
 def video_files(paths):
-    """(files, folders): --video arguments expanded; a folder gives every file directly inside it
-    whose extension is one of data.VIDEO_EXTS, sorted by name."""
-    files, folders = [], []
+    """(files, folders, skipped): --video arguments expanded; a folder gives every file directly
+    inside it whose extension is one of data.VIDEO_EXTS, sorted by name; `skipped` lists the
+    folders' other entries (not videos, or sub-folders), which are left out."""
+    files, folders, skipped = [], [], []
     for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(path, n) for n in os.listdir(path)
-                           if n.lower().endswith(data_module().VIDEO_EXTS)
-                           and os.path.isfile(os.path.join(path, n)))
-            if not found:
-                raise SystemExit(f"evaluate.py: --video {path!r} is a folder without video files "
-                                 f"({' '.join(data_module().VIDEO_EXTS)})")
-            files += found
-            folders.append(path)
-        else:
+        if not os.path.isdir(path):
             files.append(path)
-    return files, folders
+            continue
+        entries = sorted(os.path.join(path, n) for n in os.listdir(path))
+        found = [e for e in entries if e.lower().endswith(data.VIDEO_EXTS) and os.path.isfile(e)]
+        if not found:
+            raise SystemExit(f"evaluate.py: --video {path!r} is a folder without video files "
+                             f"({' '.join(data.VIDEO_EXTS)})")
+        files, folders, skipped = files + found, folders + [path], skipped + [e for e in entries if e not in found]
+    return files, folders, skipped
 
 
 def video_dataset(ctx, files):
     """The files as a test set with the checkpoint's sampling and the protocol's views. Each item's
     label slot carries the file's index in `files` (the files have no class), so the rows predict
     returns name their file; an unreadable file comes back as -1 (substitute=False) and is skipped."""
-    data = data_module()
     targs = ctx.ckpt.get("args") or {}
     dataset = ctx.args.dataset or targs.get("dataset", "synthetic")
     classes = list(ctx.ckpt.get("classes") or [str(k) for k in range(ctx.ckpt["model_config"]["num_classes"])])
@@ -845,9 +538,10 @@ def video_dataset(ctx, files):
 
 
 def predict_videos(ctx):
-    """--video: top-k classes of each file, printed; a CSV for folders (or --out); --da-png."""
+    """--video: top-k classes of each file, printed; a CSV for folders (or --out); --da-png. Exits
+    non-zero when no file could be read."""
     args = ctx.args
-    files, folders = video_files(args.video)
+    files, folders, skipped = video_files(args.video)
     csv_out = args.out
     if csv_out is None and len(folders) == 1:
         folder = os.path.normpath(os.path.abspath(folders[0]))
@@ -857,77 +551,49 @@ def predict_videos(ctx):
     ds = video_dataset(ctx, files)
     p = run_protocol(ctx, ds, "predicting")
     unreadable = gather_unreadable(ds)
+    if p.labels.numel() == 0:
+        raise SystemExit(f"evaluate.py: none of the {len(files)} --video files could be read "
+                         f"(e.g. {unreadable[:3]}); check them with `python data.py inspect`")
     if ctx.rank != 0:
         return None
+    if skipped:
+        ctx.log(f"skipped {len(skipped)} entries of {', '.join(folders)} that are not video files "
+                f"({', '.join(os.path.basename(e) for e in skipped[:5])}{', ...' if len(skipped) > 5 else ''})")
     k = min(args.topk, len(ds.classes))
     rows = []
     for probs, index in sorted(zip(p.scores, p.labels.tolist()), key=lambda r: r[1]):
         top = probs.topk(k)
         rows.append(VideoPrediction(files[index], index, [ds.classes[c] for c in top.indices.tolist()],
                                     top.values.tolist()))
-    for r in rows:
-        ctx.log(f"{r.path}: " + ", ".join(f"{n} {q:.1%}" for n, q in zip(r.names, r.probs)))
+        ctx.log(f"{rows[-1].path}: " + ", ".join(f"{n} {q:.1%}" for n, q in zip(rows[-1].names, rows[-1].probs)))
     for path in unreadable:
         ctx.log(f"{path}: unreadable, skipped (no prediction)")
-    if csv_out:
-        write_predictions_csv(csv_out, rows, k)
+    if csv_out:                           # path, class_1, prob_1, ..., class_k, prob_k: one row per video
+        os.makedirs(os.path.dirname(os.path.abspath(csv_out)), exist_ok=True)
+        atomic_csv(csv_out, ["path"] + [c for j in range(1, k + 1) for c in (f"class_{j}", f"prob_{j}")],
+                   [[r.path] + [c for n, q in zip(r.names, r.probs) for c in (n, f"{q:.6f}")] for r in rows])
         ctx.log(f"wrote {csv_out}: top-{k} classes of {len(rows)} videos ({len(unreadable)} unreadable, left out)")
     pngs = save_da_pngs(ctx, ds, rows, args.da_png) if args.da_png else []
-    return {"predictions": rows, "unreadable": unreadable, "csv": csv_out, "da_png": pngs}
-
-
-def write_predictions_csv(out, rows, k):
-    """path, class_1, prob_1, ..., class_k, prob_k: one row per readable video."""
-    def fill(f):
-        w = csv.writer(f)
-        w.writerow(["path"] + [c for j in range(1, k + 1) for c in (f"class_{j}", f"prob_{j}")])
-        for r in rows:
-            w.writerow([r.path] + [c for n, q in zip(r.names, r.probs) for c in (n, f"{q:.6f}")])
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    atomic_write(out, lambda tmp: _write_text(tmp, fill))
-
-
-def png_names(out, paths):
-    """`out` for one video; else out's stem + "_" + each video's file stem (+ "_2", ... on repeats)."""
-    if len(paths) == 1:
-        return [out]
-    stem, ext = os.path.splitext(out)
-    names, used = [], set()
-    for path in paths:
-        name = base = f"{stem}_{os.path.splitext(os.path.basename(path))[0]}"
-        n = 1
-        while name in used:
-            n += 1
-            name = f"{base}_{n}"
-        used.add(name)
-        names.append(name + (ext or ".png"))
-    return names
+    return {"predictions": rows, "unreadable": unreadable, "skipped": skipped, "csv": csv_out, "da_png": pngs}
 
 
 def save_da_pngs(ctx, ds, rows, out):
-    """For each predicted video, visualize.py's DA figure of the view the model saw: the middle
-    temporal clip, centre crop (the view of clip clips // 2, crop crops // 2), drawn from the
-    checkpoint's own PWTP. Returns the files written."""
+    """For each predicted video, the DA picture (visualize.draw_da) of the view the model saw: the
+    middle temporal clip, centre crop (view clips // 2, crop crops // 2), through the checkpoint's
+    own PWTP. Returns the files written."""
     import visualize     # lazily: matplotlib is needed only here
-    data = data_module()
     S, T, a = ctx.segments, ctx.frames, ctx.args
     pwtp = copy.deepcopy(ctx.model.pwtp).cpu().eval()
     c = a.clips // 2
     view = c * a.crops + a.crops // 2
-    mean = torch.tensor(data.IMAGENET_MEAN).view(1, 1, 3, 1, 1)
-    std = torch.tensor(data.IMAGENET_STD).view(1, 1, 3, 1, 1)
     written = []
-    for r, png in zip(rows, png_names(out, [r.path for r in rows])):
+    for r, png in zip(rows, visualize.png_names(out, [r.path for r in rows])):
         clip, _ = ds[r.index]                                      # (V, S*T, C, H, W) normalised
-        x = clip[view].reshape(S, T, *clip.shape[-3:])              # (S, T, C, H, W)
-        clip01 = (x * std + mean).clamp(0, 1)                       # back to [0, 1] for the mean row
-        idx = ds._indices(ds.num_frames(r.index), None, c)          # the sampler the test view used
-        starts = [int(i) for i in idx.reshape(S, T)[:, 0]]
+        starts = [int(i) for i in ds._indices(ds.num_frames(r.index), None, c).reshape(S, T)[:, 0]]
         title = (f"{os.path.basename(r.path)}: predicted {r.names[0]} ({r.probs[0]:.1%}); view {view + 1} of "
-                 f"{a.clips * a.crops}, {S} segments x {T} frames, {x.shape[-1]}x{x.shape[-1]}; "
+                 f"{a.clips * a.crops}, {S} segments x {T} frames, {clip.shape[-1]}x{clip.shape[-1]}; "
                  f"PWTP from {a.checkpoint}")
-        fig = visualize.plot_da(clip01, visualize.representations(pwtp, x), starts, title=title)
-        visualize.save(fig, png, 100)
+        visualize.draw_da(clip[view].reshape(S, T, *clip.shape[-3:]), pwtp, starts, png, title=title)
         ctx.log(f"wrote {png} (DA of {r.path})")
         written.append(png)
     return written
@@ -955,8 +621,7 @@ def main(argv=None):
     try:
         return predict_videos(ctx) if args.video else evaluate_dataset(ctx)
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        close_distributed()
 
 
 if __name__ == "__main__":

@@ -28,12 +28,13 @@ Where the PWTP comes from:
   pixel's temporal profile with a D-dimensional subspace, and show me what it could not explain".
   It works on any video out of the box.
 
-`curves` reads RUN_DIR/log.csv (columns: train.LOG_FIELDS) and RUN_DIR/metrics.json (written by
-train.py) and draws L_c, L_p, alpha or lambda, ||g_c|| and ||g_p|| on the PWTP parameters (log
+`curves` reads RUN_DIR/log.csv (its columns from its own header) and RUN_DIR/metrics.json (written
+by train.py) and draws L_c, L_p, alpha or lambda, ||g_c|| and ||g_p|| on the PWTP parameters (log
 scale), cos(g_c, g_p) beside alpha (the numbers that show whether and why MGDA's alpha collapses),
-the learning rate and validation accuracy over training, plus the L_c-L_p scatter coloured by step
-of Fig. 3 (the paper's evidence that the two objectives are positively correlated early in
-training). `schedule` draws Eq. 13 for several (a, b), like Fig. 8.
+DA's DC gain s (how much static scene leaks into DA, pwtp.dc_gain), the learning rate and
+validation accuracy over training, plus the L_c-L_p scatter coloured by step of Fig. 3 (the paper's
+evidence that the two objectives are positively correlated early in training). `schedule` draws
+Eq. 13 for several (a, b), like Fig. 8.
 
 `da` samples from the frames that really decode (data.decodable_frames), not from the container
 header's count, and its title states that count (and the header's, where they differ).
@@ -62,9 +63,8 @@ import torch.nn.functional as F  # noqa: E402
 # import time and nothing else: they never decode.)
 import data  # noqa: E402
 # A checkpoint is read and checked the way evaluate.py reads it (one loader for both).
-from evaluate import atomic_write, load_checkpoint, model_from_checkpoint  # noqa: E402
-# log.csv's columns have one definition, the writer's.
-from train import LOG_FIELDS  # noqa: E402
+from support.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from support.system import atomic_write  # noqa: E402  (a reader never sees half a PNG)
 
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
 LUMA = (0.299, 0.587, 0.114)
@@ -73,7 +73,7 @@ LUMA = (0.299, 0.587, 0.114)
 # a colour-bar column on the right, a band at the top for the title.
 DA_PANEL, DA_CBAR, DA_TITLE, DA_LABEL = 2.0, 1.25, 1.0, 0.5
 DA_ROWS = 4
-CURVES_SIZE = (21.0, 9.0)
+CURVES_SIZE = (17.0, 13.5)
 SCHEDULE_SIZE = (8.0, 5.0)
 
 
@@ -292,6 +292,34 @@ def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
     return fig
 
 
+def draw_da(x, pwtp, starts, out, title="", display="diverging", dpi=100):
+    """The one path that draws a DA picture (`da` here, evaluate.py --video --da-png): the clip's four
+    rows through `pwtp`, plotted and saved. x: (S, T, 3, H, W) ImageNet-normalised, as the model
+    sees it; the mean row shows it back in [0, 1]. Returns the representations."""
+    mean = torch.tensor(data.IMAGENET_MEAN).view(1, 1, 3, 1, 1)
+    std = torch.tensor(data.IMAGENET_STD).view(1, 1, 3, 1, 1)
+    reps = representations(pwtp, x)
+    save(plot_da((x * std + mean).clamp(0, 1), reps, starts, display=display, title=title, dpi=dpi), out, dpi)
+    return reps
+
+
+def png_names(out, paths):
+    """`out` for one video; else out's stem + "_" + each video's file stem (+ "_2", ... on repeats)."""
+    if len(paths) == 1:
+        return [out]
+    stem, ext = os.path.splitext(out)
+    names, used = [], set()
+    for path in paths:
+        name = base = f"{stem}_{os.path.splitext(os.path.basename(path))[0]}"
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names.append(name + (ext or ".png"))
+    return names
+
+
 def cmd_da(args):
     ckpt = load_checkpoint(args.checkpoint, "visualize.py da") if args.checkpoint else None
     if args.size is None:
@@ -319,27 +347,31 @@ def cmd_da(args):
         pwtp, hist = fit_pwtp(x, args.fit_steps, lr=args.lr, proj_dim=args.proj_dim, seed=args.seed)
         source = (f"fresh PWTP (D={args.proj_dim}) fitted to this clip by ENoPR, {args.fit_steps} Adam steps"
                   + (f", ENoPR {hist[0]:.3f} -> {hist[-1]:.3f}" if hist else ""))
-    reps = representations(pwtp, x)
     title = (f"{os.path.basename(args.video)}: {args.segments} segments x {T} frames "
              f"of {frame_count_text(num_frames, header)}, {args.size}x{args.size}; {source}")
-    fig = plot_da(clip01, reps, starts, display=args.display, title=title, dpi=args.dpi)
-    save(fig, args.out, args.dpi)
+    reps = draw_da(x, pwtp, starts, args.out, title=title, display=args.display, dpi=args.dpi)
     print(f"wrote {args.out}  (mean ENoPR {reps['enopr'].mean().item():.4f})")
 
 
 # ---------------------------------------------------------------------------------------------
 # curves
 # ---------------------------------------------------------------------------------------------
+# The columns the panels draw. A log that lacks some of them (an older train.py) draws them as NaN.
+PLOTTED = ("step", "loss_c", "loss_p", "dc_gain", "alpha", "lam", "phase", "gc_norm", "gp_norm", "cos", "lr")
+
+
 def read_log(path):
-    """log.csv -> dict column -> float array (NaN for empty cells). Missing file/column: clear error."""
+    """log.csv -> dict column -> float array (NaN for empty cells), for every column its header
+    names and every PLOTTED one. Missing file, or no step / loss_c column: a clear error."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"visualize.py curves: {path} not found (expected train.py's log.csv in --run)")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("step", "loss_c") if c not in (reader.fieldnames or [])]
+        header = list(reader.fieldnames or [])
+        missing = [c for c in ("step", "loss_c") if c not in header]
         if missing:
-            raise ValueError(f"visualize.py curves: {path} lacks column(s) {missing}; "
-                             f"expected train.py's header {','.join(LOG_FIELDS)}")
+            raise ValueError(f"visualize.py curves: {path} lacks column(s) {missing}; expected train.py's log.csv, "
+                             f"whose header starts with step,epoch,loss_c,...")
         rows = list(reader)
 
     def num(v):
@@ -348,16 +380,19 @@ def read_log(path):
         except ValueError:
             return math.nan
 
-    # A column an older log lacks (phase, gc_norm, ...) reads as all NaN, like an empty cell.
-    return {c: np.array([num(r.get(c)) for r in rows], dtype=float) for c in LOG_FIELDS}
+    return {c: np.array([num(r.get(c)) for r in rows], dtype=float) for c in dict.fromkeys(header + list(PLOTTED))}
 
 
 def read_metrics(path):
     """metrics.json -> list of per-epoch dicts, or None if it is not there yet (an early run)."""
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        entries = json.load(f)  # not `data`: that name is the data.py module here
+    try:
+        with open(path) as f:
+            entries = json.load(f)  # not `data`: that name is the data.py module here
+    except ValueError as e:        # a truncated or hand-edited file
+        raise ValueError(f"visualize.py curves: {path} is not valid JSON ({e}); train.py rewrites it "
+                         "at the next epoch end, or delete it to draw the log alone") from None
     if not isinstance(entries, list):
         raise ValueError(f"visualize.py curves: {path} should hold a list of per-epoch dicts")
     return entries
@@ -453,12 +488,27 @@ def _panel_accuracy(ax, metrics):
     ax.set(title="validation accuracy", xlabel="epoch", ylabel=f"accuracy ({'%' if acc_max > 1.0 else 'fraction'})")
 
 
+def _panel_dc_gain(ax, step, log, metrics):
+    """DA's DC gain s (pwtp.dc_gain): the fraction of a pixel's static colour that passes into DA.
+    0 = DA blind to the scene (the constant profile lies in PWTP's subspace), 1 = DA is the mean
+    frame. Per logged step from log.csv, and each epoch's mean over all its steps (metrics.json)."""
+    has = _plot_series(ax, step, log["dc_gain"], "s per logged step", "C6")
+    epochs = [(m["step"], m["dc_gain"]) for m in metrics or [] if m.get("dc_gain") is not None and "step" in m]
+    if epochs:
+        ax.plot(*zip(*epochs), marker="o", ls="--", color="C7", label="epoch mean (metrics.json)")
+    if has or epochs:
+        ax.legend(fontsize=8)
+    else:
+        _empty(ax, "no DC gain logged\n(input without PWTP, or an older log)")
+    ax.set(title="DA's DC gain s: static colour leaking into DA", xlabel="step", ylabel="s")
+
+
 def plot_curves(log, metrics, title="", dpi=100):
-    """Eight panels: L_c, L_p, the task weight, the gradient norms (top); the learning rate,
-    validation accuracy, cos(g_c, g_p) with alpha, the L_c-L_p scatter of Fig. 3 (bottom)."""
-    fig, axes = plt.subplots(2, 4, figsize=CURVES_SIZE, dpi=dpi)
+    """Nine panels: L_c, L_p, DA's DC gain (top); the task weight, the gradient norms, cos(g_c, g_p)
+    with alpha (middle); the learning rate, validation accuracy, the L_c-L_p scatter of Fig. 3."""
+    fig, axes = plt.subplots(3, 3, figsize=CURVES_SIZE, dpi=dpi)
     step = log["step"]
-    (a_c, a_p, a_w, a_g), (a_lr, a_acc, a_cos, a_sc) = axes
+    (a_c, a_p, a_s), (a_w, a_g, a_cos), (a_lr, a_acc, a_sc) = axes
 
     if not _plot_series(a_c, step, log["loss_c"], "L_c", "C0"):
         _empty(a_c, "no L_c logged")
@@ -466,13 +516,14 @@ def plot_curves(log, metrics, title="", dpi=100):
     if not _plot_series(a_p, step, log["loss_p"], "L_p", "C1"):
         _empty(a_p, "no L_p logged\n(input without PWTP)")
     a_p.set(title="projection loss L_p (ENoPR, Eq. 7-8)", xlabel="step", ylabel="L_p")
+    _panel_dc_gain(a_s, step, log, metrics)
     _panel_weight(a_w, step, log)
     _panel_gradient_norms(a_g, step, log)
+    _panel_cos_alpha(a_cos, step, log)
     if not _plot_series(a_lr, step, log["lr"], "lr", "C4", smooth=False):
         _empty(a_lr, "no learning rate logged")
     a_lr.set(title="learning rate", xlabel="step", ylabel="lr")
     _panel_accuracy(a_acc, metrics)
-    _panel_cos_alpha(a_cos, step, log)
 
     ok = np.isfinite(log["loss_c"]) & np.isfinite(log["loss_p"])
     if ok.any():

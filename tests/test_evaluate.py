@@ -22,6 +22,7 @@ import evaluate
 import pwtp
 import train
 import visualize
+from support.checkpoints import load_checkpoint, model_from_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # data.py warns once per unreadable video; the tests below break one on purpose.
@@ -322,8 +323,8 @@ def test_unreadable_test_video_is_left_out_and_listed(checkpoint, broken_root, c
 
 
 def test_validate_leaves_unreadable_out_and_reports_the_held_out_loss(checkpoint, broken_root):
-    ckpt = evaluate.load_checkpoint(checkpoint)
-    model = evaluate.model_from_checkpoint(ckpt)
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
     root, _ = broken_root
     ds = data.build_dataset("synthetic", root, 1, train=False, segments=2, frames=4, crop_size=32, substitute=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=4)

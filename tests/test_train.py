@@ -15,6 +15,7 @@ import torch
 
 import backbones
 import train
+from support import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,11 +62,9 @@ def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys
 
 
 # --overfit 8 at 32 px, S = 2 segments of T = 8 frames, 100 epochs of 2 steps (about 20 s each on
-# 2 cores). On the synth-v4 clips (a small object moving for part of the clip, a wandering ring as a
-# distractor) every strategy fits at least 7 of the 8 videos when written: constant, scheduler,
-# separate and mgda reached 100 %, recognition 87.5 %. Which video is the last to fit depends on
-# float rounding (it differed between machines for the older set), so the test asks for 7 of 8,
-# far above chance (25 %): a model that does not learn fails it.
+# 2 cores). Every strategy fits at least 7 of the 8 videos; which video fits last depends on float
+# rounding, which differs between machines, so the test asks for 7 of 8, far above chance (25 %):
+# a model that does not learn fails it.
 OVERFIT_TARGET = 87.5
 
 
@@ -284,7 +283,6 @@ def test_unwritable_out_and_early_errors_leave_no_run_folder(synth_root, tmp_pat
 
 def test_disk_full_keeps_the_previous_checkpoint_and_no_temp_file(synth_root, tmp_path, monkeypatch):
     import errno
-    import evaluate
     run = tmp_path / "run"
     common = ["--data-root", synth_root, "--out", str(run), "--epochs", "3", "--workers", "0"] + TINY
     train.main(common + ["--max-steps", "3"])          # epoch 1 done: last.pt at step 3
@@ -295,10 +293,10 @@ def test_disk_full_keeps_the_previous_checkpoint_and_no_temp_file(synth_root, tm
         with open(f, "wb") as fh:
             fh.write(b"PK\x03\x04 partial")
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(evaluate.torch, "save", full_disk)
+    monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(SystemExit, match=r"could not write .*\.pt .*No space left.*--resume"):
         train.main(["--resume", str(run)])
-    monkeypatch.setattr(evaluate.torch, "save", real_save)
+    monkeypatch.setattr(torch, "save", real_save)
     assert sha(run / "last.pt") == before
     assert not [f for f in os.listdir(run) if ".tmp." in f]
     assert train.main(["--resume", str(run)])["finished"]       # and the run goes on from there
@@ -385,9 +383,9 @@ def test_recipe_follows_the_starting_point(synth_root, tmp_path, capsys):
     assert res["step"] == 1
     # no flag on a real dataset means ImageNet weights where they exist, random weights elsewhere
     a = train.build_parser().parse_args(["--dataset", "ucf101", "--backbone", "x3d_xs"])
-    assert train.starting_point(a, print) == ("none", None) and a.pretrained == "none"
+    assert runs.starting_point(a, print) == ("none", None) and a.pretrained == "none"
     a = train.build_parser().parse_args(["--dataset", "ucf101"])
-    assert train.starting_point(a, print) == ("imagenet", None)
+    assert runs.starting_point(a, print) == ("imagenet", None)
 
 
 @pytest.mark.parametrize("joint", ["mgda", "constant"])

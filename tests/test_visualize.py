@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import visualize
-from train import LOG_FIELDS
+from support.runs import LOG_FIELDS
 
 SIZE, FRAMES = 48, 24
 
@@ -188,6 +188,7 @@ def fabricate_run(run, with_loss_p=True, with_metrics=True, rows=80):
             p = with_loss_p
             row = {"step": s, "epoch": s // 100, "loss_c": f"{lc:.4f}",
                    "loss_p": f"{0.6 * np.exp(-s / 100) + 0.15:.4f}" if p else "",
+                   "dc_gain": f"{0.9 * np.exp(-s / 80) + 0.01:.4g}" if p else "",
                    "alpha": f"{0.4 + 0.1 * rng.random():.3f}" if p else "", "lam": "", "phase": "",
                    "gc_norm": f"{0.5 * np.exp(-s / 200):.4g}" if p else "",
                    "gp_norm": f"{2e-3 * np.exp(-s / 100):.4g}" if p else "",
@@ -196,7 +197,8 @@ def fabricate_run(run, with_loss_p=True, with_metrics=True, rows=80):
             w.writerow([row[k] for k in LOG_FIELDS])
     if with_metrics:
         with open(os.path.join(run, "metrics.json"), "w") as f:
-            json.dump([{"epoch": e, "train_loss": 1.5 - 0.3 * e, "val_top1": 30 + 15 * e,
+            json.dump([{"epoch": e, "step": 100 * (e + 1), "train_loss": 1.5 - 0.3 * e, "val_top1": 30 + 15 * e,
+                        "dc_gain": (0.5 * 0.5 ** e) if with_loss_p else None,
                         "val_top5": 60 + 10 * e, "val_mean_class_acc": 28 + 15 * e,
                         "val_enopr": (0.5 - 0.08 * e) if with_loss_p else None} for e in range(4)], f)
 
@@ -214,7 +216,7 @@ def test_curves_draws_gradient_norms_on_a_log_scale_and_cos_with_alpha(tmp_path)
     run = str(tmp_path / "run")
     fabricate_run(run)
     log = visualize.read_log(os.path.join(run, "log.csv"))
-    assert set(log) == set(LOG_FIELDS)
+    assert set(log) == set(LOG_FIELDS) | set(visualize.PLOTTED)
     fig = visualize.plot_curves(log, visualize.read_metrics(os.path.join(run, "metrics.json")))
     by_title = {ax.get_title(): ax for ax in fig.axes}
     norms = by_title["gradients on theta_p: ||g_c||, ||g_p|| (log scale)"]
@@ -225,6 +227,42 @@ def test_curves_draws_gradient_norms_on_a_log_scale_and_cos_with_alpha(tmp_path)
     labels = {ln.get_label() for ln in cos.get_lines()}
     assert {"cos(g_c, g_p)", "alpha (MGDA, Eq. 12)"} <= labels
     visualize.plt.close(fig)
+
+
+def test_curves_draws_the_dc_gain_per_step_and_per_epoch(tmp_path):
+    run = str(tmp_path / "run")
+    fabricate_run(run)
+    log = visualize.read_log(os.path.join(run, "log.csv"))
+    metrics = visualize.read_metrics(os.path.join(run, "metrics.json"))
+    fig = visualize.plot_curves(log, metrics)
+    panel = {ax.get_title(): ax for ax in fig.axes}["DA's DC gain s: static colour leaking into DA"]
+    lines = {ln.get_label(): ln for ln in panel.get_lines()}
+    np.testing.assert_allclose(lines["s per logged step"].get_ydata(), log["dc_gain"])
+    epoch = lines["epoch mean (metrics.json)"]
+    assert list(epoch.get_xdata()) == [m["step"] for m in metrics]
+    np.testing.assert_allclose(epoch.get_ydata(), [m["dc_gain"] for m in metrics])
+    visualize.plt.close(fig)
+
+
+def test_log_columns_come_from_the_files_own_header(tmp_path):
+    # A column visualize.py does not know is read too; the panels' columns missing from the header are NaN.
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss_c,extra\n1,2.0,7\n2,1.5,8\n")
+    log = visualize.read_log(str(path))
+    assert log["extra"].tolist() == [7.0, 8.0] and set(visualize.PLOTTED) <= set(log)
+    assert np.isnan(log["dc_gain"]).all()
+    with pytest.raises(ValueError, match="lacks column"):
+        path.write_text("when,what\n1,2\n")
+        visualize.read_log(str(path))
+
+
+def test_truncated_metrics_json_is_named(tmp_path):
+    run = tmp_path / "run"
+    fabricate_run(str(run))
+    text = (run / "metrics.json").read_text()
+    (run / "metrics.json").write_text(text[: len(text) // 2])           # what a full disk could leave
+    with pytest.raises(ValueError, match=r"metrics\.json is not valid JSON"):
+        visualize.main(["curves", "--run", str(run), "--out", str(tmp_path / "c.png")])
 
 
 def test_old_log_without_the_new_columns_reads_as_nan(tmp_path):
