@@ -68,7 +68,8 @@ import data
 import mgda
 import train
 from backbones import build_model
-from evaluate import AMP_DTYPES, atomic_json, resolve_device
+from support import synthetic
+from support.system import AMP_DTYPES, atomic_json, fmt_time, resolve_device
 from pwtp import PWTP
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -391,9 +392,9 @@ def run_bench(args):
         res["mgda_vs_constant"].append(bench_mgda_vs_constant(device, 224, 8, 6, False, 50, 2, reps, amp))
     res["da_vs_flow"] = bench_da_vs_flow(device, cpu_size if q else 224, 2 if q else 8, 4 if q else 6, reps,
                                          hs_iters=10 if q else 100, raft=not args.no_raft)
-    root = args.data_root or (os.path.join(tempfile.mkdtemp(), "synth") if q else data.default_synthetic_root())
+    root = args.data_root or (os.path.join(tempfile.mkdtemp(), "synth") if q else synthetic.default_synthetic_root())
     if q:
-        data.write_synthetic(root, classes=2, videos_per_class=4, size=32, frames=16, seed=0)
+        synthetic.write_synthetic(root, classes=2, videos_per_class=4, size=32, frames=16, seed=0)
     res["loader_vs_step"] = bench_loader_vs_step(device, root, 32 if q else 64, 2 if q else 4, 4 if q else 4,
                                                  2 if q else 8, 2 if q else 10, workers=args.workers)
     print_table(res)
@@ -846,7 +847,7 @@ def run_claims(a):
         left -= BUDGETS[b]["epochs"]
         if not rec["reused"]:
             fresh_s, fresh_epochs = fresh_s + time.time() - t0, fresh_epochs + BUDGETS[b]["epochs"]
-        eta = f"ETA {train.fmt_time(fresh_s / fresh_epochs * left)}" if fresh_epochs else ""
+        eta = f"ETA {fmt_time(fresh_s / fresh_epochs * left)}" if fresh_epochs else ""
         print(f"  [{i + 1}/{len(jobs)}] {b:5s} {name:20s} seed {seed}: in-dist {rec['indist_top1']:5.1f} % | "
               f"conflict {rec['conflict_top1']:5.1f} % | "
               + ("reused" if rec["reused"] else f"{rec['train_s']:.0f} s + {rec['eval_s']:.0f} s") + f" | {eta}",

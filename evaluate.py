@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+from support import layouts, synthetic     # video file extensions; the synthetic set's default root
 from support.checkpoints import class_list_error, export_weights, load_checkpoint, model_from_checkpoint, result_path
 from support.system import (AMP_DTYPES, Progress, atomic_csv, atomic_json, autocast, available_cores,
                             close_distributed, gather_objects, resolve_device, setup_distributed)
@@ -375,7 +376,7 @@ def load_test_split(ctx):
     dataset = args.dataset or targs.get("dataset", "synthetic")
     data_root = args.data_root or targs.get("data_root")
     if dataset == "synthetic" and data_root is None:
-        data_root = data.default_synthetic_root()
+        data_root = synthetic.default_synthetic_root()
     split = args.split if args.split is not None else targs.get("split", 1)
     try:
         ds = data.build_dataset(dataset, data_root, split=split, train=False, segments=ctx.segments,
@@ -507,7 +508,7 @@ class VideoPrediction(NamedTuple):
 
 def video_files(paths):
     """(files, folders, skipped): --video arguments expanded; a folder gives every file directly
-    inside it whose extension is one of data.VIDEO_EXTS, sorted by name; `skipped` lists the
+    inside it whose extension is one of layouts.VIDEO_EXTS, sorted by name; `skipped` lists the
     folders' other entries (not videos, or sub-folders), which are left out."""
     files, folders, skipped = [], [], []
     for path in paths:
@@ -515,10 +516,10 @@ def video_files(paths):
             files.append(path)
             continue
         entries = sorted(os.path.join(path, n) for n in os.listdir(path))
-        found = [e for e in entries if e.lower().endswith(data.VIDEO_EXTS) and os.path.isfile(e)]
+        found = [e for e in entries if e.lower().endswith(layouts.VIDEO_EXTS) and os.path.isfile(e)]
         if not found:
             raise SystemExit(f"evaluate.py: --video {path!r} is a folder without video files "
-                             f"({' '.join(data.VIDEO_EXTS)})")
+                             f"({' '.join(layouts.VIDEO_EXTS)})")
         files, folders, skipped = files + found, folders + [path], skipped + [e for e in entries if e not in found]
     return files, folders, skipped
 

@@ -307,14 +307,14 @@ def warmup_steps(args, steps_per_epoch):
 def build_run(args, rank, world, device, log, weights=None, resuming=False):
     """Data, model, optimiser, schedule and joint-training strategy of a run (fresh or resumed).
     `weights`: the loaded --pretrained file; a resumed run takes its weights from last.pt."""
-    import backbones
+    from support import weights as formats   # other codebases' checkpoints onto our parameter names
     runs.seed_everything(args.seed)       # model initialisation identical on every rank
     loaders = runs.build_loaders(args, rank, world)   # data.build_loaders; errors named, rank 0 first
     steps_per_epoch = len(loaders.train)
     model = build_model(args, loaders.num_classes, imagenet=args.pretrained == "imagenet" and not resuming)
     if weights is not None and not resuming:          # prints what was loaded and what was not
         with quiet_unless(rank == 0):
-            backbones.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
+            formats.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
     to_device(model, device)         # on CUDA, channels-last for the convolutions
     frozen_bns = frozen_batchnorms(model) if args.freeze_bn else []
     for m in frozen_bns:

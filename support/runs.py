@@ -137,7 +137,8 @@ def build_loaders(args, rank, world):
     with errors that name the dataset. One loader batch = one optimiser step = --accum-steps
     micro-batches (train_step splits it), so the sampler's position counts optimiser steps."""
     import data
-    root = args.data_root or (data.default_synthetic_root() if args.dataset == "synthetic" else None)
+    from support import synthetic    # where the synthetic set lives when no --data-root is given
+    root = args.data_root or (synthetic.default_synthetic_root() if args.dataset == "synthetic" else None)
     with rank_zero_first(world, rank):
         try:                              # a missing root, a bad split file: data.py says what
             loaders = data.build_loaders(args.dataset, root, split=args.split, segments=args.segments,
@@ -270,14 +271,14 @@ def own_folder(out, rank, lock, log):
 # =============================================================================================
 # The starting point (--pretrained)
 # =============================================================================================
-VIDEO_FORMATS = ("tsm", "pytorchvideo-x3d", "this-project")    # backbones.checkpoint_format's video models
+VIDEO_FORMATS = ("tsm", "pytorchvideo-x3d", "this-project")    # support.weights.checkpoint_format's video models
 
 
 def starting_point(args, log):
     """(start, weights): what --pretrained asks for, as "kinetics" (a video model), "imagenet" or
     "none", and the loaded file for a PATH (None otherwise). No flag: ImageNet weights where
     torchvision publishes them (tsm and vit_b16 at full size), random weights elsewhere."""
-    import backbones             # checkpoint_format: which codebase wrote a weights file
+    from support import weights as formats    # checkpoint_format: which codebase wrote a weights file
 
     p = args.pretrained
     if p is None:
@@ -294,7 +295,7 @@ def starting_point(args, log):
         return p, None
     try:                                  # weights-only first; says so when the file needs more
         weights = read_torch_file(p, "train.py: --pretrained", warn=True)
-        fmt = backbones.checkpoint_format(weights, f"train.py: --pretrained {p}")[0]
+        fmt = formats.checkpoint_format(weights, f"train.py: --pretrained {p}")[0]
     except FileNotFoundError as e:
         raise SystemExit(f"{e} (expected PATH, imagenet or none)") from None
     except ValueError as e:
@@ -784,20 +785,20 @@ class DatasetCounts(NamedTuple):
 
 def dataset_counts(args):
     """Videos in the split lists and classes, read from the list files alone: no video is opened.
-    A synthetic set that is not written yet is counted from its plan (data.synthetic_plan with
+    A synthetic set that is not written yet is counted from its plan (support.synthetic.synthetic_plan with
     write_synthetic's defaults: 4 classes of 40 videos, static-bias lists of 3/2 and 3/4 of that)."""
-    import data
-    root = args.data_root or (data.default_synthetic_root() if args.dataset == "synthetic" else None)
+    from support import layouts, synthetic
+    root = args.data_root or (synthetic.default_synthetic_root() if args.dataset == "synthetic" else None)
     if args.dataset == "synthetic" and not os.path.isfile(os.path.join(root, "synth_meta.json")):
-        plan = data.synthetic_plan(4, 40, 60, 30, data.SYNTH_BIAS)
+        plan = synthetic.synthetic_plan(4, 40, 60, 30, synthetic.SYNTH_BIAS)
         n_train = sum(f"trainlist0{args.split}.txt" in v.lists for v in plan)
         n_val = sum(f"testlist0{args.split}.txt" in v.lists for v in plan)
         n_classes, note = 4, (f"the synthetic set is not at {root} yet: a real run writes it there first "
                               "(minutes on a CPU); counted from its plan")
     else:
         try:
-            classes, train = data.parse_dataset(args.dataset, root, args.split, True)
-            _, val = data.parse_dataset(args.dataset, root, args.split, False)
+            classes, train = layouts.parse_dataset(args.dataset, root, args.split, True)
+            _, val = layouts.parse_dataset(args.dataset, root, args.split, False)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"train.py: {e}") from None
         n_train, n_val, n_classes, note = len(train), len(val), len(classes), "read from the split lists; no video opened"

@@ -16,7 +16,7 @@ torch.set_num_threads(2)
 def synth_root(tmp_path_factory):
     """A tiny synthetic set (4 classes x 4 videos, 32x32, 16 frames), real encoded .avi files:
     split 1 gives 12 training and 4 test videos. Shared by the train and evaluate tests."""
-    import data
+    from support import synthetic
     root = tmp_path_factory.mktemp("synth") / "synth"
-    data.write_synthetic(str(root), classes=4, videos_per_class=4, size=32, frames=16, seed=0)
+    synthetic.write_synthetic(str(root), classes=4, videos_per_class=4, size=32, frames=16, seed=0)
     return str(root)

@@ -22,6 +22,7 @@ import evaluate
 import pwtp
 import train
 import visualize
+from support import layouts
 from support.checkpoints import load_checkpoint, model_from_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,7 +234,7 @@ def broken_root(synth_root, tmp_path):
     """A copy of the synthetic set with one test video overwritten by random bytes: (root, path)."""
     root = str(tmp_path / "broken")
     shutil.copytree(synth_root, root)
-    _, samples = data.parse_dataset("synthetic", root, 1, train=False)
+    _, samples = layouts.parse_dataset("synthetic", root, 1, train=False)
     bad = samples[1][0]
     with open(bad, "wb") as f:
         f.write(np.random.default_rng(0).bytes(4096))
@@ -298,7 +299,7 @@ def test_single_view_default_and_bad_checkpoint(checkpoint, synth_root, tmp_path
     (["--dataset", "imagenet"], "--dataset 'imagenet'"),
 ])
 def test_bad_flags_are_named(checkpoint, synth_root, argv, match):
-    _, samples = data.parse_dataset("synthetic", synth_root, 1, train=False)
+    _, samples = layouts.parse_dataset("synthetic", synth_root, 1, train=False)
     argv = [samples[0][0] if a == "VIDEO" else a for a in argv]
     with pytest.raises(SystemExit, match=match):
         evaluate.main(["--checkpoint", checkpoint] + argv)
@@ -362,7 +363,7 @@ def test_default_output_is_named_after_the_data_and_never_replaces_another_datas
 
 def test_predict_videos_files_folder_csv_and_da_png(checkpoint, broken_root, tmp_path, capsys):
     root, bad = broken_root
-    _, samples = data.parse_dataset("synthetic", root, 1, train=False)
+    _, samples = layouts.parse_dataset("synthetic", root, 1, train=False)
     good = [p for p, _ in samples if p != bad]
     res = evaluate.main(["--checkpoint", checkpoint, "--video", good[0], "--topk", "3", "--workers", "0",
                          "--clips", "2", "--crops", "3"])
@@ -406,7 +407,7 @@ def test_da_png_of_a_model_without_pwtp_is_a_clear_error(checkpoint, synth_root,
         cfg.pop(k, None)
     model = backbones.build_model(**cfg)
     torch.save({"model": model.state_dict(), "model_config": model.config}, tmp_path / "rgb.pt")
-    _, samples = data.parse_dataset("synthetic", synth_root, 1, train=False)
+    _, samples = layouts.parse_dataset("synthetic", synth_root, 1, train=False)
     with pytest.raises(SystemExit, match="--da-png needs a DA model.*input='rgb'"):
         evaluate.main(["--checkpoint", str(tmp_path / "rgb.pt"), "--video", samples[0][0],
                        "--da-png", str(tmp_path / "x.png")])
@@ -428,7 +429,7 @@ def test_export_is_weights_only_and_works_as_a_checkpoint(checkpoint, synth_root
                        "--out", str(tmp_path / "b.json")])
     assert a["top1"] == b["top1"] and a["loss"] == pytest.approx(b["loss"])
     # and visualize.py da reads it
-    _, samples = data.parse_dataset("synthetic", synth_root, 1, train=False)
+    _, samples = layouts.parse_dataset("synthetic", synth_root, 1, train=False)
     visualize.main(["da", "--video", samples[0][0], "--checkpoint", out, "--segments", "2",
                     "--out", str(tmp_path / "da.png")])
     assert os.path.isfile(tmp_path / "da.png")

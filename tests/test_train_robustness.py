@@ -21,7 +21,7 @@ import torch
 import data
 import evaluate
 import train
-from support import runs
+from support import layouts, runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--crop-size", "32", "--segments", "2", "--frames", "4", "--batch-size", "4"]
@@ -171,7 +171,7 @@ def list_dataset(synth_root, root, classes):
     """The synthetic videos as a `list` dataset (train.txt, val.txt, classes.txt) under `root`."""
     os.makedirs(root, exist_ok=True)
     for train_split, name in ((True, "train.txt"), (False, "val.txt")):
-        _, samples = data.parse_dataset("synthetic", synth_root, 1, train_split)
+        _, samples = layouts.parse_dataset("synthetic", synth_root, 1, train_split)
         with open(os.path.join(root, name), "w") as f:
             f.writelines(f"{path} {label}\n" for path, label in samples)
     with open(os.path.join(root, "classes.txt"), "w") as f:
@@ -310,7 +310,7 @@ def test_video_with_no_readable_file_exits_nonzero(checkpoint, tmp_path):
 
 
 def test_video_folder_counts_what_it_skipped(checkpoint, synth_root, tmp_path, capsys):
-    _, samples = data.parse_dataset("synthetic", synth_root, 1, train=False)
+    _, samples = layouts.parse_dataset("synthetic", synth_root, 1, train=False)
     folder = tmp_path / "clips"
     folder.mkdir()
     shutil.copy(samples[0][0], folder / "one.avi")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import visualize
+from support import synthetic
 from support.runs import LOG_FIELDS
 
 SIZE, FRAMES = 48, 24
@@ -83,7 +84,7 @@ def test_truncated_video_is_sampled_and_titled_by_its_decodable_frames(tmp_path,
 
     path = str(tmp_path / "cut.avi")
     frames = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3)).astype(np.uint8)
-    data.write_video(path, frames, gop=10)
+    synthetic.write_video(path, frames, gop=10)
     blob = open(path, "rb").read()
     open(path, "wb").write(blob[: int(len(blob) * 0.4)])
     true = data.decodable_frames(path)
