@@ -388,8 +388,8 @@ def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, w
     step_cps = first[0].shape[0] / timeit(Stepper(run, first[0], first[1]), device, reps=3)
     per = max(1, workers)
     return {"setting": f"synthetic, batch {batch}, S={segments}, T={frames}, {size}^2, {workers} workers; "
-                       f"step: train.train_step, TSM-R18 small, --joint {run.args.joint} (train.py's synthetic default); "
-                       f"prepared: --gop {gop}; raw PyAV: one process",
+                       f"step: train.train_step, TSM-R18 small, --joint {run.args.joint} (train.py's synthetic "
+                       f"default); prepared: --gop {gop}; raw PyAV: one process",
             "loader_clips_per_s": loader_cps, "step_clips_per_s": step_cps, "ratio": loader_cps / step_cps,
             "workers": workers, "prepared_loader_clips_per_s": prepared_cps,
             "per_worker_clips_per_s": {"plain": loader_cps / per, "prepared": prepared_cps / per,
