@@ -349,15 +349,13 @@ def bench_da_vs_flow(device, size, segments, frames, reps, hs_iters=100, raft=Tr
 # ---------------------------------------------------------------------------------------------
 # Loader vs training step, on the synthetic set
 # ---------------------------------------------------------------------------------------------
-def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, workers=2):
-    """The run train.py builds for the synthetic set (train.build_run: its loaders, TSM-R18 small,
-    its default joint strategy), at the given sizes: clips/s its training loader delivers vs clips/s
-    of train.train_step on one of its batches."""
-    args = train_args(["--dataset", "synthetic", "--data-root", root, "--segments", segments, "--frames", frames,
-                       "--crop-size", size, "--batch-size", batch, "--workers", workers])
-    run = train.build_run(args, 0, 1, device, lambda *a: None)       # writes nothing (no --out needed)
+def loader_clips_per_s(device, root, flags, batches):
+    """The run train.py builds (train.build_run) on the dataset at `root`, and the clips/s its training
+    loader delivers over `batches` batches, timed after the first one (the workers are up).
+    Returns (clips/s, run, first batch)."""
+    run = train.build_run(train_args(flags + ["--data-root", root]), 0, 1, device, lambda *a: None)
     it = iter(run.loaders.train)
-    first = next(it)                                                 # workers started, first batch in
+    first = next(it)
     t0, n = time.perf_counter(), 0
     for _ in range(batches):
         try:
@@ -365,12 +363,53 @@ def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, w
         except StopIteration:
             break
         n += clip.shape[0]
-    loader_cps = n / max(1e-9, time.perf_counter() - t0)
     del it
+    return n / max(1e-9, time.perf_counter() - t0), run, first
+
+
+def bench_loader_vs_step(device, root, size, segments, frames, batch, batches, workers=2, gop=4):
+    """The run train.py builds for the synthetic set (train.build_run: its loaders, TSM-R18 small,
+    its default joint strategy), at the given sizes: clips/s its training loader delivers vs clips/s
+    of train.train_step on one of its batches. Per worker, the loader on the plain videos, on a copy
+    prepared by `python data.py prepare --gop {gop}` (a key frame every `gop` frames), and a bare PyAV
+    loop decoding the same clips' frames (from each video's start to its last sampled frame, needed
+    frames converted to RGB, no transforms, one process): what one worker could reach without seeking."""
+    import tempfile
+    import av
+    import numpy as np
+    from support import prepare
+    flags = ["--dataset", "synthetic", "--segments", segments, "--frames", frames, "--crop-size", size,
+             "--batch-size", batch, "--workers", workers]
+    loader_cps, run, first = loader_clips_per_s(device, root, flags, batches)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare.prepare(root, os.path.join(tmp, "prepared"), gop=gop, workers=1, log=lambda *a: None)
+        prepared_cps, _, _ = loader_clips_per_s(device, os.path.join(tmp, "prepared"), flags, batches)
+    ds = run.loaders.train.dataset
+    order = run.loaders.train_sampler.indices()[: max(1, batches) * batch]
+
+    def raw_decode():
+        for k in order:
+            path = ds.samples[k][0]
+            idx = data.sparse_indices(data.count_frames(path), segments, frames, True, np.random.default_rng(k))
+            want, last = set(idx.tolist()), int(idx.max())
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for i, f in enumerate(container.decode(stream)):
+                    if i in want:
+                        f.to_ndarray(format="rgb24")
+                    if i >= last:
+                        break
+    raw_cps = len(order) / timeit(raw_decode, torch.device("cpu"), reps=1)
     step_cps = first[0].shape[0] / timeit(Stepper(run, first[0], first[1]), device, reps=3)
+    per = max(1, workers)
     return {"setting": f"synthetic, batch {batch}, S={segments}, T={frames}, {size}^2, {workers} workers; "
-                       f"step: train.train_step, TSM-R18 small, --joint {args.joint} (train.py's synthetic default)",
-            "loader_clips_per_s": loader_cps, "step_clips_per_s": step_cps, "ratio": loader_cps / step_cps}
+                       f"step: train.train_step, TSM-R18 small, --joint {run.args.joint} (train.py's synthetic "
+                       f"default); prepared: --gop {gop}; raw PyAV: one process",
+            "loader_clips_per_s": loader_cps, "step_clips_per_s": step_cps, "ratio": loader_cps / step_cps,
+            "workers": workers, "prepared_loader_clips_per_s": prepared_cps,
+            "per_worker_clips_per_s": {"plain": loader_cps / per, "prepared": prepared_cps / per,
+                                       "raw_pyav": raw_cps}}
 
 
 # ---------------------------------------------------------------------------------------------

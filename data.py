@@ -43,7 +43,7 @@ Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use
   decodable_frames (a full decode's count)
 CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0
-                                    --bias 0.9 --bias-train N --bias-test N]
+                                    --bias 0.9 --bias-train N --bias-test N --no-jitter --crossed N]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
   python data.py prepare --data-root DIR [--out DIR2] [--frames] [--gop 8] [--workers N]
   (loader throughput: bench.py's loader_vs_step row)

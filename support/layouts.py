@@ -54,7 +54,9 @@ as written (spaces and tabs inside a path included).""",
     "synthetic": """the ucf101 layout, written by `python data.py synth --out ROOT` (or automatically on first use
 when ROOT does not exist; default ROOT = ~/.cache/dynamic-appearance/synth-v4), with splits K = 1..5:
 1-3 scene-balanced; 4 and 5 the static-bias split (same training list; testlist04 in-distribution,
-testlist05 bias-conflicting); ROOT/synth_meta.json records each video's background (its static cue).""",
+testlist05 bias-conflicting); with `--crossed N` also split 6 (the same training list, tested on every
+class crossed with every background); ROOT/synth_meta.json records each video's background (its static
+cue) and, in split 6, whether it is the video's own class's ("aligned").""",
 }
 DATASETS = tuple(LAYOUTS)  # the --dataset choices
 
@@ -142,12 +144,14 @@ def _keep_existing(name, root, samples):
     return kept
 
 
-def _need_root(name, root, split=None, splits=None):
-    """The data root must exist (else the layout error); `split`, when checked, must be in `splits`."""
+def _need_root(name, root, split=None, splits=None, hint=""):
+    """The data root must exist (else the layout error); `split`, when checked, must be in `splits`
+    (else an error ending with `hint` when the split is one that a set may lack)."""
     if not os.path.isdir(root):
         raise layout_error(name, root, "the data root does not exist")
     if splits is not None and split not in splits:
-        raise ValueError(f"{name}: --split must be {', '.join(map(str, splits[:-1]))} or {splits[-1]}, got {split}")
+        raise ValueError(f"{name}: --split must be {', '.join(map(str, splits[:-1]))} or {splits[-1]}, got {split}"
+                         + (hint if split in SYNTH_SPLITS else ""))
 
 
 def _need(name, root, path, kind="file"):
@@ -159,11 +163,14 @@ def _need(name, root, path, kind="file"):
 
 def parse_ucf101(root, split=1, train=True, name="ucf101"):
     """UCF101's official layout (LAYOUTS["ucf101"]); also the synthetic set's, which adds splits 4 and 5
-    (its static-bias split, see write_synthetic). Real UCF101 has splits 1-3 only."""
-    if name == "ucf101" and split in (4, 5):
+    (its static-bias split, see write_synthetic) and, when written with --crossed, 6. Real UCF101 has
+    splits 1-3 only."""
+    if name == "ucf101" and split in SYNTH_SPLITS[3:]:
         raise ValueError(f"ucf101: --split must be 1, 2 or 3, got {split} (splits 4 and 5, the static-bias "
                          "split, exist only for --dataset synthetic)")
-    _need_root(name, root, split, splits=SYNTH_SPLITS if name == "synthetic" else (1, 2, 3))
+    crossed = os.path.isfile(os.path.join(root, "ucfTrainTestlist", "testlist06.txt"))
+    splits = SYNTH_SPLITS[:6 if crossed else 5] if name == "synthetic" else (1, 2, 3)
+    _need_root(name, root, split, splits, hint=" (split 6 exists only in a set written with --crossed N)")
     lists = _need(name, root, os.path.join(root, "ucfTrainTestlist"), "folder")
     videos = _need(name, root, os.path.join(root, "UCF-101"), "folder")
     classes, cfile = [], _need(name, root, os.path.join(lists, "classInd.txt"))

@@ -114,7 +114,9 @@ MOTIONS = ("MoveRight", "MoveLeft", "MoveUp", "MoveDown", "Circle", "Pulse", "Sh
 SYNTH_SPRITES = 3  # object looks shared by all classes (the backgrounds: one per class, see synthetic_pool)
 DISTRACTOR_LOOK = (3, (235, 235, 235))  # shape 3 = hollow ring, light grey: no object ever looks like it
 SYNTH_BIAS = 0.9  # static-bias split: fraction of a class's training videos that show the class's background
-SYNTH_SPLITS = (1, 2, 3, 4, 5)  # 1-3 scene-balanced, 4/5 static-bias (see the top of this file)
+# 1-3 scene-balanced, 4/5 static-bias (see the top of this file); 6, written only when asked for
+# (crossed > 0): the static-bias training list, tested on every class crossed with every background.
+SYNTH_SPLITS = (1, 2, 3, 4, 5, 6)
 # Std of the distractor's change of heading per frame (rad). 1.5: successive steps keep only
 # exp(-1.5^2 / 2) = 0.32 of their direction, so over 32 frames the ring's net travel is about a quarter of
 # its path length, while the actor's is all of it (our choice).
@@ -182,10 +184,11 @@ def _distractor_path(rng, size, frames, m, speed):
     return out
 
 
-def _synth_video(cls_name, bg, sprite, rng, size, frames):
+def _synth_video(cls_name, bg, sprite, rng, size, frames, jitter=True):
     """uint8 (frames, size, size, 3): the object (look `sprite`) moving by `cls_name` during [t0, t1] over
-    `bg`, a distractor ring wandering at half its speed, and camera jitter. Every random draw comes
-    from `rng` in a fixed order, none from bg or sprite (motion is drawn the same way whatever the cue)."""
+    `bg`, a distractor ring wandering at half its speed, and camera jitter (jitter=False: a still camera,
+    centred; the jitter is drawn all the same, so both sets show the same motions). Every random draw
+    comes from `rng` in a fixed order, none from bg or sprite (motion is drawn the same whatever the cue)."""
     m = max(2, size // 16)  # jitter margin: the canvas is size + 2m, the camera window moves inside it
     p = {"x": rng.uniform(0.38, 0.62) * size + m, "y": rng.uniform(0.38, 0.62) * size + m,
          "s": rng.uniform(0.8, 1.2), "amp": rng.uniform(0.3, 0.45) * size, "phase": rng.uniform(0, 2 * math.pi)}
@@ -193,6 +196,7 @@ def _synth_video(cls_name, bg, sprite, rng, size, frames):
     radius = size / 10
     jit = np.cumsum(rng.integers(-1, 2, size=(frames, 2)), axis=0)  # camera random walk, same for all classes
     jit = np.clip(jit + rng.integers(-m, m + 1, size=2), -m, m)
+    jit = jit if jitter else 0 * jit  # a still camera: drawn all the same, so the later draws agree
     speed = p["amp"] / ((t1 - t0) * max(frames - 1, 1))  # the object's speed (px/frame) when it moves
     dist = _distractor_path(rng, size, frames, m, DISTRACTOR_SPEED * speed)
     grid = np.mgrid[0:size + 2 * m, 0:size + 2 * m]
@@ -234,10 +238,12 @@ class SynthVideo(NamedTuple):
     lists: tuple  # e.g. ("trainlist02.txt", "testlist01.txt", ...)
 
 
-def synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias):
+def synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias, crossed=0):
     """Every video of the set (SynthVideo), class by class: first the scene-balanced videos of splits 1-3,
-    then the static-bias training list (splits 4 and 5), the in-distribution test list (split 4) and
-    the bias-conflicting test list (split 5). Backgrounds and looks are fixed rules, not random draws."""
+    then the static-bias training list (splits 4 and 5, and 6 when crossed > 0), the in-distribution
+    test list (split 4), the bias-conflicting test list (split 5) and, when crossed > 0, split 6's test
+    list: `crossed` videos of the class on every background (aligned: its own; conflicting: the others),
+    so both accuracies come from one list. Backgrounds and looks are fixed rules, not random draws."""
     plan = []
     for ci in range(classes):
         for i in range(videos_per_class):
@@ -248,64 +254,72 @@ def synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias):
             lists = tuple(f"testlist0{k}.txt" if r == k - 1 else f"trainlist0{k}.txt" for k in (1, 2, 3))
             plan.append(SynthVideo(ci, i, (j + r + ci) % classes, (2 * j + r + ci) % SYNTH_SPRITES, lists))
         number = videos_per_class
-        for lists, n, frac in ((("trainlist04.txt", "trainlist05.txt"), bias_train, bias),
+        train = ("trainlist04.txt", "trainlist05.txt") + (("trainlist06.txt",) if crossed else ())
+        for lists, n, frac in ((train, bias_train, bias),
                                (("testlist04.txt",), bias_test, bias), (("testlist05.txt",), bias_test, 0.0)):
             for j, cue in enumerate(bias_cues(ci, n, classes, frac)):
                 plan.append(SynthVideo(ci, number, cue, (j + ci) % SYNTH_SPRITES, lists))
                 number += 1
+        for j in range(crossed * classes):  # background j % classes, each `crossed` times
+            plan.append(SynthVideo(ci, number + j, j % classes, (j + ci) % SYNTH_SPRITES, ("testlist06.txt",)))
     return plan
 
 
-def write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, seed=0, bias_train=None,
-                    bias_test=None, bias=SYNTH_BIAS):
-    """Write the synthetic motion set in the official UCF101 layout under `out`:
-    out/UCF-101/<Class>/v_<Class>_gXX_c01.avi, out/ucfTrainTestlist/{classInd.txt, trainlist0K.txt,
-    testlist0K.txt} for K = 1..5 (CRLF, 1-based ids) and out/synth_meta.json (per video: class,
-    background = its static cue, object look, lists).
-    Splits 1-3: videos_per_class videos per class, scene-balanced; video i is tested in split (i % 4) + 1
-    (a quarter each; i % 4 == 3 is always in training). Splits 4/5 (static-bias, see the top of this
-    file): bias_train training videos per class (default 3/2 x videos_per_class), bias_test per class in
-    each test list (default 3/4 x videos_per_class); `bias` is the fraction showing the class's own
-    background in the training and in-distribution lists. Defaults: 4 classes -> 160 + 240 + 120 + 120 videos.
-    Same arguments -> byte-identical files."""
-    bias_train = videos_per_class * 3 // 2 if bias_train is None else bias_train
-    bias_test = max(1, videos_per_class * 3 // 4) if bias_test is None else bias_test
+def _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias, crossed):
     if not 2 <= classes <= len(MOTIONS):
         raise ValueError(f"--classes must be 2..{len(MOTIONS)} (motions: {MOTIONS}), got {classes}")
     if size % 2 or size < 16:
         raise ValueError(f"--size must be even and >= 16, got {size}")
-    if frames < 2 or videos_per_class < 1 or bias_train < 1 or bias_test < 1:
-        raise ValueError("--frames must be >= 2, and --videos-per-class, --bias-train, --bias-test >= 1")
+    if frames < 2 or videos_per_class < 1 or bias_train < 1 or bias_test < 1 or crossed < 0:
+        raise ValueError("--frames must be >= 2, --videos-per-class, --bias-train, --bias-test >= 1 and "
+                         "--crossed >= 0")
     if not 0.0 <= bias <= 1.0:
         raise ValueError(f"--bias must be a fraction in [0, 1], got {bias}")
+
+
+def write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, seed=0, bias_train=None,
+                    bias_test=None, bias=SYNTH_BIAS, jitter=True, crossed=0):
+    """Write the synthetic motion set in the official UCF101 layout under `out`:
+    out/UCF-101/<Class>/v_<Class>_gXX_c01.avi, out/ucfTrainTestlist/{classInd.txt, trainlist0K.txt,
+    testlist0K.txt} for K = 1..5 (and 6, see below; CRLF, 1-based ids) and out/synth_meta.json (per
+    video: class, background = its static cue, object look, lists).
+    Splits 1-3: videos_per_class videos per class, scene-balanced; video i is tested in split (i % 4) + 1
+    (a quarter each; i % 4 == 3 is always in training). Splits 4/5 (static-bias, see the top of this
+    file): bias_train training videos per class (default 3/2 x videos_per_class), bias_test per class in
+    each test list (default 3/4 x videos_per_class); `bias` (the cue strength rho) is the fraction showing
+    the class's own background in the training and in-distribution lists. Defaults: 4 classes -> 160 +
+    240 + 120 + 120 videos. jitter=False: a still camera. crossed=N > 0 adds split 6: split 4's training
+    list, tested on N videos of every class on every background, each marked "aligned" (its own
+    background) or not in synth_meta.json. Same arguments -> byte-identical files."""
+    bias_train = videos_per_class * 3 // 2 if bias_train is None else bias_train
+    bias_test = max(1, videos_per_class * 3 // 4) if bias_test is None else bias_test
+    _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias, crossed)
     m = max(2, size // 16)
     bgs, sprites = synthetic_pool(seed, size + 2 * m, classes)
     names = MOTIONS[:classes]
-    lists = os.path.join(out, "ucfTrainTestlist")
-    os.makedirs(lists, exist_ok=True)
-    lines = {f"{w}list0{k}.txt": [] for k in SYNTH_SPLITS for w in ("train", "test")}
+    lines = {f"{w}list0{k}.txt": [] for k in SYNTH_SPLITS[:6 if crossed else 5] for w in ("train", "test")}
     meta = {"seed": seed, "size": size, "frames": frames, "classes": list(names), "backgrounds": classes,
             "sprites": SYNTH_SPRITES, "bias": bias, "videos": {},
             "cue": "background: background k is the cue of class k (classes[k]); splits 4/5 are static-bias"}
-    for v in synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias):
+    meta.update({} if jitter else {"jitter": False}, **({"crossed": crossed} if crossed else {}))
+    for v in synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias, crossed):
         cname = names[v.ci]
         rel = f"{cname}/v_{cname}_g{v.number + 1:02d}_c01.avi"
         os.makedirs(os.path.join(out, "UCF-101", cname), exist_ok=True)
         video = _synth_video(cname, bgs[v.background], sprites[v.sprite],
-                             np.random.default_rng([seed, v.ci, v.number]), size, frames)
+                             np.random.default_rng([seed, v.ci, v.number]), size, frames, jitter)
         write_video(os.path.join(out, "UCF-101", cname, os.path.basename(rel)), video)
         meta["videos"][rel] = {"class": cname, "background": v.background, "sprite": v.sprite,
                                "lists": list(v.lists)}
+        if "testlist06.txt" in v.lists:
+            meta["videos"][rel]["aligned"] = v.background == v.ci
         for name in v.lists:
             lines[name].append(f"{rel} {v.ci + 1}" if name.startswith("train") else rel)
-
-    def put(fname, rows):
-        with open(os.path.join(lists, fname), "w", newline="") as f:
-            f.write("".join(ln + "\r\n" for ln in rows))  # CRLF like the official lists
-
-    put("classInd.txt", [f"{i + 1} {c}" for i, c in enumerate(names)])
+    lines["classInd.txt"] = [f"{i + 1} {c}" for i, c in enumerate(names)]
+    os.makedirs(os.path.join(out, "ucfTrainTestlist"), exist_ok=True)
     for fname, rows in lines.items():
-        put(fname, rows)
+        with open(os.path.join(out, "ucfTrainTestlist", fname), "w", newline="") as f:
+            f.write("".join(ln + "\r\n" for ln in rows))  # CRLF like the official lists
     with open(os.path.join(out, "synth_meta.json"), "w") as f:  # written last: marks a complete set
         json.dump(meta, f, indent=1, sort_keys=True)
     return out
@@ -364,17 +378,22 @@ def add_arguments(p):
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bias", type=float, default=SYNTH_BIAS,
-                   help="static-bias split: fraction of training videos showing their class's background")
+                   help="static-bias split: the cue strength rho, the fraction of training videos showing "
+                        "their class's background")
     p.add_argument("--bias-train", type=int, default=None,
                    help="static-bias training videos per class (default 3/2 x --videos-per-class)")
     p.add_argument("--bias-test", type=int, default=None,
                    help="videos per class in each static-bias test list (default 3/4 x --videos-per-class)")
+    p.add_argument("--no-jitter", dest="jitter", action="store_false", help="a still camera (default: jitter)")
+    p.add_argument("--crossed", type=int, default=0,
+                   help="add split 6: split 4's training list, tested on N videos of every class on every "
+                        "background (default 0: no split 6)")
 
 
 def main(args):
     """`python data.py synth`: write the set at args.out and say what was written."""
     write_synthetic(args.out, args.classes, args.videos_per_class, args.size, args.frames, args.seed,
-                    args.bias_train, args.bias_test, args.bias)
+                    args.bias_train, args.bias_test, args.bias, args.jitter, args.crossed)
     print(f"wrote {args.classes} classes ({args.size}px, {args.frames} frames) to {args.out}: splits 1-3 "
           f"{args.videos_per_class} videos per class, static-bias splits 4/5 (training cue agreement "
           f"{static_cue_agreement(args.out, 4, True):.2f})")
