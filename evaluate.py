@@ -23,12 +23,9 @@ undecodable test video comes back as (zeros, label -1); `predict` drops those ro
 over the N readable videos of the M in the split, the headline says "top-1 over N of M videos; K
 unreadable", and the JSON lists the K paths. A substitute would score some other video twice.
 
-FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts matrix products and
-convolutions only (one multiply-add = 2 FLOPs). Papers in this area (TSM, X3D, this one) quote
-"FLOPs" that are multiply-adds, so both are printed: GFLOPs, and G multiply-adds = FLOPs / 2.
-
-Under torchrun the videos are split over the ranks (data.ShardSampler: each video once), the
-predictions are gathered, and rank 0 alone prints and writes.
+FLOPs (count_flops) and multiply-adds = FLOPs / 2, the number papers in this area call "FLOPs".
+Under torchrun the videos are split over the ranks (each video once), the predictions gathered,
+and rank 0 alone prints and writes.
 """
 import argparse
 import copy
@@ -187,7 +184,8 @@ def gather_unreadable(ds):
 
 
 def count_flops(model, segments, frames, crop_size, device):
-    """FLOPs of one view (a (1, S*T, 3, crop, crop) clip), counted by FlopCounterMode."""
+    """FLOPs of one view (a (1, S*T, 3, crop, crop) clip), counted by torch's FlopCounterMode: matrix
+    products and convolutions only, one multiply-add = 2 FLOPs."""
     from torch.utils.flop_counter import FlopCounterMode
     model.eval()
     x = torch.zeros(1, segments * frames, 3, crop_size, crop_size, device=device)
@@ -287,7 +285,8 @@ def parse_args(argv=None):
     flag("--workers", type=int, default=min(2, available_cores()),
          help="data loader processes (default 2, at most this machine's cores)")
     flag("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    flag("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES, help="autocast to bf16 (plain --amp) or fp16")
+    flag("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
+         help="autocast to bf16 (plain --amp) or fp16")
     flag("--log-every", type=int, default=10, help="a progress line every N batches (default 10)")
     flag("--out", default=None,
          help="test protocol: the JSON file (default: next to the checkpoint, eval_{dataset}-split{split}-"
@@ -332,14 +331,14 @@ def check_flags(args):
 
 
 class Context(NamedTuple):
-    """What every step after start-up needs."""
+    """What every step after start-up needs. log prints on rank 0, nothing elsewhere."""
     args: argparse.Namespace
     ckpt: dict
     model: torch.nn.Module
     device: torch.device
     amp: Optional[torch.dtype]
     rank: int
-    log: callable                # print on rank 0, nothing elsewhere
+    log: callable
     segments: int
     frames: int
     crop_size: int

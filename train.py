@@ -7,17 +7,11 @@
     python train.py --dataset ucf101 --data-root DIR --dry-run  # what the run would take; writes nothing
 
 The file reads in the order a run happens: 1. the recipe and the parser; 2. the model, optimiser
-and schedule; 3. one training step (train_step: the paper's step, line by line); 4. validation and
-the end of an epoch; 5. the loop and main. Run management (the run folder, resume, signals,
-checkpoints, log.csv, --dry-run) is support/runs.py; device, torchrun, AMP and atomic writes are
-support/system.py. Each is called in one line that says why.
-
-One step (Algorithm 1 for --joint mgda), for each of --accum-steps K micro-batches:
-    clip (B, S*T, C, H, W) -> model -> logits (B, K), PWTP output (enopr (B*S,), bases A)
-    L_c = cross-entropy with label smoothing 0.1; L_p = mean ENoPR over the segments (Eq. 7-8)
-    mgda.JointTraining.accumulate(model, L_c, L_p, bases=A) keeps g_c and g_p apart
-then mgda.JointTraining.step derives alpha once (Eq. 12) and writes every .grad; clip the gradient
-norm at 20, SGD step, cosine learning rate with linear warm-up (per step).
+and schedule; 3. one training step (train_step: forward, L_c, L_p of Eq. 8, the joint-training
+backward of Algorithm 1 / Eq. 9-13, clipping, the SGD step); 4. validation and the end of an epoch;
+5. the loop and main. Run management (the run folder, resume, signals, checkpoints, log.csv,
+--dry-run) is support/runs.py; device, torchrun, AMP and atomic writes are support/system.py.
+Each is called in one line that says why.
 
 Distributed (torchrun): no DistributedDataParallel, which averages the one gradient of one backward
 pass; MGDA needs g_c and g_p apart (Eq. 11-12), averaged over ranks before alpha, so that every rank
@@ -124,13 +118,12 @@ def choose_recipe(args, start):
     """(recipe, why) for the starting point `start`: "kinetics" (a video model: the TSM authors',
     pytorchvideo's or one of ours), "imagenet" or "none"."""
     if start == "kinetics":
-        return paper_recipe(args.dataset, args.backbone), (
-            "fine-tuning a video (Kinetics) model: the paper's recipe (Appendix A)")
+        return paper_recipe(args.dataset, args.backbone), ("fine-tuning a video (Kinetics) model: "
+                                                            "the paper's recipe (Appendix A)")
     if start == "imagenet":
         small = args.dataset in ("ucf101", "hmdb51") and not args.backbone.startswith("vit")
-        return imagenet_recipe(args.dataset, args.backbone), (
-            "from ImageNet weights: TSM's recipe for a small set" if small else
-            "from ImageNet weights: the paper's recipe (Appendix A)")
+        return imagenet_recipe(args.dataset, args.backbone), "from ImageNet weights: " + (
+            "TSM's recipe for a small set" if small else "the paper's recipe (Appendix A)")
     return scratch_recipe(args.dataset, args.backbone), (
         "from random weights: trainable BatchNorm, warm-up, modest dropout (the paper's recipes "
         "assume pretrained weights and learn nothing from scratch)")
@@ -172,7 +165,8 @@ def build_parser():
          help="UCF101/HMDB51 split 1-3; synthetic also 4 and 5, the static-bias split (default 1)")
     flag("--backbone", default=None, choices=BACKBONES, help="default tsm")
     flag("--depth", type=int, default=None, help="ResNet depth for tsm (default 50; synthetic 18)")
-    flag("--small", default=None, action=argparse.BooleanOptionalAction, help="narrow CPU-sized backbone (default off; synthetic on)")
+    flag("--small", default=None, action=argparse.BooleanOptionalAction,
+         help="narrow CPU-sized backbone (default off; synthetic on)")
     flag("--input", default="da", choices=INPUTS, help="representation fed to the backbone (default da)")
     flag("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
     flag("--frames", type=int, default=None, help="T frames per segment (default 8)")
@@ -187,7 +181,8 @@ def build_parser():
          "scaled linearly to batch-size x accum-steps x processes)")
     flag("--weight-decay", type=float, default=None)
     flag("--dropout", type=float, default=None, help="dropout before the classifier")
-    flag("--warmup-epochs", type=float, default=None, help="linear warm-up (default 7 on large sets; at most half the run, ours)")
+    flag("--warmup-epochs", type=float, default=None,
+         help="linear warm-up (default 7 on large sets; at most half the run, ours)")
     flag("--pwtp-lr-mult", type=float, default=None, help="PWTP learning-rate multiplier (ViT: 5)")
     flag("--input-scale", type=float, default=1.0, help="fixed gain on the frames the backbone sees (ours; DA "
          "frames are ~30x smaller than normalised RGB; default 1 = the paper's model)")
@@ -385,7 +380,8 @@ def train_step(run, clip, labels, step, stop_requested=False):
         run.joint.accumulate(model, scaler.scale(loss_c), None if loss_p is None else scaler.scale(loss_p),
                              bases=None if out.pwtp is None else out.pwtp.A, scale=scaler.get_scale(), step=step)
         gain = 0.0 if out.pwtp is None else pwtp.dc_gain(out.pwtp.A.detach()).mean().item()   # DA's DC gain s
-        logged[:3] += torch.tensor([loss_c.item(), 0.0 if loss_p is None else loss_p.item(), gain * w], dtype=torch.float64)
+        logged[:3] += torch.tensor([loss_c.item(), 0.0 if loss_p is None else loss_p.item(), gain * w],
+                                   dtype=torch.float64)
         correct += int((out.logits.detach().argmax(1) == y).sum())
         del out                       # free x_hat and residual (each as large as the clip) now
     l_c, l_p, s, stop = (sum_over_ranks(logged) / run.world).tolist()  # rank means; stop > 0: a rank was signalled
@@ -489,6 +485,7 @@ def train(parser, args, argv, stop, lock):
     complete = lambda a, start: resolve_defaults(a, world, start)    # a fresh run: the recipe of its start
     args, ckpt, weights = runs.open_run(parser, args, argv, log, complete)   # fresh, or resumed as it was
     if args.dry_run:                      # what the run would take, measured here; nothing written
+        stop.restore()                    # nothing to save: a signal ends a dry run at once
         return runs.dry_run(args, world, device, log, build_model, build_optimization, train_step)
     runs.early_checks(args, device, rank, log)    # --tensorboard's package, --amp on a CPU: said now
     with runs.own_folder(args.out, rank, lock, log):   # created, writable, locked; removed on an early error
@@ -505,8 +502,8 @@ def train(parser, args, argv, stop, lock):
     runs.describe(run, warmup_steps(args, run.steps_per_epoch)[0])
     reason = loop(run, state, stop)
     runs.closing_lines(run, state, reason, stop.signum)     # a signal exits with 128 + its number
-    return {"history": state["history"], "best_top1": state["best_top1"], "step": state["step"],
-            "finished": reason is None, "run_dir": run.run_dir, "model": run.model}
+    return dict(history=state["history"], best_top1=state["best_top1"], step=state["step"], finished=reason is None,
+                run_dir=run.run_dir, model=run.model)
 
 
 def main(argv=None):

@@ -770,7 +770,8 @@ def check_flags(args):
     if args.input == "da" and not 1 <= args.proj_dim < args.frames:
         raise SystemExit(f"train.py: --proj-dim must satisfy 1 <= D < T (--frames {args.frames}), got {args.proj_dim}")
     if args.input in ("da", "rgbdiff", "dynimg") and args.frames < 2:
-        raise SystemExit(f"train.py: --input {args.input} needs --frames >= 2 (a segment of T frames), got {args.frames}")
+        raise SystemExit(f"train.py: --input {args.input} needs --frames >= 2 (a segment of T frames), "
+                         f"got {args.frames}")
 
 
 # =============================================================================================
@@ -801,7 +802,8 @@ def dataset_counts(args):
             _, val = layouts.parse_dataset(args.dataset, root, args.split, False)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"train.py: {e}") from None
-        n_train, n_val, n_classes, note = len(train), len(val), len(classes), "read from the split lists; no video opened"
+        n_train, n_val, n_classes = len(train), len(val), len(classes)
+        note = "read from the split lists; no video opened"
     if args.subset or args.overfit:
         n_train = min(args.subset or args.overfit, n_train)
     return DatasetCounts(n_train, n_train if args.overfit else n_val, n_classes, note)
@@ -813,12 +815,13 @@ def steps_per_epoch(n_train, batch, world):
     return math.ceil(len(data.ResumableSampler(range(n_train), batch, rank=0, world_size=world)) / batch)
 
 
-def seconds_per_call(fn, device, budget_s=10.0, most=3):
-    """(mean seconds, calls timed): one untimed warm-up call (allocation, autotuning), then up to
-    `most` timed calls, fewer once `budget_s` is spent, so a big model on a CPU stays a few calls."""
+def seconds_per_call(fn, device, budget_s=10.0, most=3, warmup=True):
+    """(mean seconds, calls timed): one untimed warm-up call (allocation, autotuning) unless
+    warmup=False, then up to `most` timed calls, fewer once `budget_s` is spent."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn(0)
-    sync()
+    if warmup:
+        fn(0)
+        sync()
     times = []
     while len(times) < most and sum(times) < budget_s:
         t0 = time.perf_counter()
@@ -846,34 +849,53 @@ def dry_run(args, world, device, log, build_model, build_optimization, train_ste
     run = Run(args, None, 0, world, device, AMP_DTYPES.get(args.amp), None, model, [],
               *_reorder(build_optimization(model, args, spe, device, log)), spe, spe * args.epochs, log)
     params = sum(p.numel() for p in run.model.parameters())
+    t0 = time.perf_counter()
     flops = count_flops(run.model, args.segments, args.frames, args.crop_size, device)
+    view_s = time.perf_counter() - t0      # one view forward, no gradient: what validation does per clip
     log(f"model: {args.input.upper()}-{args.backbone} {params / 1e6:.2f} M parameters; per view "
         f"({args.segments}x{args.frames} frames at {args.crop_size}^2) {flops / 1e9:.3f} GFLOPs = "
         f"{flops / 2e9:.3f} G multiply-adds")
-    shape = (batch, args.segments * args.frames, 3, args.crop_size, args.crop_size)
-    clip, labels = torch.randn(shape), torch.randint(0, counts.classes, (batch,))
-    step_s, n = seconds_per_call(lambda i: train_step(run, clip, labels, i), device)
-    val_s = validation_seconds(run, clip, device) * math.ceil(counts.val / world)
+    step_s, how = step_seconds(run, train_step, counts.classes, batch, flops, device)
+    val_s = view_s * math.ceil(counts.val / world)
     epoch_s = spe * step_s + val_s
     log(f"time on this machine ({device}{'' if device.type == 'cuda' else f', {available_cores()} cores'}"
-        f"{', ' + args.amp if args.amp else ''}): {step_s:.3f} s per training step (mean of {n} timed steps "
-        f"after 1 warm-up, random input {tuple(shape)}) -> ~{fmt_time(spe * step_s)} training + "
-        f"~{fmt_time(val_s)} validation = ~{fmt_time(epoch_s)} per epoch, ~{fmt_time(epoch_s * args.epochs)} "
-        f"for {args.epochs} epochs; data loading not included")
+        f"{', ' + args.amp if args.amp else ''}): {step_s:.3f} s per training step ({how}) -> "
+        f"~{fmt_time(spe * step_s)} training + ~{fmt_time(val_s)} validation (one view's forward pass x "
+        f"{math.ceil(counts.val / world)} videos) = ~{fmt_time(epoch_s)} per epoch, "
+        f"~{fmt_time(epoch_s * args.epochs)} for {args.epochs} epochs; data loading not included")
     return {"train_videos": counts.train, "val_videos": counts.val, "classes": counts.classes,
             "steps_per_epoch": spe, "total_steps": spe * args.epochs, "parameters": params,
-            "flops_per_view": flops, "seconds_per_step": step_s, "timed_steps": n,
-            "seconds_per_epoch": epoch_s}
+            "flops_per_view": flops, "seconds_per_step": step_s, "seconds_per_epoch": epoch_s}
+
+
+def step_seconds(run, train_step, num_classes, batch, flops, device):
+    """(seconds per training step, how it was measured): train_step on random clips of the run's
+    shape, after one warm-up step. On a CPU the cost grows linearly with the clips and a big
+    model's full step takes minutes: above ~20 GFLOPs per step (forward + backward ~ 3 x the
+    forward) a single clip is timed once, without warm-up, and scaled to the batch."""
+    args = run.args
+    one = device.type == "cpu" and 3 * flops * batch > 20e9
+    shape = (1 if one else batch, args.segments * args.frames, 3, args.crop_size, args.crop_size)
+    clip, labels = torch.randn(shape), torch.randint(0, num_classes, shape[:1])
+    run.model.train()
+    with _fixed_accum(args, 1 if one else args.accum_steps):
+        seconds, n = seconds_per_call(lambda i: train_step(run, clip, labels, i), device,
+                                      most=1 if one else 3, warmup=not one)
+    if one:
+        return seconds * batch, f"1 timed step of one clip {tuple(shape)}, x {batch} clips"
+    return seconds, f"mean of {n} timed steps after 1 warm-up, random input {tuple(shape)}"
+
+
+@contextlib.contextmanager
+def _fixed_accum(args, k):
+    """--accum-steps set to k for the timed steps (one clip cannot be split into K micro-batches)."""
+    saved, args.accum_steps = args.accum_steps, k
+    try:
+        yield
+    finally:
+        args.accum_steps = saved
 
 
 def _reorder(optimization):
     optimizer, scheduler, joint, scaler = optimization
     return optimizer, scheduler, scaler, joint
-
-
-def validation_seconds(run, clip, device):
-    """Seconds of one validation clip: one timed forward pass (eval, no gradient) of `clip`."""
-    run.model.eval()
-    with torch.no_grad(), autocast(device, run.amp):
-        seconds, _ = seconds_per_call(lambda i: run.model(clip.to(device)), device, most=1)
-    return seconds / clip.shape[0]

@@ -321,3 +321,17 @@ def test_video_folder_counts_what_it_skipped(checkpoint, synth_root, tmp_path, c
     assert len(res["predictions"]) == 1
     assert res["skipped"] == [str(folder / "frames"), str(folder / "notes.txt")]
     assert "skipped 2 entries" in capsys.readouterr().out
+
+
+def test_a_checkpoint_with_the_older_progress_names_still_resumes(synth_root, tmp_path):
+    """Checkpoints written before the epoch's running sums were called epoch_sums (and held the
+    DC gain) hold "epoch_acc": --resume reads them."""
+    run = tmp_path / "run"
+    train.main(["--data-root", synth_root, "--out", str(run), "--epochs", "2", "--max-steps", "2",
+                "--workers", "0"] + TINY)
+    ck = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    sums = ck.pop("epoch_sums")
+    ck["epoch_acc"] = {k: sums[k] for k in ("loss_sum", "steps", "correct", "seen")}
+    torch.save(ck, run / "last.pt")
+    res = train.main(["--resume", str(run)])
+    assert res["finished"] and res["history"][0]["dc_gain"] is not None      # the steps after the resume
