@@ -150,6 +150,21 @@ def add_joint_flags(flag):
          "it is frozen (default: a quarter of --epochs, ours)")
 
 
+# --pwtp-NAME flag -> pwtp.PWTP argument, with what the paper calls it (defaults: Sec. 4, config #7).
+PWTP_OPTIONS = (("kernel", int, "kernel_size: Eq. 2 conv kernel k (default 9)"),
+                ("stride", int, "stride: Eq. 2 conv stride s (default 8)"),
+                ("channels", int, "channels: Eq. 2 conv channels C' (default 24)"),
+                ("expansion", float, "expansion: Eq. 4 MLP width factor e (default 2)"),
+                ("blocks", int, "blocks: Eq. 4 MLP bottleneck blocks K (default 1)"),
+                ("bottleneck", float, "bottleneck_ratio: Eq. 4 bottleneck ratio rho (default 0.25)"))
+
+
+def pwtp_options(args):
+    """The --pwtp-* flags that were given, as pwtp.PWTP keyword arguments."""
+    given = {p.split(":")[0]: getattr(args, f"pwtp_{n}", None) for n, _, p in PWTP_OPTIONS}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         description="Train a dynamic-appearance action-recognition model with joint training "
@@ -171,6 +186,9 @@ def build_parser():
     flag("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
     flag("--frames", type=int, default=None, help="T frames per segment (default 8)")
     flag("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
+    # PWTP's own shape (Eq. 2 conv: Table 4; Eq. 4 MLP: Table 8); unset = the paper's default (pwtp.PWTP).
+    for name, kind, paper in PWTP_OPTIONS:
+        flag(f"--pwtp-{name}", type=kind, default=None, help=f"PWTP {paper}")
     add_joint_flags(flag)
     flag("--crop-size", type=int, default=None, help="training/test crop (default 224; x3d_xs 160)")
     flag("--epochs", type=int, default=None)
@@ -237,7 +255,8 @@ def build_model(args, num_classes, imagenet=False):
         return backbones.build_model(args.backbone, num_classes, input=args.input, segments=args.segments,
                                      frames=args.frames, proj_dim=args.proj_dim, depth=args.depth,
                                      dropout=args.dropout, small=args.small, crop_size=args.crop_size,
-                                     pretrained="imagenet" if imagenet else None, input_scale=args.input_scale)
+                                     pretrained="imagenet" if imagenet else None, input_scale=args.input_scale,
+                                     **pwtp_options(args))
     except (RuntimeError, ValueError) as e:
         raise SystemExit(f"train.py: {e}") from None
 

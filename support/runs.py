@@ -761,7 +761,9 @@ def check_flags(args):
         ("max_steps", args.max_steps is None or args.max_steps >= 1, ">= 1"),
         ("subset", args.subset is None or args.subset >= 1, ">= 1"),
         ("overfit", args.overfit is None or args.overfit >= 1, ">= 1"),
-    ]
+    ] + [(f"pwtp_{name}", getattr(args, f"pwtp_{name}", None) is None or getattr(args, f"pwtp_{name}") >= low,
+          f">= {low}") for name, low in (("kernel", 1), ("stride", 1), ("channels", 1), ("expansion", 0.1),
+                                          ("blocks", 0), ("bottleneck", 0.01))]
     for flag, ok, expected in rules:
         if not ok:
             raise SystemExit(f"train.py: --{flag.replace('_', '-')} must be {expected}, got {getattr(args, flag)}")
@@ -769,6 +771,10 @@ def check_flags(args):
         raise SystemExit(f"train.py: --crop-size must be a multiple of 16 for vit_b16, got {args.crop_size}")
     if args.input == "da" and not 1 <= args.proj_dim < args.frames:
         raise SystemExit(f"train.py: --proj-dim must satisfy 1 <= D < T (--frames {args.frames}), got {args.proj_dim}")
+    pwtp_given = [f"--pwtp-{n}" for n in ("kernel", "stride", "channels", "expansion", "blocks", "bottleneck")
+                  if getattr(args, f"pwtp_{n.replace('-', '_')}", None) is not None]
+    if pwtp_given and args.input != "da":
+        raise SystemExit(f"train.py: {', '.join(pwtp_given)} shape PWTP, which --input {args.input} does not have")
     if args.input in ("da", "rgbdiff", "dynimg") and args.frames < 2:
         raise SystemExit(f"train.py: --input {args.input} needs --frames >= 2 (a segment of T frames), "
                          f"got {args.frames}")
