@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from support import framecounts, layouts, loading, prepare, synthetic
+from support.system import distributed  # the one rule for "several ranks"
 from support.loading import SkippedVideoWarning  # noqa: F401 - warned by VideoDataset, caught by its users
 
 # ImageNet statistics: the ResNet/TSM and ViT backbones are ImageNet-pretrained (Appendix A).
@@ -556,7 +557,7 @@ def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, cr
 def _rank_world(rank=None, world_size=None):
     """(rank, world size): the given ones, else torch.distributed's when it is initialised, else (0, 1)."""
     r, w = 0, 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed():
         r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
     return (r if rank is None else rank), (w if world_size is None else world_size)
 

@@ -45,6 +45,8 @@ from typing import Iterable, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from support.system import distributed     # the one rule for "are we running on several ranks"
+
 STRATEGIES = ("mgda", "constant", "scheduler", "separate", "recognition")
 NORMALIZERS = ("none", "l2", "loss", "loss+")
 SPACES = ("params", "bases")
@@ -253,14 +255,10 @@ def unflatten(flat: torch.Tensor, like: List[torch.Tensor]) -> List[torch.Tensor
     return out
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def average_across_ranks(grads: List[torch.Tensor]) -> List[torch.Tensor]:
     """Average a list of gradients over the ranks of torch.distributed (one all-reduce of one
     flat buffer); the identity when not running distributed."""
-    if not grads or not _distributed():
+    if not grads or not distributed():
         return grads
     flat = flatten(grads)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
@@ -293,7 +291,7 @@ def _reduce_over_ranks(acc: dict):
     Gradients and loss values are averaged: the global loss is the mean of the ranks' losses.
     The bases inner products are SUMMED and divided by world^2: the bases of different ranks' clips
     are different coordinates, and the global loss's bases gradient there is h_rank / world."""
-    if not _distributed():
+    if not distributed():
         return
     world = dist.get_world_size()
     keys = [k for k in GRAD_KEYS if k in acc]
