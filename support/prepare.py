@@ -26,6 +26,7 @@ import av
 from support.framecounts import COUNT_CACHE_NAME
 from support.layouts import VIDEO_EXTS
 from support.synthetic import write_video
+from support.system import fmt_time
 
 # Encoder per container (our choice): mpeg4 in .avi, as UCF101 and HMDB51 ship; H.264 without B-frames
 # (each packet one frame, in order) at near-transparent quality elsewhere; VP8 where .webm allows only VPx.
@@ -41,11 +42,6 @@ def add_arguments(p):
     p.add_argument("--frames", action="store_true", help="extract JPEG frame folders instead (needs --out)")
     p.add_argument("--gop", type=int, default=8, help="frames between key frames (our choice)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="videos prepared at once")
-
-
-def _fmt(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def video_files(root, skip=None):
@@ -167,7 +163,7 @@ def prepare(root, out=None, frames=False, gop=8, workers=1, log=print):
                 shown, rate = time.time(), (counts["written"] + counts["failed"]) / max(time.time() - t0, 1e-9)
                 log(f"prepare: {i}/{len(jobs)} videos ({counts['written']} written, {counts['done']} already "
                     f"done, {counts['failed']} failed), {rate:.1f} videos/s, "
-                    f"ETA {_fmt((len(jobs) - i) / rate) if rate > 0 else '?'}")
+                    f"ETA {fmt_time((len(jobs) - i) / rate) if rate > 0 else '?'}")
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)

@@ -855,14 +855,12 @@ def dry_run(args, world, device, log, build_model, build_optimization, train_ste
     run = Run(args, None, 0, world, device, AMP_DTYPES.get(args.amp), None, model, [],
               *_reorder(build_optimization(model, args, spe, device, log)), spe, spe * args.epochs, log)
     params = sum(p.numel() for p in run.model.parameters())
-    t0 = time.perf_counter()
     flops = count_flops(run.model, args.segments, args.frames, args.crop_size, device)
-    view_s = time.perf_counter() - t0      # one view forward, no gradient: what validation does per clip
     log(f"model: {args.input.upper()}-{args.backbone} {params / 1e6:.2f} M parameters; per view "
         f"({args.segments}x{args.frames} frames at {args.crop_size}^2) {flops / 1e9:.3f} GFLOPs = "
         f"{flops / 2e9:.3f} G multiply-adds")
     step_s, how = step_seconds(run, train_step, counts.classes, batch, flops, device)
-    val_s = view_s * math.ceil(counts.val / world)
+    val_s = view_seconds(run, batch, flops, device) * math.ceil(counts.val / world)
     epoch_s = spe * step_s + val_s
     log(f"time on this machine ({device}{'' if device.type == 'cuda' else f', {available_cores()} cores'}"
         f"{', ' + args.amp if args.amp else ''}): {step_s:.3f} s per training step ({how}) -> "
@@ -872,6 +870,18 @@ def dry_run(args, world, device, log, build_model, build_optimization, train_ste
     return {"train_videos": counts.train, "val_videos": counts.val, "classes": counts.classes,
             "steps_per_epoch": spe, "total_steps": spe * args.epochs, "parameters": params,
             "flops_per_view": flops, "seconds_per_step": step_s, "seconds_per_epoch": epoch_s}
+
+
+def view_seconds(run, batch, flops, device):
+    """Seconds per validation view: a no-grad forward of a batch of random clips (one clip for a
+    big model on a CPU, as step_seconds), after one warm-up, divided by the clips."""
+    args = run.args
+    n = 1 if device.type == "cpu" and 3 * flops * batch > 20e9 else batch
+    clip = torch.randn(n, args.segments * args.frames, 3, args.crop_size, args.crop_size, device=device)
+    run.model.eval()
+    with torch.no_grad(), autocast(device, run.amp):
+        seconds, _ = seconds_per_call(lambda i: run.model(clip), device, most=2, warmup=n > 1)
+    return seconds / n
 
 
 def step_seconds(run, train_step, num_classes, batch, flops, device):

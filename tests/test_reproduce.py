@@ -71,6 +71,7 @@ def test_every_reproduce_command_passes_dry_run(tmp_path, monkeypatch, capsys):
     stand_in_weights(str(tmp_path / "WEIGHTS"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runs, "step_seconds", lambda *a, **k: (1.0, "stubbed"))
+    monkeypatch.setattr(runs, "view_seconds", lambda *a, **k: 0.1)
     monkeypatch.setattr("evaluate.count_flops", lambda *a, **k: 2e9)
     before = sorted(os.listdir(tmp_path))
     for command in COMMANDS:
