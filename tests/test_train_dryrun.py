@@ -4,8 +4,6 @@ epoch-time estimate from a few timed steps, without training or writing anything
 import os
 import re
 
-import pytest
-
 import train
 
 TINY = ["--crop-size", "32", "--segments", "2", "--frames", "4", "--batch-size", "4"]

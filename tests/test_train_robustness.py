@@ -224,7 +224,7 @@ def test_sigterm_during_validation_saves_the_training_state_and_resumes_exactly(
             "def slow(self, i):\n"
             "    if not self.train:\n"
             "        print('validation item', flush=True)\n"
-            "        time.sleep(2.0)\n"
+            "        time.sleep(3.0)\n"
             "    return real(self, i)\n"
             "data.VideoDataset.__getitem__ = slow")
     p = start([sys.executable, script(tmp_path, slow)] + common + ["--out", str(tmp_path / "b")])
@@ -234,7 +234,7 @@ def test_sigterm_during_validation_saves_the_training_state_and_resumes_exactly(
             break
     out, seconds = finish(p, timeout=120)
     assert p.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM at step 12" in out, out
-    assert seconds < 6, f"{seconds:.1f} s from SIGTERM to exit"      # the 3 other batches would take 6 s
+    assert seconds < 8, f"{seconds:.1f} s from SIGTERM to exit"      # the 3 other batches would take 9 s
     ck = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=False)
     assert (ck["step"], ck["epoch"], ck["batch_in_epoch"], ck["history"]) == (12, 0, 12, [])   # not one step more
     b = train.main(["--resume", str(tmp_path / "b")])     # validates epoch 1 again, then goes on
