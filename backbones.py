@@ -489,7 +489,7 @@ class DAModel(nn.Module):
         return list(self.net.head().parameters())
 
     # --- forward ---------------------------------------------------------------------------
-    def frames_per_segment(self, clip):
+    def represent_segments(self, clip):
         """clip (B, S*T, C, H, W) -> (one frame per segment (B*S, C, H, W), PWTPOutput or None)."""
         if clip.dim() != 5 or clip.shape[1] != self.segments * self.frames:
             raise ValueError(f"DAModel: expected a clip (B, S*T={self.segments}*{self.frames}, C, H, W), "
@@ -508,7 +508,7 @@ class DAModel(nn.Module):
 
     def forward(self, clip):
         B = clip.shape[0]
-        frames, out = self.frames_per_segment(clip)                   # (B*S, C, H, W)
+        frames, out = self.represent_segments(clip)                   # (B*S, C, H, W)
         if self.input_scale != 1.0:
             frames = frames * self.input_scale
         S, (C, H, W) = self.segments, frames.shape[1:]
