@@ -362,6 +362,12 @@ class JointTraining:
         self.normalize, self.space, self.stats = normalize, space, bool(stats)
         self._acc = None                     # what the micro-batches of the current step summed
 
+    def pwtp_frozen(self, step: int) -> bool:
+        """`separate`'s phase 2: PWTP is fixed, its BatchNorm statistics included (eval mode), so the
+        backbone trains on exactly the DA it is tested on. Left in train mode, the frozen PWTP's
+        BatchNorm would keep drifting with each batch."""
+        return self.strategy == "separate" and step >= self.separate_steps
+
     def lam_at(self, step: int) -> float:
         """lambda of the weighted strategies at this step (Eq. 9 scalarised; Eq. 13 for scheduler)."""
         if self.strategy == "scheduler":

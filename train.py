@@ -387,6 +387,8 @@ def train_step(run, clip, labels, step, stop_requested=False):
     logged = torch.tensor([0.0, 0.0, 0.0, float(stop_requested)], dtype=torch.float64)  # L_c, L_p, s, stop
     correct = 0
     run.optimizer.zero_grad(set_to_none=True)
+    if run.joint.pwtp_frozen(step):   # separate's phase 2: DA fixed, BatchNorm statistics too
+        model.pwtp.eval()
     for x, y in zip(clip.chunk(args.accum_steps), labels.chunk(args.accum_steps)):
         w = len(y) / len(labels)      # 1/K: the K micro-batch means add up to the batch mean
         x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)  # (B, S*T, C, H, W), (B,)

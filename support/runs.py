@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from support.checkpoints import class_list_error, load_checkpoint, read_torch_file
-from support.system import (AMP_DTYPES, atomic_json, atomic_text, atomic_torch_save, available_cores,
+from support.system import (AMP_DTYPES, atomic_json, atomic_text, atomic_torch_save, autocast, available_cores,
                             fmt_time, rank_zero_first, sum_over_ranks)
 
 

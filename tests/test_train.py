@@ -64,7 +64,9 @@ def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys
 # --overfit 8 at 32 px, S = 2 segments of T = 8 frames, 100 epochs of 2 steps (about 20 s each on
 # 2 cores). Every strategy fits at least 7 of the 8 videos; which video fits last depends on float
 # rounding, which differs between machines, so the test asks for 7 of 8, far above chance (25 %):
-# a model that does not learn fails it.
+# a model that does not learn fails it. `separate` trains PWTP alone for 1 epoch (2 steps): after 5
+# epochs of L_p alone, DA's DC gain has fallen from 0.88 to 0.07 (measured) and a backbone from
+# scratch fits only 6 of 8 videos on that fixed DA in the remaining 95 epochs.
 OVERFIT_TARGET = 87.5
 
 
@@ -74,14 +76,17 @@ def test_overfit_8_videos(synth_root, tmp_path, joint):
     res = train.main(["--data-root", synth_root, "--out", str(tmp_path / "run"), "--overfit", "8",
                       "--joint", joint, "--epochs", "100", "--lr", "0.01", "--dropout", "0",
                       "--warmup-epochs", "0", "--workers", "0", "--log-every", "1000",
-                      "--separate-epochs", "5", "--crop-size", "32", "--segments", "2", "--frames", "8",
+                      "--separate-epochs", "1", "--crop-size", "32", "--segments", "2", "--frames", "8",
                       "--batch-size", "4"])
     top1 = [e["val_top1"] for e in res["history"]]
     assert max(top1) >= OVERFIT_TARGET, top1
     assert res["history"][-1]["val_videos"] == 8
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
-    if joint == "separate":              # 5 epochs x 2 steps of PWTP alone, then the backbone
-        assert all(r["phase"] == ("1" if int(r["step"]) <= 10 else "2") for r in rows), rows
+    if joint == "separate":              # 1 epoch x 2 steps of PWTP alone, then the backbone
+        assert all(r["phase"] == ("1" if int(r["step"]) <= 2 else "2") for r in rows), rows
+        # phase 2 froze PWTP's BatchNorm too: its statistics saw the 2 phase-1 batches only
+        counts = [b.item() for n, b in res["model"].pwtp.named_buffers() if n.endswith("num_batches_tracked")]
+        assert counts and all(c == 2 for c in counts), counts
     else:
         assert all(r["phase"] == "" for r in rows)
 
