@@ -26,28 +26,25 @@ Rows:
   loader_vs_step     clips/s of train.py's synthetic training loader (2 workers) vs clips/s of
                      train.train_step on its batches (train.build_run builds both).
 
-`bench.py claims`: can the paper's claims fail here? Every row of CLAIM_ROWS (RGB; DA with each
-joint-training strategy and the MGDA variants; RGB difference; dynamic image) is trained for every
-budget of BUDGETS and seeds 0..N-1 by `python train.py --split 4 ...` (subprocess: the code a user
-runs) on the static-bias split of the synthetic set, then tested by `python evaluate.py --checkpoint
-RUN/last.pt --split 5` on its bias-conflicting list. Per row: in-distribution top-1 (metrics.json's
-last val_top1) and bias-conflicting top-1 side by side, ENoPR, mean alpha (MGDA), mean ± std over
-seeds. Claims (CLAIMS, verdicts by RULE: paired t intervals over seeds with a 5-point minimum effect
-and a binomial floor on the spread): (a) DA beats RGB in-distribution; (b) DA beats RGB on the
-bias-conflicting videos; (c) joint training beats separate; (d) MGDA >= constant (non-inferiority,
-5-point margin); (e) Fig. 3, held-out L_c and ENoPR positively correlated (Spearman) when PWTP
-trains on L_c alone.
-    python bench.py claims                               # all rows, the short budget, 3 seeds
-    python bench.py claims --budgets short long          # both budgets
-    python bench.py claims --budgets short --seeds 2 --rows mgda -- --workers 1
-Runs go to claims_runs/ (--out-dir); rerunning the same command continues or reuses them.
-Cost on 2 CPU cores, from ONE timed run (idle machine, torch 2.13 CPU): a DA run on split 4 (240
-training / 120 validation videos, 30 steps of 8 clips per epoch) took 14 s for 2 epochs, i.e. ~5 s
-per epoch plus ~4 s of start-up, and evaluate.py on the 120 conflicting videos 8 s. The other rows
-are estimated, not timed (RGB / RGB difference / dynamic image have no PWTP and should be cheaper).
-Default (short budget), 15 rows x 3 seeds: 45 x (~12 s of start-up and testing + 10 epochs x ~5 s)
-~ 45-50 min; the long budget (30 epochs) adds ~2 h. Each run's wall time is recorded in claims.json,
-and the progress lines print an ETA from the runs so far.
+`bench.py claims`: can the paper's claims fail here? Two tables, each trained through `python
+train.py` and tested through `python evaluate.py` (subprocesses: the code a user runs) on synthetic sets
+written for the purpose (support/synthetic.py; CONDITIONS): each set's training list shows a class on its
+own background for a fraction rho of its videos, and its test list crosses every class with every
+background, so one list gives aligned (own background) and conflicting top-1.
+  scene-balanced table  rho = 1/4: no background says anything about the class. Claims (a) DA beats RGB,
+                        (c) joint beats separate training, (d) MGDA >= constant lambda (non-inferiority),
+                        (e) Fig. 3 (Spearman). A row counts only where it clearly leaves chance.
+  static-bias table     rho = 0.9 with camera jitter, 0.9 with a still camera, and 0.7: claim (b), DA
+                        beats RGB on the conflicting videos, judged only in conditions where the positive
+                        control (RGB difference) reads motion and the negative control (RGB) does not.
+Per row: top-1, aligned and conflicting top-1, whether it leaves chance, DA's final DC gain s, ENoPR and
+mean alpha, mean ± std over seeds; verdicts by RULE (seeds paired, t intervals, a 5-point minimum effect,
+a binomial floor on the spread).
+    python bench.py claims                                  # both tables, 3 seeds
+    python bench.py claims --tables static-bias --seeds 5   # one table, more seeds
+    python bench.py claims --conditions balanced --rows RGB --seeds 2 -- --workers 1
+Runs go to claims_runs/ (--out-dir); rerunning the same command continues or reuses them. Each run's wall
+time is recorded in claims.json, and the progress lines print an ETA from the runs so far: COSTNOTE
 """
 import argparse
 import csv
@@ -87,75 +84,62 @@ GOALS = {
 # ---------------------------------------------------------------------------------------------
 # `bench.py claims`: what is trained, and what is claimed (the functions are at the end)
 # ---------------------------------------------------------------------------------------------
-# Rows: (name, train.py arguments). Between rows only the representation and the joint training
-# change; every other flag is train.py's synthetic default (SYNTHETIC_DEFAULTS: TSM-R18 small,
-# S = 4, T = 4, 64^2, batch 8), the budget's --epochs/--lr, and what follows `--`.
-CLAIM_ROWS = [
-    ("RGB", ["--input", "rgb"]),
-    ("DA recognition", ["--input", "da", "--joint", "recognition"]),
-    ("DA separate", ["--input", "da", "--joint", "separate"]),
-    ("DA constant", ["--input", "da", "--joint", "constant", "--lam", "1"]),
-    ("DA scheduler", ["--input", "da", "--joint", "scheduler"]),
-    ("DA mgda", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "params"]),
-    ("DA mgda l2", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "l2", "--mgda-space", "params"]),
-    ("DA mgda loss", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss", "--mgda-space", "params"]),
-    ("DA mgda loss+", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "params"]),
-    ("DA mgda bases", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "bases"]),
-    ("DA mgda bases loss+", ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "bases"]),
-    # Why DA may learn slower than RGB at a short budget (DA frames are ~30x smaller than
-    # normalised RGB, and PWTP starts from a random subspace): the same constant-lambda run with the
-    # backbone's input scaled up (--input-scale, ours), and with PWTP's learning rate x5 (the
-    # paper's ViT setting). PWTP's initialisation is not varied here.
-    ("DA constant input x30", ["--input", "da", "--joint", "constant", "--lam", "1", "--input-scale", "30"]),
-    ("DA constant pwtp lr x5", ["--input", "da", "--joint", "constant", "--lam", "1", "--pwtp-lr-mult", "5"]),
-    ("RGB difference", ["--input", "rgbdiff"]),
-    ("dynamic image", ["--input", "dynimg"]),
-]
-# Budgets (ours, not swept). The synthetic set is built so that motion is learnt, but not at once: the
-# quick start (split 1, lr 0.005) sits at chance for ~12 epochs, then climbs to ~75 % by epoch 26
-# (data.py, DISTRACTOR_SPEED). "short" = 10 epochs of split 4 (twice split 1's videos, so ~20 epochs'
-# worth of steps) at the top of train.py's synthetic lr sweep, 0.01, since few steps call for large
-# ones; "long" = the quick start's budget, 30 epochs at lr 0.005. Both keep train.py's 1-epoch warm-up
-# and cosine decay; pass `-- --epochs N --lr X` for others.
-BUDGETS = {"short": {"epochs": 10, "lr": 0.01}, "long": {"epochs": 30, "lr": 0.005}}
-DEFAULT_BUDGETS = ["short"]     # about 50 min for 15 rows x 3 seeds on 2 cores; "long" adds ~2 h
-# The static-bias split of the synthetic set (data.py): split 4 trains on videos whose static cue
-# (the background; the moving object's look is drawn independently) goes with the class for ~90 % of
-# them and validates on an in-distribution list; split 5 has the same training list and a
-# bias-conflicting test list (every video's background belongs to another class). Only the motion
-# decides the class.
-TRAIN_SPLIT, CONFLICT_SPLIT = 4, 5
-FIG3_ROW = "DA recognition"     # Fig. 3: PWTP trained with L_c only
-# The claims, per budget, each judged on `metric` by comparisons of two rows (RULE). The in-distribution
-# and the bias-conflicting top-1 are reported side by side; claim (b) is judged on the conflicting one.
-# (a), (b): the paper's DA (Algorithm 1, plain Eq. 12) and this repository's synthetic default (constant).
+# Rows: name -> train.py arguments. Between rows only the representation and the joint training
+# change; every other flag is train.py's synthetic default (SYNTHETIC_DEFAULTS: TSM-R18 small, S = 4,
+# T = 4, 64^2, batch 8), BUDGET's --epochs/--lr, and what follows `--`.
+ROWS = {
+    "RGB": ["--input", "rgb"],
+    "RGB difference": ["--input", "rgbdiff"],
+    "DA recognition": ["--input", "da", "--joint", "recognition"],          # L_c alone: Fig. 3
+    # PWTP first fitted to L_p alone (the paper's unsupervised use of PWTP), then frozen. run_one puts
+    # separate_epochs() epochs in front of the budget, so its backbone gets as many steps as any other's.
+    "DA separate": ["--input", "da", "--joint", "separate"],
+    **{f"DA constant {lam}": ["--input", "da", "--joint", "constant", "--lam", str(lam)] for lam in (1, 3, 10, 30)},
+    "DA mgda": ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "params"],
+    "DA mgda loss+": ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "params"],
+}
+# Conditions: one synthetic set each (support/synthetic.py), written once beside the runs. Every row
+# trains on its split-6 training list (SET["bias_train"] videos per class, a fraction rho of them on
+# the class's own background) and is tested on its split-6 crossed list (SET["crossed"] videos of every
+# class on every background: 4 x 4 x 15 = 240 videos, 60 aligned and 180 conflicting), so aligned and
+# conflicting top-1 come from the same videos. rho = 1/4 = 1/classes puts every background equally
+# often in every class: the scene-balanced condition. Splits 1-5 of these sets are kept minimal.
+SET = {"classes": 4, "videos_per_class": 4, "bias_train": 60, "bias_test": 1, "crossed": 15}
+SPLIT = 6
+CONDITIONS = {
+    "balanced": {"bias": 0.25, "jitter": True},
+    "bias 0.9": {"bias": 0.9, "jitter": True},
+    "bias 0.9 still": {"bias": 0.9, "jitter": False},     # a still camera: is the jitter what matters?
+    "bias 0.7": {"bias": 0.7, "jitter": True},            # a milder cue
+}
+TABLES = {
+    "scene-balanced": {"conditions": ["balanced"],
+                       "rows": ["RGB", "RGB difference", "DA recognition", "DA separate", "DA constant 1",
+                                "DA constant 3", "DA constant 10", "DA constant 30", "DA mgda", "DA mgda loss+"]},
+    "static-bias": {"conditions": ["bias 0.9", "bias 0.9 still", "bias 0.7"],
+                    "rows": ["RGB", "RGB difference", "DA constant 1", "DA constant 3", "DA constant 10",
+                             "DA constant 30", "DA mgda loss+", "DA separate"]},
+}
+# The budget (ours, not swept): BUDGET_NOTE. Pass `-- --epochs N --lr X` for others.
+BUDGET = {"epochs": 10, "lr": 0.01}
+DEFAULT_SEEDS = 3
+CONTROLS = ("RGB difference", "RGB")   # (positive, negative) control of every static-bias condition
+FIG3_ROW = "DA recognition"            # Fig. 3: PWTP trained with L_c only
+BIAS = ["bias 0.9", "bias 0.9 still", "bias 0.7"]
+# The claims, each judged on `metric` in its conditions by comparisons of two rows (RULE).
 CLAIMS = [
-    {"id": "a", "claim": "DA beats RGB in-distribution", "metric": "indist_top1",
-     "pairs": [("DA mgda", "RGB"), ("DA constant", "RGB")]},
-    {"id": "b", "claim": "DA beats RGB on bias-conflicting videos (Sec. 1, static bias)",
-     "metric": "conflict_top1", "pairs": [("DA mgda", "RGB"), ("DA constant", "RGB")]},
-    {"id": "c", "claim": "joint training beats separate training", "metric": "indist_top1",
-     "pairs": [("DA constant", "DA separate"), ("DA scheduler", "DA separate"), ("DA mgda", "DA separate")]},
-    {"id": "d", "claim": "MGDA >= constant lambda (non-inferior within 5 points)", "metric": "indist_top1",
-     "pairs": [("DA mgda", "DA constant")], "test": "noninferiority"},
+    {"id": "a", "claim": "DA beats RGB", "metric": "top1", "conditions": ["balanced"],
+     "pairs": [("DA mgda", "RGB"), ("DA mgda loss+", "RGB"), ("DA constant 1", "RGB")]},
+    {"id": "b", "claim": "DA beats RGB on conflicting videos (Sec. 1, static bias)", "metric": "conflict_top1",
+     "conditions": BIAS, "pairs": [(r, "RGB") for r in TABLES["static-bias"]["rows"] if r.startswith("DA")]},
+    {"id": "c", "claim": "joint training beats separate training", "metric": "top1", "conditions": ["balanced"],
+     "pairs": [("DA constant 1", "DA separate"), ("DA mgda", "DA separate"), ("DA mgda loss+", "DA separate")]},
+    {"id": "d", "claim": "MGDA >= constant lambda (non-inferior within 5 points)", "metric": "top1",
+     "conditions": ["balanced"], "pairs": [("DA mgda", "DA constant 1"), ("DA mgda loss+", "DA constant 1")],
+     "test": "noninferiority"},
     {"id": "e", "claim": "Fig. 3: held-out L_c and L_p positively correlated (PWTP trained on L_c only)",
-     "metric": "fig3", "pairs": []},
+     "metric": "fig3", "conditions": ["balanced"], "pairs": []},
 ]
-RULE = ("Each comparison 'A > B' pairs the two rows by seed (the same seed gives both rows the same data "
-        "order) and takes the two-sided 95 % t interval of the mean per-seed difference A - B, with the "
-        "per-seed standard deviation floored at the binomial standard error of a difference of two runs on "
-        "the test list (sqrt(p(1-p)/n) for each run, p from the row's mean, n the list's videos), so rows "
-        "stuck at a ceiling with no spread cannot pass on any difference. It holds when the interval lies "
-        "above 0 and the mean difference is at least 5 points, is reversed when the interval lies below 0 "
-        "and the mean is at most -5 points, and is not shown otherwise; it needs >= 2 seeds run by both "
-        "rows. Claim (d), 'MGDA >= constant lambda', is non-inferiority with a 5-point margin: it holds when "
-        "the interval lies above -5 points and is reversed when it lies below -5. Claim (e) holds when the "
-        "t interval of the per-seed Spearman rho (held-out L_c vs ENoPR over the epochs) lies above 0. A "
-        "claim holds when all its comparisons hold, is reversed when all are reversed, and holds partly "
-        "when some hold. False positives, simulated (tests/test_bench.py; no true difference, per-run "
-        "standard deviation 5 points in each row, 120 test videos at 90 %): a comparison holds 0.2 % of "
-        "the time with 3 seeds and 1.7 % with 5; a true 10-point difference holds 22 % of the time with 3 "
-        "seeds and 66 % with 5.")
 
 
 def sync(device):
@@ -480,17 +464,34 @@ def print_table(res):
 # ---------------------------------------------------------------------------------------------
 # `bench.py claims`: every row trained through train.py, tested through evaluate.py
 # ---------------------------------------------------------------------------------------------
+def slug(name):
+    return name.lower().replace(" ", "_").replace("+", "plus").replace(".", "")
+
+
 def select_rows(filters):
-    """CLAIM_ROWS kept by --rows: a row's exact name (case-insensitive) or, else, a substring of names."""
+    """ROWS' names kept by --rows: a row's exact name (case-insensitive) or, else, a substring of names."""
+    names = list(ROWS)
     if not filters:
-        return list(CLAIM_ROWS)
-    names, keep = [n for n, _ in CLAIM_ROWS], set()
+        return names
+    keep = set()
     for f in filters:
         hit = [n for n in names if n.lower() == f.lower()] or [n for n in names if f.lower() in n.lower()]
         if not hit:
             raise SystemExit(f"bench.py claims: --rows {f!r} matches no row; the rows are: {', '.join(names)}")
         keep.update(hit)
-    return [(n, a) for n, a in CLAIM_ROWS if n in keep]
+    return [n for n in names if n in keep]
+
+
+def select_runs(a):
+    """[(condition, row)] of the tables, conditions and rows asked for, in TABLES' order."""
+    rows, out = select_rows(a.rows), []
+    for t in a.tables or list(TABLES):
+        for cond in TABLES[t]["conditions"]:
+            if not a.conditions or cond in a.conditions:
+                out += [(cond, r) for r in TABLES[t]["rows"] if r in rows]
+    if not out:
+        raise SystemExit("bench.py claims: the --tables, --conditions and --rows given select no run")
+    return out
 
 
 def read_json(path, what="bench.py claims"):
@@ -511,36 +512,78 @@ def call(cmd, log_path):
         raise SystemExit(f"bench.py claims: `{' '.join(cmd)}` failed (exit {rc}); its output is in {log_path}:\n{tail}")
 
 
-def read_run(run_dir):
-    """The numbers of one finished run: metrics.json's last epoch (in-distribution validation), conflict.json
-    (evaluate.py on the bias-conflicting list), log.csv's alpha column, and the budget args.json records."""
+def condition_set(a, cond):
+    """The synthetic set of a condition (SET with its rho and jitter), written on first use under
+    OUT_DIR/sets/ (support/synthetic.py; the same arguments always write the same bytes)."""
+    spec = dict(SET, bias_train=a.set_train, crossed=a.set_crossed, **CONDITIONS[cond])
+    root = os.path.join(a.out_dir, "sets", f"{slug(cond)}-train{a.set_train}-crossed{a.set_crossed}")
+    if not os.path.isfile(os.path.join(root, "synth_meta.json")):
+        print(f"  writing the '{cond}' set to {root}", flush=True)
+    return synthetic.ensure_synthetic(root, **spec)
+
+
+def by_alignment(per_video_csv, root):
+    """Top-1 (%) and videos on the aligned (own background) and the conflicting videos of the crossed
+    list, from evaluate.py's per-video CSV and the set's synth_meta.json."""
+    videos = read_json(os.path.join(root, "synth_meta.json"))["videos"]
+    hits = {True: [0, 0], False: [0, 0]}
+    with open(per_video_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            key = "/".join(row["path"].replace("\\", "/").split("/")[-2:])    # Class/v_Class_gNN_c01.avi
+            aligned = videos.get(key, {}).get("aligned")
+            if aligned is None:
+                raise SystemExit(f"bench.py claims: {key} ({per_video_csv}) is not a crossed video of {root}")
+            hits[aligned][0] += row["label"] == row["predicted"]
+            hits[aligned][1] += 1
+    pct = lambda h: 100.0 * h[0] / h[1] if h[1] else None
+    return {"aligned_top1": pct(hits[True]), "aligned_videos": hits[True][1],
+            "conflict_top1": pct(hits[False]), "conflict_videos": hits[False][1]}
+
+
+def read_run(run_dir, root):
+    """The numbers of one finished run: test.json and its per-video CSV (evaluate.py on the crossed
+    list), metrics.json (per-epoch validation for Fig. 3; the last epoch's mean DC gain s of DA),
+    log.csv's alpha column, and the budget args.json records."""
     metrics = [m for m in read_json(os.path.join(run_dir, "metrics.json")) if not m.get("partial")]
     if not metrics:
         raise SystemExit(f"bench.py claims: {run_dir}/metrics.json holds no finished epoch")
     with open(os.path.join(run_dir, "log.csv"), newline="") as f:
         alphas = [float(r["alpha"]) for r in csv.DictReader(f) if r.get("alpha")]
-    targs, last = read_json(os.path.join(run_dir, "args.json")), metrics[-1]
-    conflict = read_json(os.path.join(run_dir, "conflict.json"))
-    return {"epochs": targs["epochs"], "lr": targs["lr"], "indist_top1": last["val_top1"],
-            "conflict_top1": conflict["top1"],
-            # the test lists' sizes, for the binomial floor of RULE
-            "indist_videos": last.get("val_videos"), "conflict_videos": conflict.get("videos"),
-            "enopr": last.get("val_enopr"), "mean_alpha": statistics.mean(alphas) if alphas else None,
+    targs, test = read_json(os.path.join(run_dir, "args.json")), read_json(os.path.join(run_dir, "test.json"))
+    return {"epochs": targs["epochs"], "lr": targs["lr"], "classes": test["model_config"]["num_classes"],
+            "top1": test["top1"], "videos": test["videos"],
+            **by_alignment(os.path.join(run_dir, "test_per_video.csv"), root),
+            "dc_gain": metrics[-1].get("dc_gain"), "enopr": test.get("enopr"),
+            "mean_alpha": statistics.mean(alphas) if alphas else None,
             # per epoch, for Fig. 3 (val_loss: the held-out cross-entropy; None where metrics.json has none)
             "val_loss": [m.get("val_loss") for m in metrics], "val_enopr": [m.get("val_enopr") for m in metrics]}
 
 
-def run_one(a, name, row_args, budget, seed):
-    """Train one row for one seed on the training split, test last.pt on the conflicting split. A run
-    folder that already holds the same command is continued (train.py --resume auto) or, when finished,
+def separate_epochs(epochs):
+    """PWTP-only epochs of the `separate` row, put in front of the budget: a quarter of it (ours, as
+    train.py's default --separate-epochs)."""
+    return max(1, round(epochs / 4))
+
+
+def train_command(a, cond, name, seed, run_dir, root):
+    """train.py's command line of one run; the `separate` row gets separate_epochs() more epochs."""
+    cmd = [sys.executable, os.path.join(HERE, "train.py"), "--dataset", "synthetic", "--data-root", root,
+           "--split", str(SPLIT), "--epochs", str(BUDGET["epochs"]), "--lr", str(BUDGET["lr"]), *ROWS[name],
+           "--seed", str(seed), "--out", run_dir, "--resume", "auto", *a.train_args]
+    if "separate" in ROWS[name]:
+        epochs = int(cmd[len(cmd) - cmd[::-1].index("--epochs")])           # the last --epochs given
+        cmd += ["--epochs", str(epochs + separate_epochs(epochs)), "--separate-epochs", str(separate_epochs(epochs))]
+    return cmd
+
+
+def run_one(a, cond, name, seed):
+    """Train one row for one seed in one condition, test last.pt on the crossed list. A run folder
+    that already holds the same command is continued (train.py --resume auto) or, when finished,
     reused; one that holds another command is an error. train_s / eval_s: wall time of the calls that
     finished the run (a continued run counts only its continuation)."""
-    run_dir = os.path.join(a.out_dir, budget, name.lower().replace(" ", "_").replace("+", "plus"), f"seed{seed}")
-    b = BUDGETS[budget]
-    train_cmd = [sys.executable, os.path.join(HERE, "train.py"), "--dataset", "synthetic",
-                 "--split", str(a.train_split), "--epochs", str(b["epochs"]), "--lr", str(b["lr"]), *row_args,
-                 "--seed", str(seed), "--out", run_dir, "--resume", "auto",
-                 *(["--data-root", a.data_root] if a.data_root else []), *a.train_args]
+    run_dir = os.path.join(a.out_dir, slug(cond), slug(name), f"seed{seed}")
+    root = condition_set(a, cond)
+    train_cmd = train_command(a, cond, name, seed, run_dir, root)
     record_path = os.path.join(run_dir, "bench_run.json")
     if os.path.exists(record_path):
         old = read_json(record_path)
@@ -550,32 +593,46 @@ def run_one(a, name, row_args, budget, seed):
         if old.pop("done", False):
             return dict(old, reused=True)
     os.makedirs(run_dir, exist_ok=True)
-    atomic_json({"row": name, "budget": budget, "seed": seed, "train_cmd": train_cmd}, record_path)
+    atomic_json({"row": name, "condition": cond, "seed": seed, "train_cmd": train_cmd}, record_path)
     t0 = time.time()
     call(train_cmd, os.path.join(run_dir, "train.log"))
     train_s = time.time() - t0
     workers = read_json(os.path.join(run_dir, "args.json"))["workers"]     # evaluate with the run's loaders
     eval_cmd = [sys.executable, os.path.join(HERE, "evaluate.py"), "--checkpoint", os.path.join(run_dir, "last.pt"),
-                "--split", str(a.conflict_split), "--out", os.path.join(run_dir, "conflict.json"),
-                "--workers", str(workers)]
+                "--split", str(SPLIT), "--out", os.path.join(run_dir, "test.json"), "--workers", str(workers)]
     t0 = time.time()
     call(eval_cmd, os.path.join(run_dir, "eval.log"))
-    rec = {"row": name, "budget": budget, "seed": seed, "run_dir": run_dir, "train_cmd": train_cmd,
-           "eval_cmd": eval_cmd, "train_s": train_s, "eval_s": time.time() - t0, **read_run(run_dir)}
+    rec = {"row": name, "condition": cond, "seed": seed, "run_dir": run_dir, "train_cmd": train_cmd,
+           "eval_cmd": eval_cmd, "train_s": train_s, "eval_s": time.time() - t0, **read_run(run_dir, root)}
     atomic_json(dict(rec, done=True), record_path)
     return dict(rec, reused=False)
 
 
 # --- statistics for three-to-five seeds (pure functions; RULE says how they decide) ------------
-METRICS = ("indist_top1", "conflict_top1", "enopr", "mean_alpha")
-VIDEOS = {"indist_top1": "indist_videos", "conflict_top1": "conflict_videos"}   # the list each top-1 is measured on
+METRICS = ("top1", "aligned_top1", "conflict_top1", "dc_gain", "enopr", "mean_alpha")
+VIDEOS = {"top1": "videos", "aligned_top1": "aligned_videos", "conflict_top1": "conflict_videos"}
 LEVEL = 0.95            # two-sided confidence level of every interval (ours)
 MIN_EFFECT = 5.0        # points of top-1: a smaller difference is "not shown", however sure (ours)
 NI_MARGIN = 5.0         # claim (d): MGDA may sit at most this many points below constant lambda (ours)
-
-
-def metric_value(run, metric):
-    return run.get(metric)
+RULE = ("Each comparison 'A > B' pairs the two rows by seed (the same seed gives both rows the same data "
+        "order) and takes the two-sided 95 % t interval of the mean per-seed difference A - B, with the "
+        "per-seed standard deviation floored at the binomial standard error of a difference of two runs on "
+        "the test list (sqrt(p(1-p)/n) for each run, p from the row's mean, n the list's videos), so rows "
+        "with no spread cannot pass on any difference. It holds when the interval lies above 0 and the mean "
+        "difference is at least 5 points, is reversed when the interval lies below 0 and the mean is at "
+        "most -5 points, and is not shown otherwise; it needs >= 2 seeds run by both rows. A row 'leaves "
+        "chance' when the same test, applied to its top-1 minus chance (25 %) with the binomial floor of one "
+        "run, holds. Scene-balanced claims count a comparison only when both rows leave chance; a "
+        "static-bias condition is valid only when its positive control (RGB difference) leaves chance on the "
+        "conflicting videos and its negative control (RGB) does not, and claim (b) is judged only in valid "
+        "conditions. Claim (d), 'MGDA >= constant lambda', is non-inferiority with a 5-point margin: it "
+        "holds when the interval lies above -5 points and is reversed when it lies below -5. Claim (e) holds "
+        "when the t interval of the per-seed Spearman rho (held-out L_c vs ENoPR over the epochs) lies above "
+        "0. A claim holds when all its comparisons hold, is reversed when all are reversed, and holds partly "
+        "when some hold. False positives, simulated (tests/test_bench.py; no true difference, per-run "
+        "standard deviation 5 points in each row, 120 test videos at 90 %): a comparison holds 0.2 % of the "
+        "time with 3 seeds and 1.7 % with 5; a true 10-point difference holds 22 % of the time with 3 seeds "
+        "and 66 % with 5.")
 
 
 def mean_std(values):
@@ -613,15 +670,6 @@ def binomial_se(top1: float, videos: int) -> float:
     run's number would vary by if its test list were drawn again."""
     p = (top1 / 100 * videos + 1) / (videos + 2)
     return 100 * math.sqrt(p * (1 - p) / videos)
-
-
-def paired(runs, budget, row_a, row_b, metric):
-    """[(seed, A's value, B's value)] for every seed both rows ran with a value: the same seed gives
-    both rows the same data order, so their difference per seed cancels what the order does."""
-    def by_seed(row):
-        return {r["seed"]: r for r in runs if r["budget"] == budget and r["row"] == row and r.get(metric) is not None}
-    a, b = by_seed(row_a), by_seed(row_b)
-    return [(s, a[s][metric], b[s][metric]) for s in sorted(set(a) & set(b))]
 
 
 def paired_interval(diffs, floor: float = 0.0, level: float = LEVEL):
@@ -675,33 +723,78 @@ def spearman(pairs):
         return None
 
 
-def compare_rows(runs, budget, row_a, row_b, metric, test="superiority"):
-    """One comparison of a claim: A - B on `metric`, paired by seed, judged by `test` (see RULE)."""
-    pairs = paired(runs, budget, row_a, row_b, metric)
-    ran = {r["row"] for r in runs if r["budget"] == budget}
+def paired(runs, cond, row_a, row_b, metric):
+    """[(seed, A's value, B's value)] for every seed both rows ran with a value in condition `cond`:
+    the same seed gives both rows the same data order, so their difference per seed cancels what the
+    order does."""
+    def by_seed(row):
+        return {r["seed"]: r for r in runs if r["condition"] == cond and r["row"] == row and r.get(metric) is not None}
+    a, b = by_seed(row_a), by_seed(row_b)
+    return [(s, a[s][metric], b[s][metric]) for s in sorted(set(a) & set(b))]
+
+
+def list_size(runs, cond, rows, metric):
+    """The smallest test list behind `metric` among these rows' runs; None when a run did not record it."""
+    key = VIDEOS.get(metric)
+    sizes = [r.get(key) for r in runs if key and r["condition"] == cond and r["row"] in rows]
+    return min(sizes) if sizes and None not in sizes else None
+
+
+def leaves_chance(runs, cond, row, metric):
+    """Whether `row` clearly leaves chance on `metric` in `cond` (RULE): 'holds', 'not shown',
+    'reversed' (clearly below chance) or 'n/a' (fewer than 2 seeds)."""
+    rs = [r for r in runs if r["condition"] == cond and r["row"] == row and r.get(metric) is not None]
+    if len(rs) < 2:
+        return "n/a"
+    chance, values = 100.0 / rs[0].get("classes", SET["classes"]), [r[metric] for r in rs]
+    videos = list_size(runs, cond, [row], metric)
+    floor = binomial_se(statistics.mean(values), videos) if videos else 0.0
+    return superiority(paired_interval([v - chance for v in values], floor))
+
+
+def validity(runs, cond):
+    """A static-bias condition is valid when its positive control leaves chance on the conflicting
+    videos and its negative control does not: then the set rewards motion and the shortcut is real."""
+    pos, neg = (leaves_chance(runs, cond, row, "conflict_top1") for row in CONTROLS)
+    if "n/a" in (pos, neg):
+        return {"valid": None, "why": "controls not run with >= 2 seeds"}
+    return {"valid": pos == "holds" and neg != "holds",
+            "why": f"positive control ({CONTROLS[0]}) {'leaves' if pos == 'holds' else 'does not leave'} chance "
+                   f"on the conflicting videos; negative control ({CONTROLS[1]}) "
+                   f"{'leaves' if neg == 'holds' else 'does not leave'} it"}
+
+
+def compare_rows(runs, cond, row_a, row_b, metric, test="superiority", gate=False):
+    """One comparison of a claim: A - B on `metric` in `cond`, paired by seed, judged by `test`; with
+    `gate`, only when both rows leave chance (see RULE)."""
+    ran = {r["row"] for r in runs if r["condition"] == cond}
     if row_a not in ran or row_b not in ran:
         return {"verdict": "n/a", "why": "row not run"}
+    pairs = paired(runs, cond, row_a, row_b, metric)
     if len(pairs) < 2:
         return {"verdict": "n/a", "why": "needs >= 2 seeds run by both rows"}
-    floor, key = 0.0, VIDEOS.get(metric)
-    videos = [r.get(key) for r in runs if key and r["budget"] == budget and r["row"] in (row_a, row_b)]
-    if key and videos and None not in videos:    # accuracies: the binomial SE of a difference of two runs
-        floor = math.hypot(binomial_se(statistics.mean(a for _, a, _ in pairs), min(videos)),
-                           binomial_se(statistics.mean(b for _, _, b in pairs), min(videos)))
+    at_chance = [row for row in (row_a, row_b) if gate and leaves_chance(runs, cond, row, metric) != "holds"]
+    if at_chance:
+        return {"verdict": "n/a", "why": " and ".join(at_chance) + " not clearly above chance"}
+    floor, videos = 0.0, list_size(runs, cond, [row_a, row_b], metric)
+    if videos:                  # accuracies: the binomial SE of a difference of two runs
+        floor = math.hypot(binomial_se(statistics.mean(a for _, a, _ in pairs), videos),
+                           binomial_se(statistics.mean(b for _, _, b in pairs), videos))
     iv = paired_interval([a - b for _, a, b in pairs], floor)
     verdict = noninferiority(iv) if test == "noninferiority" else superiority(iv)
-    note = "no floor: list sizes not recorded" if key and not floor else (f"sd floor {floor:.2f}" if floor else "")
+    note = ("no floor: list sizes not recorded" if metric in VIDEOS and not floor
+            else f"sd floor {floor:.2f}" if floor else "")
     return dict(iv, verdict=verdict, diff=iv["mean"], seeds=[s for s, _, _ in pairs], note=note)
 
 
 def fig3(runs):
-    """Per budget, from the FIG3_ROW runs: per-epoch (held-out L_c = val_loss, held-out ENoPR) pairs,
-    Spearman's rho per seed and pooled over seeds; a note instead where metrics.json has no val_loss."""
+    """Per condition, from the FIG3_ROW runs: per-epoch (held-out L_c = val_loss, held-out ENoPR)
+    pairs, Spearman's rho per seed and pooled; a note instead where metrics.json has no val_loss."""
     out = {}
     for r in runs:
         if r["row"] != FIG3_ROW:
             continue
-        f = out.setdefault(r["budget"], {"seeds": [], "note": None})
+        f = out.setdefault(r["condition"], {"seeds": [], "note": None})
         pairs = [[l, e] for l, e in zip(r["val_loss"], r["val_enopr"]) if l is not None and e is not None]
         f["seeds"].append({"seed": r["seed"], "pairs": pairs, "rho": spearman(pairs)})
     for f in out.values():
@@ -709,7 +802,7 @@ def fig3(runs):
         f["pooled_rho"] = spearman(pooled)
         f["rho"] = mean_std([s["rho"] for s in f["seeds"]])
         if not pooled:
-            f["note"] = ("metrics.json holds no val_loss (the held-out L_c), so Fig. 3 cannot be checked")
+            f["note"] = "metrics.json holds no val_loss (the held-out L_c), so Fig. 3 cannot be checked"
     return out
 
 
@@ -737,23 +830,29 @@ def claim_verdict(verdicts):
 
 
 def analyse(runs):
-    """summary (budget -> row -> metric -> mean_std), fig3 and the claims, from the per-run numbers."""
-    summary = {}
+    """summary (condition -> row -> metric -> mean_std, plus whether the row leaves chance), the
+    static-bias conditions' validity, fig3 and the claims, from the per-run numbers."""
+    groups = {}
     for r in runs:
-        summary.setdefault(r["budget"], {}).setdefault(r["row"], []).append(r)
-    summary = {b: {row: {m: mean_std([metric_value(r, m) for r in rs]) for m in METRICS}
-                   for row, rs in rows.items()} for b, rows in summary.items()}
+        groups.setdefault(r["condition"], {}).setdefault(r["row"], []).append(r)
+    summary = {c: {row: dict({m: mean_std([r.get(m) for r in rs]) for m in METRICS},
+                             chance=leaves_chance(runs, c, row, "conflict_top1" if c in BIAS else "top1"))
+                   for row, rs in rows.items()} for c, rows in groups.items()}
+    valid = {c: validity(runs, c) for c in summary if c in BIAS}
     figs, claims = fig3(runs), []
     for c in CLAIMS:
-        for b in summary:
+        for cond in [x for x in c["conditions"] if x in summary]:
             if c["metric"] == "fig3":
-                comps = [dict(fig3_comparison(figs.get(b)), what="per-seed Spearman rho(val_loss, val_ENoPR) > 0")]
+                comps = [dict(fig3_comparison(figs.get(cond)), what="per-seed Spearman rho(val_loss, val_ENoPR) > 0")]
+            elif cond in valid and not valid[cond]["valid"]:
+                comps = [{"verdict": "n/a", "why": "condition not valid: " + valid[cond]["why"], "what": f"{A} - {B}"}
+                         for A, B in c["pairs"]]
             else:
-                comps = [dict(compare_rows(runs, b, A, B, c["metric"], c.get("test", "superiority")),
-                              what=f"{A} - {B}") for A, B in c["pairs"]]
-            claims.append({"id": c["id"], "claim": c["claim"], "metric": c["metric"], "budget": b,
+                comps = [dict(compare_rows(runs, cond, A, B, c["metric"], c.get("test", "superiority"),
+                                           gate=cond not in BIAS), what=f"{A} - {B}") for A, B in c["pairs"]]
+            claims.append({"id": c["id"], "claim": c["claim"], "metric": c["metric"], "condition": cond,
                            "verdict": claim_verdict([x["verdict"] for x in comps]), "comparisons": comps})
-    return {"summary": summary, "fig3": figs, "claims": claims}
+    return {"summary": summary, "validity": valid, "fig3": figs, "claims": claims}
 
 
 # --- the report: markdown tables, claims.png ---------------------------------------------------
@@ -766,54 +865,66 @@ def fmt(ms, digits=1, signed=False):
 
 
 def ordered_rows(names):
-    """CLAIM_ROWS' order, then any other row names in the order they come."""
-    known = [n for n, _ in CLAIM_ROWS if n in names]
-    return known + [n for n in dict.fromkeys(names) if n not in known]
+    """ROWS' order, then any other row names in the order they come."""
+    return [n for n in ROWS if n in names] + [n for n in dict.fromkeys(names) if n not in ROWS]
 
 
-def budget_label(runs, budget):
-    """'short: 8 epochs, lr 0.01' from what the runs recorded (args.json), so extra flags show."""
-    rs = [r for r in runs if r["budget"] == budget]
-    ep = sorted({r["epochs"] for r in rs})
-    lr = sorted({r["lr"] for r in rs})
-    return f"{budget}: {'/'.join(map(str, ep))} epochs, lr {'/'.join(f'{v:g}' for v in lr)}"
+def condition_label(runs, cond):
+    """'bias 0.9: rho 0.9, camera jitter; 10 epochs, lr 0.01' from what the runs recorded (args.json;
+    the separate row's extra epochs left out), so extra flags show."""
+    spec = CONDITIONS.get(cond, {})
+    rs = [r for r in runs if r["condition"] == cond and r["row"] != "DA separate"] or \
+        [r for r in runs if r["condition"] == cond]
+    ep, lr = sorted({r["epochs"] for r in rs}), sorted({r["lr"] for r in rs})
+    cam = "" if not spec else ", camera jitter" if spec["jitter"] else ", still camera"
+    return (f"{cond}: rho {spec.get('bias', '?')}{cam}; {'/'.join(map(str, ep))} epochs, "
+            f"lr {'/'.join(f'{v:g}' for v in lr)}")
+
+
+def condition_table(runs, an, cond):
+    """The markdown table of one condition, with its validity (static bias) or Fig. 3 line."""
+    s, n = an["summary"][cond], max(v["top1"]["n"] for v in an["summary"][cond].values())
+    vids = {k: list_size(runs, cond, list(s), k) for k in VIDEOS}
+    lines = [f"**{condition_label(runs, cond)}** (mean ± std over {n} seed{'s' * (n > 1)}; "
+             f"{vids['top1'] or '?'} test videos, {vids['aligned_top1'] or '?'} aligned, "
+             f"{vids['conflict_top1'] or '?'} conflicting)", "",
+             "| row | top-1 (%) | aligned top-1 | conflicting top-1 | leaves chance | DC gain s | ENoPR | mean alpha |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in ordered_rows(list(s)):
+        m = s[row]
+        lines.append(f"| {row} | {fmt(m['top1'])} | {fmt(m['aligned_top1'])} | {fmt(m['conflict_top1'])} | "
+                     f"{m['chance']} | {fmt(m['dc_gain'], 3)} | {fmt(m['enopr'], 3)} | {fmt(m['mean_alpha'], 3)} |")
+    if cond in an["validity"]:
+        v = an["validity"][cond]
+        state = {True: "valid", False: "NOT valid", None: "undecided"}[v["valid"]]
+        lines += ["", f"Condition {state}: {v['why']}."]
+    f = an["fig3"].get(cond)
+    if f:
+        per_seed = ", ".join(f"seed {x['seed']}: " + ("–" if x["rho"] is None else f"{x['rho']:+.2f}")
+                             for x in f["seeds"])
+        pooled = "–" if f["pooled_rho"] is None else f"{f['pooled_rho']:+.2f}"
+        lines += ["", f"Fig. 3 ({FIG3_ROW}, per-epoch held-out L_c vs ENoPR): "
+                      + (f["note"] if f["note"] else f"Spearman rho {per_seed}; pooled {pooled}")]
+    return lines + [""]
 
 
 def format_tables(result):
-    """The README's markdown: one table per budget, the Fig. 3 correlations and the claims' verdicts."""
+    """The README's markdown: each table's conditions, then the claims' verdicts with their comparisons."""
     runs, an = result["runs"], analyse(result["runs"])
-    budgets = list(an["summary"])
     lines = []
-    for b in budgets:
-        s = an["summary"][b]
-        n = max(v["indist_top1"]["n"] for v in s.values())
-        lines += [f"**{budget_label(runs, b)}** (mean ± std over {n} seed{'s' * (n > 1)})", "",
-                  "| row | in-distribution top-1 (%) | bias-conflicting top-1 (%) | ENoPR | mean alpha |",
-                  "|---|---|---|---|---|"]
-        for row in ordered_rows(list(s)):
-            m = s[row]
-            lines.append(f"| {row} | {fmt(m['indist_top1'])} | {fmt(m['conflict_top1'])} | "
-                         f"{fmt(m['enopr'], 3)} | {fmt(m['mean_alpha'], 3)} |")
-        f = an["fig3"].get(b)
-        if f:
-            per_seed = ", ".join(f"seed {x['seed']}: " + ("–" if x["rho"] is None else f"{x['rho']:+.2f}")
-                                 for x in f["seeds"])
-            pooled = "–" if f["pooled_rho"] is None else f"{f['pooled_rho']:+.2f}"
-            lines += ["", f"Fig. 3 ({FIG3_ROW}, per-epoch held-out L_c vs ENoPR): "
-                          + (f["note"] if f["note"] else f"Spearman rho {per_seed}; pooled {pooled}")]
-        lines.append("")
-    lines += [f"Verdicts. {RULE}", "", "| claim | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
-    by = {(c["id"], c["budget"]): c for c in an["claims"]}
-    for c in CLAIMS:
-        lines.append(f"| ({c['id']}) {c['claim']} | "
-                     + " | ".join(f"**{by[(c['id'], b)]['verdict']}**" for b in budgets) + " |")
-        for i, comp in enumerate(by[(c["id"], budgets[0])]["comparisons"]):
-            cells = []
-            for b in budgets:
-                x = by[(c["id"], b)]["comparisons"][i]
-                cells.append(f"{x['verdict']}: {x['diff']:+.2f} [{x['lo']:+.2f}, {x['hi']:+.2f}], {x['n']} seeds"
-                             + (f", {x['note']}" if x.get("note") else "") if "diff" in x else f"n/a ({x['why']})")
-            lines.append(f"| &nbsp;&nbsp; {comp['what']} | " + " | ".join(cells) + " |")
+    for t, spec in TABLES.items():
+        conds = [c for c in spec["conditions"] if c in an["summary"]]
+        if conds:
+            lines += [f"### {t} table", ""]
+            for cond in conds:
+                lines += condition_table(runs, an, cond)
+    lines += [f"Verdicts. {RULE}", "", "| claim | condition | verdict |", "|---|---|---|"]
+    for c in an["claims"]:
+        lines.append(f"| ({c['id']}) {c['claim']} | {c['condition']} | **{c['verdict']}** |")
+        for x in c["comparisons"]:
+            cell = (f"{x['verdict']}: {x['diff']:+.2f} [{x['lo']:+.2f}, {x['hi']:+.2f}], {x['n']} seeds"
+                    + (f", {x['note']}" if x.get("note") else "")) if "diff" in x else f"n/a ({x['why']})"
+            lines.append(f"| &nbsp;&nbsp; {x['what']} | | {cell} |")
     if "total_s" in result:
         lines += ["", f"{len(runs)} runs, {result['total_s'] / 60:.1f} min in all "
                       f"(training {sum(r['train_s'] for r in runs) / 60:.1f} min, testing "
@@ -822,35 +933,70 @@ def format_tables(result):
 
 
 def plot_claims(result, path, dpi=100):
-    """claims.png: per budget, in-distribution and bias-conflicting top-1 per row (mean, error bar =
-    std over seeds); last panel, the Fig. 3 scatter of held-out L_c vs ENoPR per epoch."""
+    """claims.png: per condition, aligned and conflicting top-1 per row (mean, error bar = std over
+    seeds); then the mechanism, conflicting top-1 against the final DC gain s of DA, one point per
+    static-bias run coloured by row; last, the Fig. 3 scatter of held-out L_c vs ENoPR per epoch."""
     import visualize                     # matplotlib (Agg) and its atomic save
     plt = visualize.plt
-    an = analyse(result["runs"])
-    budgets = list(an["summary"])
+    runs, an = result["runs"], analyse(result["runs"])
+    conds = [c for spec in TABLES.values() for c in spec["conditions"] if c in an["summary"]]
     n_rows = max(len(v) for v in an["summary"].values())
-    fig, axes = plt.subplots(1, len(budgets) + 1, figsize=(6.5 * (len(budgets) + 1), 2.5 + 0.45 * n_rows), dpi=dpi)
-    for ax, b in zip(axes, budgets):
-        rows = ordered_rows(list(an["summary"][b]))
+    cols = min(3, len(conds) + 2)
+    lines = -(-(len(conds) + 2) // cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(6.5 * cols, (2.5 + 0.4 * n_rows) * lines), dpi=dpi, squeeze=False)
+    axes = axes.ravel()
+    for ax, cond in zip(axes, conds):
+        rows = ordered_rows(list(an["summary"][cond]))
         y = list(range(len(rows)))
-        for off, key, label, color in ((-0.15, "indist_top1", "in-distribution", "C0"),
-                                       (0.15, "conflict_top1", "bias-conflicting", "C3")):
-            ms = [an["summary"][b][r][key] for r in rows]
-            ax.errorbar([m["mean"] for m in ms], [v + off for v in y], xerr=[m["std"] or 0 for m in ms],
-                        fmt="o", color=color, label=label, capsize=3)
+        for off, key, label, color in ((-0.15, "aligned_top1", "aligned", "C0"),
+                                       (0.15, "conflict_top1", "conflicting", "C3")):
+            ms = [an["summary"][cond][r][key] for r in rows]
+            ax.errorbar([m["mean"] if m["mean"] is not None else float("nan") for m in ms], [v + off for v in y],
+                        xerr=[m["std"] or 0 for m in ms], fmt="o", color=color, label=label, capsize=3)
+        ax.axvline(100.0 / SET["classes"], color="grey", lw=0.8, ls=":")
         ax.set_yticks(y)
         ax.set_yticklabels(rows)
         ax.invert_yaxis()
-        ax.set(xlabel="top-1 (%)", xlim=(-2, 102), title=budget_label(result["runs"], b))
+        ax.set(xlabel="top-1 (%)", xlim=(-2, 102), title=condition_label(runs, cond))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    ax = axes[-1]
-    for k, b in enumerate(budgets):
-        for s in an["fig3"].get(b, {}).get("seeds", []):
+    plot_mechanism(axes[len(conds)], runs)
+    plot_fig3(axes[len(conds) + 1], an)
+    for ax in axes[len(conds) + 2:]:
+        ax.axis("off")
+    fig.tight_layout()
+    visualize.save(fig, path, dpi)
+
+
+def plot_mechanism(ax, runs):
+    """Conflicting top-1 against the final DC gain s (the share of a pixel's static colour that passes
+    into DA), one point per static-bias DA run, coloured by row, marked by condition."""
+    rows = ordered_rows([r["row"] for r in runs if r["condition"] in BIAS and r.get("dc_gain") is not None])
+    for i, row in enumerate(rows):
+        for k, cond in enumerate(BIAS):
+            pts = [(r["dc_gain"], r["conflict_top1"]) for r in runs
+                   if r["row"] == row and r["condition"] == cond and r.get("dc_gain") is not None]
+            if pts:
+                x, y = zip(*pts)
+                ax.scatter(x, y, color=f"C{i}", marker="os^"[k % 3], label=f"{row}" if k == 0 else None)
+    if rows:
+        ax.set_xscale("log")
+        ax.legend(fontsize=7, title="marker: " + ", ".join(f"{m} {c}" for m, c in zip("os^", BIAS)),
+                  title_fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no static-bias DA runs", ha="center", va="center", transform=ax.transAxes)
+    ax.axhline(100.0 / SET["classes"], color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="final DC gain s of DA (log)", ylabel="conflicting top-1 (%)", title="DA's static leak")
+    ax.grid(alpha=0.3)
+
+
+def plot_fig3(ax, an):
+    for k, cond in enumerate(an["fig3"]):
+        for s in an["fig3"][cond]["seeds"]:
             if s["pairs"]:
                 x, yv = zip(*s["pairs"])
                 rho = "–" if s["rho"] is None else f"{s['rho']:+.2f}"
-                ax.plot(x, yv, "os^v"[k % 4] + "-", lw=0.8, label=f"{b}, seed {s['seed']}: rho = {rho}")
+                ax.plot(x, yv, "os^v"[k % 4] + "-", lw=0.8, label=f"{cond}, seed {s['seed']}: rho = {rho}")
     if ax.lines:
         ax.legend(fontsize=8)
     else:
@@ -858,12 +1004,10 @@ def plot_claims(result, path, dpi=100):
     ax.set(xlabel="held-out L_c (val_loss, cross-entropy)", ylabel="held-out L_p (val_enopr)",
            title=f"Fig. 3: {FIG3_ROW}, one point per epoch")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    visualize.save(fig, path, dpi)
 
 
 def run_claims(a):
-    """Train every selected row x budget x seed (see the module docstring), then write claims.json,
+    """Train every selected condition x row x seed (see the module docstring), then write claims.json,
     claims.png and print the tables. With --table, only the last part, from an existing claims.json."""
     if a.table:
         result = read_json(a.table, "bench.py claims --table")
@@ -871,39 +1015,34 @@ def run_claims(a):
             raise SystemExit(f"bench.py claims --table: {a.table} holds no runs (expected bench.py claims' JSON)")
         print(format_tables(result))
         return result
-    if a.seeds < 1:
-        raise SystemExit(f"bench.py claims: --seeds must be >= 1, got {a.seeds}")
-    rows = select_rows(a.rows)
+    if a.seeds < 1 or a.set_train < 1 or a.set_crossed < 1:
+        raise SystemExit("bench.py claims: --seeds, --set-train and --set-crossed must be >= 1")
     a.out_dir = a.out_dir or os.path.splitext(a.out)[0] + "_runs"
-    jobs = [(b, name, args, seed) for b in a.budgets for name, args in rows for seed in range(a.seeds)]
-    left = sum(BUDGETS[b]["epochs"] for b, *_ in jobs)
-    t_start, fresh_s, fresh_epochs, runs = time.time(), 0.0, 0, []
-    print(f"bench.py claims: {len(jobs)} runs ({len(rows)} rows x {len(a.budgets)} budgets x {a.seeds} seeds) "
-          f"in {a.out_dir}", flush=True)
-    for i, (b, name, args, seed) in enumerate(jobs):
+    jobs = [(cond, row, seed) for cond, row in select_runs(a) for seed in range(a.seeds)]
+    t_start, fresh_s, fresh, runs = time.time(), 0.0, 0, []
+    print(f"bench.py claims: {len(jobs)} runs in {a.out_dir}", flush=True)
+    for i, (cond, row, seed) in enumerate(jobs):
         t0 = time.time()
-        rec = run_one(a, name, args, b, seed)
+        rec = run_one(a, cond, row, seed)
         runs.append(rec)
-        left -= BUDGETS[b]["epochs"]
         if not rec["reused"]:
-            fresh_s, fresh_epochs = fresh_s + time.time() - t0, fresh_epochs + BUDGETS[b]["epochs"]
-        eta = f"ETA {fmt_time(fresh_s / fresh_epochs * left)}" if fresh_epochs else ""
-        print(f"  [{i + 1}/{len(jobs)}] {b:5s} {name:20s} seed {seed}: in-dist {rec['indist_top1']:5.1f} % | "
-              f"conflict {rec['conflict_top1']:5.1f} % | "
+            fresh_s, fresh = fresh_s + time.time() - t0, fresh + 1
+        eta = f"ETA {fmt_time(fresh_s / fresh * (len(jobs) - i - 1))}" if fresh else ""
+        print(f"  [{i + 1}/{len(jobs)}] {cond:14s} {row:15s} seed {seed}: top-1 {rec['top1']:5.1f} % | aligned "
+              f"{rec['aligned_top1']:5.1f} % | conflicting {rec['conflict_top1']:5.1f} % | "
               + ("reused" if rec["reused"] else f"{rec['train_s']:.0f} s + {rec['eval_s']:.0f} s") + f" | {eta}",
               flush=True)
     for r in runs:
         r.pop("reused")
-    result = {"command": a.command, "rule": RULE, "train_split": a.train_split, "conflict_split": a.conflict_split,
-              "budgets": {b: BUDGETS[b] for b in a.budgets}, "seeds": a.seeds, "rows": [n for n, _ in rows],
-              "train_args": a.train_args, "total_s": time.time() - t_start, "runs": runs}
+    result = {"command": a.command, "rule": RULE, "budget": BUDGET, "seeds": a.seeds, "train_args": a.train_args,
+              "set": dict(SET, bias_train=a.set_train, crossed=a.set_crossed), "conditions": CONDITIONS,
+              "total_s": time.time() - t_start, "runs": runs}
     result.update(analyse(runs))
     atomic_json(result, a.out)
     png = os.path.splitext(a.out)[0] + ".png"
     plot_claims(result, png)
     print("\n" + format_tables(result) + f"\n\nwrote {a.out}, {png}")
     return result
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1076,24 +1215,27 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2, help="loader workers for the loader row")
     p.add_argument("--data-root", default=None, help="synthetic set root (default: data.py's cache folder)")
     p.add_argument("--out", default=None, help="JSON output (default bench.json / claims.json; claims: the PNG beside it)")
-    p.add_argument("--seeds", type=int, default=3, help="claims: seeds 0..N-1 per row and budget (default 3)")
-    p.add_argument("--budgets", nargs="+", default=DEFAULT_BUDGETS, choices=list(BUDGETS),
-                   help="claims: " + ", ".join(f"{k} = {v['epochs']} epochs at lr {v['lr']:g}" for k, v in BUDGETS.items())
-                        + f" (default: {' '.join(DEFAULT_BUDGETS)})")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"claims: seeds 0..N-1 per row and condition (default {DEFAULT_SEEDS})")
+    p.add_argument("--tables", nargs="+", default=None, choices=list(TABLES),
+                   help="claims: " + "; ".join(f"{t}: {', '.join(v['conditions'])}" for t, v in TABLES.items())
+                        + " (default: both)")
+    p.add_argument("--conditions", nargs="+", default=None, choices=list(CONDITIONS),
+                   help="claims: only these conditions of the tables")
     p.add_argument("--rows", action="append", default=None, metavar="NAME",
-                   help="claims: only these rows (exact name, else a substring; repeatable). Rows: "
-                        + ", ".join(n for n, _ in CLAIM_ROWS))
-    p.add_argument("--train-split", type=int, default=TRAIN_SPLIT,
-                   help=f"claims: train.py --split (default {TRAIN_SPLIT}: static cue goes with the class)")
-    p.add_argument("--conflict-split", type=int, default=CONFLICT_SPLIT,
-                   help=f"claims: evaluate.py --split of the bias-conflicting list (default {CONFLICT_SPLIT})")
+                   help="claims: only these rows (exact name, else a substring; repeatable). Rows: " + ", ".join(ROWS))
+    p.add_argument("--set-train", type=int, default=SET["bias_train"],
+                   help=f"claims: training videos per class of each condition's set (default {SET['bias_train']})")
+    p.add_argument("--set-crossed", type=int, default=SET["crossed"],
+                   help=f"claims: test videos per class and background (default {SET['crossed']}: "
+                        f"{SET['classes'] ** 2 * SET['crossed']} test videos)")
     p.add_argument("--out-dir", default=None,
                    help="claims: where the runs go (default: OUT without .json + _runs); rerunning continues it")
     p.add_argument("--table", default=None, metavar="CLAIMS.json",
                    help="claims: print the tables and verdicts of an existing claims.json; trains nothing")
     argv = list(sys.argv[1:] if argv is None else argv)
-    # claims: everything after a bare `--` goes to train.py unchanged, after the row's and budget's flags
-    # (so it can override them, e.g. -- --frames 8)
+    # claims: everything after a bare `--` goes to train.py unchanged, after the row's and the budget's
+    # flags (so it can override them, e.g. -- --frames 8)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     args.train_args = train_args

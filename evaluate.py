@@ -29,6 +29,7 @@ and rank 0 alone prints and writes.
 """
 import argparse
 import copy
+import itertools
 import os
 import time
 from typing import NamedTuple, Optional
@@ -123,6 +124,7 @@ class Predictions(NamedTuple):
     views: Optional[int]        # views per video V (None when the loader was empty)
     forwarded: int              # clips (views) that went through the model
     unreadable: int             # rows with label -1 (unreadable videos): dropped, only counted
+    index: Optional[torch.Tensor] = None   # (N,) each row's index in the loader's dataset
 
 
 def predict(model, loader, device, amp=None, progress=None) -> Predictions:
@@ -133,18 +135,21 @@ def predict(model, loader, device, amp=None, progress=None) -> Predictions:
     forward pass and counted in `unreadable`. progress: None or a callable given the number of
     videos (readable or not) done so far, after each batch."""
     model.eval()
-    all_scores, all_labels = [], []
+    all_scores, all_labels, all_index = [], [], []
     enopr_sum, enopr_count, views, forwarded, unreadable, seen = 0.0, 0, None, 0, 0, 0
+    # the dataset index of each item, in the order batches bring them (a plain list: its own order)
+    order = iter(loader.sampler) if hasattr(loader, "sampler") else itertools.count()
     with torch.no_grad():
         for clip, label in loader:
             label = torch.as_tensor(label).view(-1).long()              # (B,)
+            index = torch.tensor([next(order) for _ in range(label.numel())], dtype=torch.long)
             if clip.dim() == 5:
                 clip = clip.unsqueeze(1)                                 # (B, 1, S*T, C, H, W)
             views, seen = clip.shape[1], seen + label.numel()
             keep = label >= 0
             if not bool(keep.all()):
                 unreadable += int((~keep).sum())
-                clip, label = clip[keep], label[keep]
+                clip, label, index = clip[keep], label[keep], index[keep]
             if label.numel():
                 B, V = clip.shape[:2]
                 x = clip.flatten(0, 1).to(device, non_blocking=True)    # (B*V, S*T, C, H, W)
@@ -152,6 +157,7 @@ def predict(model, loader, device, amp=None, progress=None) -> Predictions:
                     out = model(x)
                 all_scores.append(average_view_scores(out.logits.view(B, V, -1)).cpu())   # (B, K)
                 all_labels.append(label)
+                all_index.append(index)
                 forwarded += B * V
                 if out.pwtp is not None:                                 # (B*V*S,) per segment
                     enopr_sum += float(out.pwtp.enopr.float().sum())
@@ -160,7 +166,8 @@ def predict(model, loader, device, amp=None, progress=None) -> Predictions:
                 progress(seen)
     scores = torch.cat(all_scores) if all_scores else torch.zeros(0, 0)
     labels = torch.cat(all_labels) if all_labels else torch.zeros(0, dtype=torch.long)
-    return Predictions(scores, labels, enopr_sum, enopr_count, views, forwarded, unreadable)
+    index = torch.cat(all_index) if all_index else torch.zeros(0, dtype=torch.long)
+    return Predictions(scores, labels, enopr_sum, enopr_count, views, forwarded, unreadable, index)
 
 
 def gather_predictions(p: Predictions) -> Predictions:
@@ -174,7 +181,8 @@ def gather_predictions(p: Predictions) -> Predictions:
                        labels=torch.cat([q.labels for q in parts]),
                        enopr_sum=sum(q.enopr_sum for q in parts), enopr_count=sum(q.enopr_count for q in parts),
                        views=next((q.views for q in parts if q.views is not None), None),
-                       forwarded=sum(q.forwarded for q in parts), unreadable=sum(q.unreadable for q in parts))
+                       forwarded=sum(q.forwarded for q in parts), unreadable=sum(q.unreadable for q in parts),
+                       index=torch.cat([q.index for q in parts]))
 
 
 def gather_unreadable(ds):
@@ -436,6 +444,7 @@ def evaluate_dataset(ctx):
     atomic_json(result, out)
     stem = out[:-5] if out.endswith(".json") else out
     write_csvs(stem, classes, conf, per_class_accuracy(conf))
+    write_per_video(stem + "_per_video.csv", ds, classes, p)
     report(ctx, result, out, stem)
     return result
 
@@ -481,7 +490,7 @@ def report(ctx, r, out, stem):
         ctx.log(f"  unreadable, left out: {path}")
     if len(r["unreadable"]) > 10:
         ctx.log(f"  ... {len(r['unreadable']) - 10} more unreadable videos, all listed in {out}")
-    ctx.log(f"  wrote {out}, {stem}_per_class.csv, {stem}_confusion.csv")
+    ctx.log(f"  wrote {out}, {stem}_per_class.csv, {stem}_confusion.csv, {stem}_per_video.csv")
 
 
 def write_csvs(stem, classes, conf, per_class):
@@ -493,6 +502,15 @@ def write_csvs(stem, classes, conf, per_class):
                 for k, name in enumerate(classes)])
     atomic_csv(stem + "_confusion.csv", ["true\\pred"] + list(classes),
                [[name] + [int(v) for v in conf[k]] for k, name in enumerate(classes)])
+
+
+def write_per_video(path, ds, classes, p):
+    """One row per readable test video, in the dataset's order: its path, true and predicted class
+    and the predicted class's probability (averaged over the views), for analyses by video."""
+    conf, pred = p.scores.max(dim=1)
+    rows = sorted((int(i), int(y), int(k), float(c)) for i, y, k, c in zip(p.index, p.labels, pred, conf))
+    atomic_csv(path, ["path", "label", "class", "predicted", "predicted_class", "probability"],
+               [[ds.samples[i][0], y, classes[y], k, classes[k], f"{c:.6f}"] for i, y, k, c in rows])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -267,6 +267,13 @@ def test_three_crops_two_clips_give_six_views(checkpoint, synth_root, tmp_path):
     with open(str(tmp_path / "eval_confusion.csv")) as f:
         conf = list(csv.reader(f))
     assert len(conf) == 5 and sum(int(v) for r in conf[1:] for v in r[1:]) == 4
+    # one row per video, in the test list's order, agreeing with the per-class counts
+    with open(str(tmp_path / "eval_per_video.csv")) as f:
+        videos = list(csv.DictReader(f))
+    ds = data.build_dataset("synthetic", synth_root, split=1, train=False, segments=2, frames=2, crop_size=32)
+    assert [v["path"] for v in videos] == [path for path, _ in ds.samples]
+    assert [int(v["label"]) for v in videos] == [label for _, label in ds.samples]
+    assert sum(v["label"] == v["predicted"] for v in videos) == correct
 
 
 def test_single_view_default_and_bad_checkpoint(checkpoint, synth_root, tmp_path, capsys):
