@@ -5,6 +5,7 @@
     python bench.py --quick      # tiny sizes, a few seconds (what the test suite runs)
     python bench.py claims       # the evidence for the paper's claims (below), claims.json + .png
     python bench.py claims --table claims.json     # its tables and verdicts again, no training
+    python bench.py claims --table a.json b.json --out all.json   # several claims runs as one report
     python bench.py reproduce    # REPRODUCE.md's tables: each paper table as commands, with their cost
 
 Why ratios and not seconds: absolute times depend on the machine; the paper's efficiency claims
@@ -44,7 +45,9 @@ a binomial floor on the spread).
     python bench.py claims --tables static-bias --seeds 5   # one table, more seeds
     python bench.py claims --conditions balanced --rows RGB --seeds 2 -- --workers 1
 Runs go to claims_runs/ (--out-dir); rerunning the same command continues or reuses them. Each run's wall
-time is recorded in claims.json, and the progress lines print an ETA from the runs so far: COSTNOTE
+time is recorded in claims.json, and the progress lines print an ETA from the runs so far. A run takes
+about 80 s on 2 CPU cores (torch 2.13), so the full default (34 row-conditions x 3 seeds = 102 runs)
+takes about 2.5 hours; README lists the parts that were run, with their commands and wall times.
 """
 import argparse
 import csv
@@ -52,6 +55,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -120,7 +124,9 @@ TABLES = {
                     "rows": ["RGB", "RGB difference", "DA constant 1", "DA constant 3", "DA constant 10",
                              "DA constant 30", "DA mgda loss+", "DA separate"]},
 }
-# The budget (ours, not swept): BUDGET_NOTE. Pass `-- --epochs N --lr X` for others.
+# The budget (ours, not swept): 10 epochs at lr 0.01, about 1-1.5 minutes a run on 2 CPU cores. At it
+# the RGB difference clearly leaves chance in every condition, RGB does not on the balanced set
+# (README). Pass `-- --epochs N --lr X` for others.
 BUDGET = {"epochs": 10, "lr": 0.01}
 DEFAULT_SEEDS = 3
 CONTROLS = ("RGB difference", "RGB")   # (positive, negative) control of every static-bias condition
@@ -926,9 +932,11 @@ def format_tables(result):
                     + (f", {x['note']}" if x.get("note") else "")) if "diff" in x else f"n/a ({x['why']})"
             lines.append(f"| &nbsp;&nbsp; {x['what']} | | {cell} |")
     if "total_s" in result:
+        cmd = result.get("command", "")
         lines += ["", f"{len(runs)} runs, {result['total_s'] / 60:.1f} min in all "
                       f"(training {sum(r['train_s'] for r in runs) / 60:.1f} min, testing "
-                      f"{sum(r['eval_s'] for r in runs) / 60:.1f} min): `{result.get('command', '')}`"]
+                      f"{sum(r['eval_s'] for r in runs) / 60:.1f} min): "
+                      + "; ".join(f"`{c}`" for c in (cmd if isinstance(cmd, list) else [cmd]))]
     return "\n".join(lines)
 
 
@@ -1006,13 +1014,32 @@ def plot_fig3(ax, an):
     ax.grid(alpha=0.3)
 
 
+def merge_results(paths):
+    """One result from one or more claims.json files: their runs (a later file's run replaces an
+    earlier one of the same condition, row and seed), summed wall time and every command."""
+    merged, runs, commands, total = {}, {}, [], 0.0
+    for path in paths:
+        result = read_json(path, "bench.py claims --table")
+        if not isinstance(result, dict) or not result.get("runs"):
+            raise SystemExit(f"bench.py claims --table: {path} holds no runs (expected bench.py claims' JSON)")
+        merged.update({k: v for k, v in result.items() if k not in ("runs", "command", "total_s")})
+        runs.update({(r["condition"], r["row"], r["seed"]): r for r in result["runs"]})
+        cmd = result.get("command", [])
+        commands += cmd if isinstance(cmd, list) else [cmd]
+        total += result.get("total_s", 0.0)
+    return dict(merged, runs=list(runs.values()), command=commands if len(commands) > 1 else commands[0],
+                total_s=total)
+
+
 def run_claims(a):
     """Train every selected condition x row x seed (see the module docstring), then write claims.json,
     claims.png and print the tables. With --table, only the last part, from an existing claims.json."""
     if a.table:
-        result = read_json(a.table, "bench.py claims --table")
-        if not isinstance(result, dict) or not result.get("runs"):
-            raise SystemExit(f"bench.py claims --table: {a.table} holds no runs (expected bench.py claims' JSON)")
+        result = merge_results(a.table)
+        if len(a.table) > 1:          # several runs of `claims` (other rows, other conditions): one report
+            result.update(analyse(result["runs"]))
+            atomic_json(result, a.out)
+            plot_claims(result, os.path.splitext(a.out)[0] + ".png")
         print(format_tables(result))
         return result
     if a.seeds < 1 or a.set_train < 1 or a.set_crossed < 1:
@@ -1231,15 +1258,16 @@ def main(argv=None):
                         f"{SET['classes'] ** 2 * SET['crossed']} test videos)")
     p.add_argument("--out-dir", default=None,
                    help="claims: where the runs go (default: OUT without .json + _runs); rerunning continues it")
-    p.add_argument("--table", default=None, metavar="CLAIMS.json",
-                   help="claims: print the tables and verdicts of an existing claims.json; trains nothing")
+    p.add_argument("--table", nargs="+", default=None, metavar="CLAIMS.json",
+                   help="claims: print the tables and verdicts of an existing claims.json; trains nothing. "
+                        "Several files (runs of other rows or conditions) are merged and written to --out")
     argv = list(sys.argv[1:] if argv is None else argv)
     # claims: everything after a bare `--` goes to train.py unchanged, after the row's and the budget's
     # flags (so it can override them, e.g. -- --frames 8)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     args.train_args = train_args
-    args.command = "python bench.py " + " ".join(argv)
+    args.command = "python bench.py " + shlex.join(argv)
     args.out = args.out or {"claims": "claims.json", "reproduce": "reproduce.json"}.get(args.mode, "bench.json")
     return {"claims": run_claims, "reproduce": run_reproduce}.get(args.mode, run_bench)(args)
 

@@ -279,6 +279,27 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
     assert (tmp_path / "claims.png").stat().st_size > 1000
 
 
+def test_table_merges_several_claims_runs(tmp_path, capsys):
+    # Two `claims` runs of other rows: one report, one run per (condition, row, seed), the later file
+    # winning, wall times summed, both commands shown; the merged JSON and plot go to --out.
+    first = [fake_run("RGB", "balanced", s, 25 + s, 25) for s in range(3)]
+    second = [fake_run("DA constant 10", "balanced", s, 80 + s, 80) for s in range(3)] + \
+        [fake_run("RGB", "balanced", 2, 30, 30)]
+    paths = []
+    for i, runs in enumerate((first, second)):
+        paths.append(str(tmp_path / f"c{i}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump({"runs": runs, "total_s": 60.0 * (i + 1), "command": f"python bench.py claims #{i}"}, f)
+    out = tmp_path / "all.json"
+    bench.main(["claims", "--table", *paths, "--out", str(out)])
+    text = capsys.readouterr().out
+    merged = json.loads(out.read_text())
+    assert len(merged["runs"]) == 6 and merged["total_s"] == 180.0
+    assert [r["top1"] for r in merged["runs"] if r["row"] == "RGB"] == [25, 26, 30]
+    assert "6 runs, 3.0 min in all" in text and "`python bench.py claims #0`; `python bench.py claims #1`" in text
+    assert (tmp_path / "all.png").stat().st_size > 1000
+
+
 def test_mgda_slightly_below_constant_is_non_inferior():
     # Claim (d) is '>=': one point below constant, tightly measured, holds; ten points below is reversed.
     runs = [fake_run("DA constant 1", "balanced", s, 90.0 + s, 0.0) for s in range(3)]

@@ -39,8 +39,8 @@ def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2]
     assert set(rows[0]) == set(train.LOG_FIELDS)
-    # the quick start's joint training is constant lambda = 1 (see train.SYNTHETIC_DEFAULTS)
-    assert all(float(r["loss_c"]) > 0 and 0 < float(r["loss_p"]) < 2 and float(r["lam"]) == 1.0
+    # the quick start's joint training is constant lambda = 30 (see train.SYNTHETIC_DEFAULTS)
+    assert all(float(r["loss_c"]) > 0 and 0 < float(r["loss_p"]) < 2 and float(r["lam"]) == 30.0
                and r["alpha"] == "" for r in rows)
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert len(metrics) == 1 and metrics[0]["step"] == 2 and metrics[0]["partial"]
@@ -49,7 +49,7 @@ def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys
     args = json.load(open(os.path.join(run, "args.json")))
     # unset flags took the CPU-sized synthetic configuration
     assert args["backbone"] == "tsm" and args["depth"] == 18 and args["small"] is True
-    assert args["joint"] == "constant" and args["lam"] == 1.0
+    assert args["joint"] == "constant" and args["lam"] == 30.0
     ckpt = torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=False)
     for key in ("model", "model_config", "args", "epoch", "step", "optimizer", "scheduler", "scaler",
                 "rng", "best_top1", "classes"):
