@@ -621,18 +621,18 @@ LEVEL = 0.95            # two-sided confidence level of every interval (ours)
 MIN_EFFECT = 5.0        # points of top-1: a smaller difference is "not shown", however sure (ours)
 NI_MARGIN = 5.0         # claim (d): MGDA may sit at most this many points below constant lambda (ours)
 RULE = ("Each comparison 'A > B' pairs the two rows by seed (the same seed gives both rows the same data "
-        "order) and takes the two-sided 95 % t interval of the mean per-seed difference A - B, with the "
+        f"order) and takes the two-sided {100 * LEVEL:g} % t interval of the mean per-seed difference A - B, with the "
         "per-seed standard deviation floored at the binomial standard error of a difference of two runs on "
         "the test list (sqrt(p(1-p)/n) for each run, p from the row's mean, n the list's videos), so rows "
         "with no spread cannot pass on any difference. It holds when the interval lies above 0 and the mean "
-        "difference is at least 5 points, is reversed when the interval lies below 0 and the mean is at "
-        "most -5 points, and is not shown otherwise; it needs >= 2 seeds run by both rows. A row 'leaves "
+        f"difference is at least {MIN_EFFECT:g} points, is reversed when the interval lies below 0 and the mean is at "
+        f"most -{MIN_EFFECT:g} points, and is not shown otherwise; it needs >= 2 seeds run by both rows. A row 'leaves "
         "chance' when the same test, applied to its top-1 minus chance (25 %) with the binomial floor of one "
         "run, holds. Scene-balanced claims count a comparison only when both rows leave chance; a "
         "static-bias condition is valid only when its positive control (RGB difference) leaves chance on the "
         "conflicting videos and its negative control (RGB) does not, and claim (b) is judged only in valid "
-        "conditions. Claim (d), 'MGDA >= constant lambda', is non-inferiority with a 5-point margin: it "
-        "holds when the interval lies above -5 points and is reversed when it lies below -5. Claim (e) holds "
+        f"conditions. Claim (d), 'MGDA >= constant lambda', is non-inferiority with a {NI_MARGIN:g}-point margin: it "
+        f"holds when the interval lies above -{NI_MARGIN:g} points and is reversed when it lies below -{NI_MARGIN:g}. Claim (e) holds "
         "when the t interval of the per-seed Spearman rho (held-out L_c vs ENoPR over the epochs) lies above "
         "0. A claim holds when all its comparisons hold, is reversed when all are reversed, and holds partly "
         "when some hold. False positives, simulated (tests/test_bench.py; no true difference, per-run "
@@ -1037,9 +1037,7 @@ def run_claims(a):
     if a.table:
         result = merge_results(a.table)
         if len(a.table) > 1:          # several runs of `claims` (other rows, other conditions): one report
-            result.update(analyse(result["runs"]))
-            atomic_json(result, a.out)
-            plot_claims(result, os.path.splitext(a.out)[0] + ".png")
+            save_result(result, a.out)
         print(format_tables(result))
         return result
     if a.seeds < 1 or a.set_train < 1 or a.set_crossed < 1:
@@ -1064,12 +1062,18 @@ def run_claims(a):
     result = {"command": a.command, "rule": RULE, "budget": BUDGET, "seeds": a.seeds, "train_args": a.train_args,
               "set": dict(SET, bias_train=a.set_train, crossed=a.set_crossed), "conditions": CONDITIONS,
               "total_s": time.time() - t_start, "runs": runs}
-    result.update(analyse(runs))
-    atomic_json(result, a.out)
-    png = os.path.splitext(a.out)[0] + ".png"
-    plot_claims(result, png)
+    png = save_result(result, a.out)
     print("\n" + format_tables(result) + f"\n\nwrote {a.out}, {png}")
     return result
+
+
+def save_result(result, out):
+    """Add the analysis to `result`, write it to `out` and its plot beside it; returns the plot's path."""
+    result.update(analyse(result["runs"]))
+    atomic_json(result, out)
+    png = os.path.splitext(out)[0] + ".png"
+    plot_claims(result, png)
+    return png
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ view"); accuracy tables use N temporal clips x 3 spatial crops covering the fram
 scores of all views of a video are averaged before the arg-max (Feichtenhofer et al.).
 
 Reported (printed, and written as eval_{dataset}-split{split}-{clips}x{crops}.json next to the
-checkpoint, with per-class accuracy, confusion-matrix and per-video prediction CSVs beside it): top-1 / top-5 (%), mean
-class accuracy (%, the usual UCF101/HMDB51 metric next to top-1), ENoPR (Eq. 7, mean over every
-segment of every view; DA input only), parameters (total and PWTP), FLOPs of one view, views.
+checkpoint, with per-class accuracy, confusion-matrix and per-video prediction CSVs beside it):
+top-1 / top-5 (%), mean class accuracy (%, the usual UCF101/HMDB51 metric next to top-1), ENoPR
+(Eq. 7, mean over every segment of every view; DA input only), parameters (total and PWTP), FLOPs
+of one view, views.
 
 Unreadable videos. The test protocol never substitutes a video (training does, data.py): an
 undecodable test video comes back as (zeros, label -1); `predict` drops those rows, every metric is

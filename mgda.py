@@ -34,8 +34,8 @@ follow Sener & Koltun's reference code, which offers them as optional):
     g_c on theta_p, that point is (almost) g_p itself: alpha -> 0 and PWTP learns from L_p alone.
     Measured: alpha averaged 0.085 over training on the claims benchmark's scene-balanced set (10
     epochs at lr 0.01, TSM-R18 small, 3 seeds, 2-core CPU; `bench.py claims`, assets/claims.json),
-    where ||g_c|| is ~1000x ||g_p|| on theta_p; that row stayed at chance. `normalize` (--mgda-normalize) divides each
-    gradient by a per-task normaliser before Eq. 12 (alpha is still applied to the unnormalised
+    where ||g_c|| is ~1000x ||g_p|| on theta_p; that row stayed at chance. `normalize`
+    (--mgda-normalize) divides each gradient by a per-task normaliser before Eq. 12 (alpha is still applied to the unnormalised
     gradients); `space` (--mgda-space) derives alpha from the gradients w.r.t. the per-pixel bases A
     instead of theta_p (the MGDA-UB analogue). See `normalizers` and `JointTraining`.
 """

@@ -226,6 +226,22 @@ def _row_range(v):
     return r if r > 0 else 1.0
 
 
+def _row_colorbar(fig, r, S, im, vmax, display):
+    """One colour bar for signed row r, right of its S panels, labelled with how the row is drawn."""
+    W_in, H_in = da_figsize(S)
+    cax = fig.add_axes([(DA_LABEL + S * DA_PANEL + 0.1) / W_in, (DA_PANEL * (DA_ROWS - 1 - r) + 0.15) / H_in,
+                        0.15 / W_in, (DA_PANEL - 0.55) / H_in])
+    if display == "diverging":
+        cb = fig.colorbar(im, cax=cax)
+        cb.set_label("signed luminance\n(normalised input units)", fontsize=7)
+    else:
+        # The RGB rows still get a scale: grey ramp from -vmax to +vmax.
+        sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(-vmax, vmax), cmap="gray")
+        cb = fig.colorbar(sm, cax=cax)
+        cb.set_label("per-channel value\n(grey = 0)", fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+
+
 def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
     """Draw the `da` figure. clip01: (S, T, 3, H, W) in [0, 1]; reps: from `representations`."""
     S, T = clip01.shape[:2]
@@ -271,21 +287,8 @@ def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
                 ax.set_xlabel(f"ENoPR {reps['enopr'][s].item():.3f}", fontsize=8)
             if s == 0:
                 ax.set_ylabel(label, fontsize=9)
-        # One colour bar per signed row, on the right, labelled with how the row is drawn.
         if key != "mean":
-            cax = fig.add_axes([(DA_LABEL + S * DA_PANEL + 0.1) / W_in,
-                                (DA_PANEL * (DA_ROWS - 1 - r) + 0.15) / H_in,
-                                0.15 / W_in, (DA_PANEL - 0.55) / H_in])
-            if display == "diverging":
-                cb = fig.colorbar(im, cax=cax)
-                cb.set_label("signed luminance\n(normalised input units)", fontsize=7)
-            else:
-                # The RGB rows still get a scale: grey ramp from -vmax to +vmax.
-                sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(-vmax, vmax),
-                                                  cmap="gray")
-                cb = fig.colorbar(sm, cax=cax)
-                cb.set_label("per-channel value\n(grey = 0)", fontsize=7)
-            cb.ax.tick_params(labelsize=7)
+            _row_colorbar(fig, r, S, im, vmax, display)
     # Wrap the title to the figure width (~13 characters per inch at 10 pt) so it is never cut off.
     text = textwrap.fill(title, width=max(40, int(W_in * 13))) + f"\nsigned rows: {how}"
     fig.suptitle(text, fontsize=10, y=1 - 0.05 / H_in, va="top")
