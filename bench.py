@@ -572,10 +572,13 @@ def separate_epochs(epochs):
 
 
 def train_command(a, cond, name, seed, run_dir, root):
-    """train.py's command line of one run; the `separate` row gets separate_epochs() more epochs."""
+    """train.py's command line of one run; the `separate` row gets separate_epochs() more epochs.
+    Only FIG3_ROW validates after every epoch (Fig. 3 needs each epoch's held-out losses); the others
+    after the last only (--val-every 0, which leaves training unchanged: evaluate.py tests them)."""
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--dataset", "synthetic", "--data-root", root,
            "--split", str(SPLIT), "--epochs", str(BUDGET["epochs"]), "--lr", str(BUDGET["lr"]), *ROWS[name],
-           "--seed", str(seed), "--out", run_dir, "--resume", "auto", *a.train_args]
+           "--seed", str(seed), "--out", run_dir, "--resume", "auto", "--val-every", "1" if name == FIG3_ROW else "0",
+           *a.train_args]
     if "separate" in ROWS[name]:
         epochs = int(cmd[len(cmd) - cmd[::-1].index("--epochs")])           # the last --epochs given
         cmd += ["--epochs", str(epochs + separate_epochs(epochs)), "--separate-epochs", str(separate_epochs(epochs))]

@@ -444,19 +444,21 @@ def validate(model, loader, device, amp, num_classes, stop=None):
 
 
 def validate_and_save(run, state, partial, stop=None):
-    """Validate, record metrics.json, save last.pt (and best.pt when top-1 improved). `partial`:
-    stopped mid-epoch. A signal during validation saves the training state as it was before it
-    (--resume validates again) and returns False; otherwise True."""
+    """Validate (unless --val-every skips this epoch), record metrics.json, save last.pt (and best.pt
+    when top-1 improved). `partial`: stopped mid-epoch. A signal during validation saves the training
+    state as it was before it (--resume validates again) and returns False; otherwise True."""
     t0, before = time.time(), runs.make_checkpoint(run, state)     # what a signal mid-validation saves
+    due = partial or runs.validation_due(run.args, state["epoch"])
     try:
-        metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes, stop)
+        metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes, stop) \
+            if due else {}
     except runs.Interrupted:
         runs.save_checkpoint(run, state, ck=before)
         return False
     entry = runs.epoch_entry(run, state, metrics, partial)    # train loss / top-1 / DC gain over the epoch
     state["history"].append(entry)
-    improved = metrics["val_top1"] > state["best_top1"]
-    state["best_top1"] = max(state["best_top1"], metrics["val_top1"])
+    improved = due and metrics["val_top1"] > state["best_top1"]
+    state["best_top1"] = max(state["best_top1"], metrics.get("val_top1", -1.0))
     if not partial:                               # the checkpoint points at the next epoch's start
         state.update(epoch=state["epoch"] + 1, batch_in_epoch=0, epoch_sums=runs.new_state()["epoch_sums"])
     runs.save_checkpoint(run, state, best=improved)

@@ -56,7 +56,7 @@ class Run(NamedTuple):
 
 # Flags that may be changed when resuming: they do not change the computation (--lr does, and
 # says so when it is used).
-RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every", "tensorboard", "lr")
+RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every", "tensorboard", "val_every", "lr")
 
 
 def add_run_flags(flag):
@@ -83,6 +83,8 @@ def add_run_flags(flag):
               "against fp16's narrow range); losses, PWTP's solve and the optimiser stay in float32")
     flag("--device", default="auto", help="auto | cpu | cuda (default auto; may change on --resume, as --amp)")
     flag("--log-every", type=int, default=None, help="steps between progress lines / log.csv rows")
+    flag("--val-every", type=int, default=1, metavar="N", help="validate after every N-th epoch and after the "
+         "last (0: after the last only); skipped validations change nothing in training (default 1)")
     flag("--tensorboard", action="store_true",
          help="also write log.csv's scalars to RUN_DIR/tensorboard (needs the tensorboard package)")
     flag("--dry-run", action="store_true",
@@ -390,7 +392,8 @@ def warn_if_args_json_edited(path, saved, log):
     except (OSError, ValueError):
         return                             # missing or unreadable: it is rewritten from the checkpoint
     ours = json.loads(json.dumps(saved))  # tuples as lists, like the file
-    skip = {"resume", "out", "max_steps", "workers", "log_every", "tensorboard", "device", "amp", "dry_run"}
+    skip = {"resume", "out", "max_steps", "workers", "log_every", "tensorboard", "val_every", "device", "amp",
+            "dry_run"}
     differ = sorted(k for k in set(on_disk) | set(ours) if k not in skip and on_disk.get(k) != ours.get(k))
     if differ and isinstance(on_disk, dict):
         log(f"warning: {path} differs from the checkpoint in " + ", ".join("--" + k.replace("_", "-") for k in differ)
@@ -685,7 +688,16 @@ def report_skipped(run):
             run.log("warning: " + note)
 
 
+def validation_due(args, epoch):
+    """--val-every N: validate after epoch index `epoch` (0-based) when it is every N-th or the last."""
+    last = epoch + 1 >= args.epochs
+    return last or (args.val_every > 0 and (epoch + 1) % args.val_every == 0)
+
+
 def epoch_line(entry, seconds, improved):
+    if "val_top1" not in entry:                   # --val-every skipped this epoch's validation
+        return (f"epoch {entry['epoch']:.2f} (not validated, --val-every): train loss {entry['train_loss']:.4f} "
+                f"train top-1 {entry['train_top1']:.1f} %")
     enopr = f" | ENoPR {entry['val_enopr']:.4f}" if entry["val_enopr"] is not None else ""
     return (f"epoch {entry['epoch']:.2f} validation ({entry['val_videos']} videos, {seconds:.1f} s): "
             f"top-1 {entry['val_top1']:.2f} % | top-5 {entry['val_top5']:.2f} % | "
@@ -722,8 +734,8 @@ def closing_lines(run, state, reason, signum):
     if reason == "max_steps":
         run.log(f"stopped at --max-steps {run.args.max_steps} (step {state['step']} of {run.total_steps}); "
                 f"continue with: python train.py --resume {run_dir}")
-    if history:
-        last = history[-1]
+    last = next((h for h in reversed(history) if "val_top1" in h), None)    # --val-every may skip epochs
+    if last is not None:
         enopr = f", ENoPR {last['val_enopr']:.4f}" if last["val_enopr"] is not None else ""
         run.log(f"final validation: top-1 {last['val_top1']:.2f} %, top-5 {last['val_top5']:.2f} %, "
                 f"mean class accuracy {last['val_mean_class_acc']:.2f} %{enopr} "
@@ -757,7 +769,7 @@ def check_flags(args):
         ("sched_a", 0 < args.sched_a <= 1, "in (0, 1] (Eq. 13)"), ("sched_b", args.sched_b > 0, "> 0 (Eq. 13)"),
         ("lam_min", 0 <= args.lam_min <= args.lam, "in [0, --lam] (Eq. 13)"),
         ("separate_epochs", args.separate_epochs > 0, "> 0"), ("log_every", args.log_every >= 1, ">= 1"),
-        ("split", args.split >= 1, ">= 1"),
+        ("val_every", args.val_every >= 0, ">= 0 (0 = the last epoch only)"), ("split", args.split >= 1, ">= 1"),
         ("max_steps", args.max_steps is None or args.max_steps >= 1, ">= 1"),
         ("subset", args.subset is None or args.subset >= 1, ">= 1"),
         ("overfit", args.overfit is None or args.overfit >= 1, ">= 1"),

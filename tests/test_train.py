@@ -114,6 +114,22 @@ def test_resume_is_bit_exact(synth_root, tmp_path):
     assert [e["val_top1"] for e in ma] == [e["val_top1"] for e in mb]
 
 
+def test_val_every_skips_validations_without_changing_training(synth_root, tmp_path, capsys):
+    """--val-every 0 validates after the last epoch only: the same weights and training log as
+    validating every epoch, one metrics.json entry per epoch, the skipped ones without val_*."""
+    common = ["--data-root", synth_root, "--epochs", "3", "--log-every", "1", "--workers", "0"] + TINY
+    a = train.main(common + ["--out", str(tmp_path / "a")])
+    b = train.main(common + ["--out", str(tmp_path / "b"), "--val-every", "0"])
+    sa, sb = a["model"].state_dict(), b["model"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [e["train_loss"] for e in a["history"]] == [e["train_loss"] for e in b["history"]]
+    assert ["val_top1" in e for e in b["history"]] == [False, False, True]
+    assert b["history"][-1]["val_top1"] == a["history"][-1]["val_top1"] and os.path.exists(tmp_path / "b" / "best.pt")
+    assert capsys.readouterr().out.count("(not validated, --val-every)") == 2
+    with pytest.raises(SystemExit, match="--val-every must be >= 0"):
+        train.main(common + ["--out", str(tmp_path / "c"), "--val-every", "-1"])
+
+
 def test_amp_fp16_uses_a_grad_scaler_and_resumes_exactly(synth_root, tmp_path, capsys):
     """--amp fp16 (run on CPU autocast here; CUDA in real use): the GradScaler's state is saved in
     the checkpoint and restored, so a resumed fp16 run still equals an uninterrupted one; MGDA's
