@@ -40,15 +40,16 @@ import torch
 import torch.nn.functional as F
 
 import data
-from support import layouts, synthetic     # video file extensions; the synthetic set's default root
-from support.checkpoints import class_list_error, export_weights, load_checkpoint, model_from_checkpoint, result_path
+from support import layouts, synthetic     # --video folders; the synthetic set's default root
+from support.loading import unreadable_over_ranks   # the unreadable test videos of every rank
+from support.checkpoints import (class_list_error, export_weights, load_checkpoint, model_from_checkpoint, result_path,
+                                 write_per_video, write_result_csvs)
 from support.system import (AMP_DTYPES, Progress, atomic_csv, atomic_json, autocast, available_cores,
                             close_distributed, gather_objects, resolve_device, setup_distributed)
 
 
-# ---------------------------------------------------------------------------------------------
-# Metric functions: small, pure, tensor in -> number out. All accuracies are in percent.
-# ---------------------------------------------------------------------------------------------
+# ========== Metrics ==============================================================================
+# Small and pure: tensors in, a number out. All accuracies are in percent.
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict:
     """Top-k accuracy in percent for each k in ks.
 
@@ -113,9 +114,7 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
             "mean_class_acc": mean_class_accuracy(scores, labels, num_classes)}
 
 
-# ---------------------------------------------------------------------------------------------
-# Running a model over a test loader (train.py's validation too)
-# ---------------------------------------------------------------------------------------------
+# ========== Running a model over a test loader (train.py's validation too) =======================
 class Predictions(NamedTuple):
     """What `predict` returns for this rank's videos (after gather_predictions: for every rank's)."""
     scores: torch.Tensor        # (N, K) softmax averaged over the views of each readable video
@@ -186,12 +185,6 @@ def gather_predictions(p: Predictions) -> Predictions:
                        index=torch.cat([q.index for q in parts]))
 
 
-def gather_unreadable(ds):
-    """Sorted paths of the unreadable videos of dataset `ds` over every rank (data.py's
-    `unreadable()` counts in shared memory, so DataLoader workers' failures are included)."""
-    return sorted({path for part in gather_objects(list(ds.unreadable())) for path in part})
-
-
 def count_flops(model, segments, frames, crop_size, device):
     """FLOPs of one view (a (1, S*T, 3, crop, crop) clip), counted by torch's FlopCounterMode: matrix
     products and convolutions only, one multiply-add = 2 FLOPs."""
@@ -203,8 +196,8 @@ def count_flops(model, segments, frames, crop_size, device):
     return counter.get_total_flops()
 
 
-# ---------------------------------------------------------------------------------------------
-# Static-bias probe (--static-probe; ours, after the StillMix paper's SCUBA/SCUFO idea): how much of
+# ========== The static-bias probe ================================================================
+# --static-probe (ours, after the StillMix paper's SCUBA/SCUFO idea): how much of
 # the accuracy static cues alone buy. Two extra passes over the test set:
 #   frozen    every clip replaced by its own middle frame repeated over all S*T frames: no motion;
 #   conflict  every clip mixed 50/50 with the middle frame of a video of ANOTHER class (partner_order):
@@ -213,7 +206,6 @@ def count_flops(model, segments, frames, crop_size, device):
 # that contain the constant direction, a static image added to a clip leaves DA unchanged (Eq. 5-6;
 # tests/test_evaluate.py checks the algebra); PWTP computes its bases from the clip itself (Eq. 2-4)
 # and the mix halves the moving part too, so for the model the probe is an experiment, not an identity.
-# ---------------------------------------------------------------------------------------------
 def still_frame(clip: torch.Tensor) -> torch.Tensor:
     """(..., S*T, C, H, W) -> (..., C, H, W): the clip's middle frame, index S*T // 2 (the later of
     the two middle ones for even S*T). The middle rather than the first is our choice: it is the
@@ -276,9 +268,7 @@ class StaticProbeDataset(torch.utils.data.Dataset):
                            f"{label} to mix into video {index}")
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
+# ========== Command line =========================================================================
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -374,9 +364,7 @@ def run_protocol(ctx, ds, what):
     return gather_predictions(predict(ctx.model, loader, ctx.device, ctx.amp, progress))
 
 
-# ---------------------------------------------------------------------------------------------
-# The test protocol on a dataset's test split
-# ---------------------------------------------------------------------------------------------
+# ========== The test protocol on a dataset's test split ==========================================
 def load_test_split(ctx):
     """(ds, dataset, data_root, split): the test split as the run was trained (unless flags say
     otherwise), with the test protocol's views and substitute=False (unreadable -> label -1)."""
@@ -430,7 +418,7 @@ def evaluate_dataset(ctx):
     t0 = time.time()
     p = run_protocol(ctx, ds, f"{dataset} split {split}")
     elapsed = time.time() - t0
-    unreadable = gather_unreadable(ds)
+    unreadable = unreadable_over_ranks(ds)
     if p.labels.numel() == 0:
         raise SystemExit(f"evaluate.py: none of the {len(ds)} test videos of {dataset} at {data_root} could be "
                          f"read (e.g. {unreadable[:3]}); check them with `python data.py inspect`")
@@ -444,8 +432,8 @@ def evaluate_dataset(ctx):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     atomic_json(result, out)
     stem = out[:-5] if out.endswith(".json") else out
-    write_csvs(stem, classes, conf, per_class_accuracy(conf))
-    write_per_video(stem + "_per_video.csv", ds, classes, p)
+    write_result_csvs(stem, classes, conf, per_class_accuracy(conf))     # per class, confusion matrix
+    write_per_video(stem + "_per_video.csv", ds.samples, classes, p)    # one row per video
     report(ctx, result, out, stem)
     return result
 
@@ -494,52 +482,12 @@ def report(ctx, r, out, stem):
     ctx.log(f"  wrote {out}, {stem}_per_class.csv, {stem}_confusion.csv, {stem}_per_video.csv")
 
 
-def write_csvs(stem, classes, conf, per_class):
-    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv (rows = true
-    class, columns = predicted class), each written atomically."""
-    acc = [per_class[k].item() for k in range(len(classes))]
-    atomic_csv(stem + "_per_class.csv", ["class_index", "class", "videos", "correct", "accuracy"],
-               [[k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc[k] != acc[k] else f"{acc[k]:.4f}"]
-                for k, name in enumerate(classes)])
-    atomic_csv(stem + "_confusion.csv", ["true\\pred"] + list(classes),
-               [[name] + [int(v) for v in conf[k]] for k, name in enumerate(classes)])
-
-
-def write_per_video(path, ds, classes, p):
-    """One row per readable test video, in the dataset's order: its path, true and predicted class
-    and the predicted class's probability (averaged over the views), for analyses by video."""
-    conf, pred = p.scores.max(dim=1)
-    rows = sorted((int(i), int(y), int(k), float(c)) for i, y, k, c in zip(p.index, p.labels, pred, conf))
-    atomic_csv(path, ["path", "label", "class", "predicted", "predicted_class", "probability"],
-               [[ds.samples[i][0], y, classes[y], k, classes[k], f"{c:.6f}"] for i, y, k, c in rows])
-
-
-# ---------------------------------------------------------------------------------------------
-# Predicting videos (--video)
-# ---------------------------------------------------------------------------------------------
+# ========== Predicting videos (--video) ==========================================================
 class VideoPrediction(NamedTuple):
     path: str
     index: int                   # position in the --video list (the dataset's sample index)
     names: list                  # top-k class names, best first
     probs: list                  # their view-averaged probabilities
-
-
-def video_files(paths):
-    """(files, folders, skipped): --video arguments expanded; a folder gives every file directly
-    inside it whose extension is one of layouts.VIDEO_EXTS, sorted by name; `skipped` lists the
-    folders' other entries (not videos, or sub-folders), which are left out."""
-    files, folders, skipped = [], [], []
-    for path in paths:
-        if not os.path.isdir(path):
-            files.append(path)
-            continue
-        entries = sorted(os.path.join(path, n) for n in os.listdir(path))
-        found = [e for e in entries if e.lower().endswith(layouts.VIDEO_EXTS) and os.path.isfile(e)]
-        if not found:
-            raise SystemExit(f"evaluate.py: --video {path!r} is a folder without video files "
-                             f"({' '.join(layouts.VIDEO_EXTS)})")
-        files, folders, skipped = files + found, folders + [path], skipped + [e for e in entries if e not in found]
-    return files, folders, skipped
 
 
 def video_dataset(ctx, files):
@@ -560,7 +508,7 @@ def predict_videos(ctx):
     """--video: top-k classes of each file, printed; a CSV for folders (or --out); --da-png. Exits
     non-zero when no file could be read."""
     args = ctx.args
-    files, folders, skipped = video_files(args.video)
+    files, folders, skipped = layouts.video_arguments(args.video)
     csv_out = args.out
     if csv_out is None and len(folders) == 1:
         folder = os.path.normpath(os.path.abspath(folders[0]))
@@ -569,7 +517,7 @@ def predict_videos(ctx):
         raise SystemExit("evaluate.py: several --video folders: say where the predictions go with --out FILE.csv")
     ds = video_dataset(ctx, files)
     p = run_protocol(ctx, ds, "predicting")
-    unreadable = gather_unreadable(ds)
+    unreadable = unreadable_over_ranks(ds)
     if p.labels.numel() == 0:
         raise SystemExit(f"evaluate.py: none of the {len(files)} --video files could be read "
                          f"(e.g. {unreadable[:3]}); check them with `python data.py inspect`")
@@ -618,9 +566,7 @@ def save_da_pngs(ctx, ds, rows, out):
     return written
 
 
-# ---------------------------------------------------------------------------------------------
-# main
-# ---------------------------------------------------------------------------------------------
+# ========== main =================================================================================
 def main(argv=None):
     """Returns the result dict on rank 0 (None on the other ranks)."""
     args = parse_args(argv)

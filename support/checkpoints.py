@@ -1,6 +1,7 @@
 """This project's checkpoint files: reading them with errors that name the file, rebuilding the model
-one describes, and exporting shareable weights. train.py writes them (support/runs.py), evaluate.py
-and visualize.py read them here. Other codebases' weight formats live in support/weights.py.
+one describes, and exporting shareable weights; and evaluate.py's result files (where its JSON goes,
+the CSVs beside it). train.py writes checkpoints (support/runs.py), evaluate.py and visualize.py read
+them here. Other codebases' weight formats live in support/weights.py.
 
 A checkpoint (RUN_DIR/last.pt, best.pt) is a dict: "model" (a DAModel state dict), "model_config"
 (backbones.build_model's keyword arguments), "classes", "args" (train.py's flags), and, for
@@ -13,7 +14,7 @@ import pickle
 
 import torch
 
-from support.system import atomic_torch_save
+from support.system import atomic_csv, atomic_torch_save
 
 
 def read_torch_file(path, what, warn=False):
@@ -92,6 +93,27 @@ def result_path(out, checkpoint, name, dataset, data_root):
                          f"this one is of {dataset} at {root}; not overwriting it. Pass --out with "
                          "another file (or remove the old one)")
     return out
+
+
+def write_result_csvs(stem, classes, conf, per_class):
+    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv (rows = true
+    class, columns = predicted class), each written atomically."""
+    acc = [per_class[k].item() for k in range(len(classes))]
+    atomic_csv(stem + "_per_class.csv", ["class_index", "class", "videos", "correct", "accuracy"],
+               [[k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc[k] != acc[k] else f"{acc[k]:.4f}"]
+                for k, name in enumerate(classes)])
+    atomic_csv(stem + "_confusion.csv", ["true\\pred"] + list(classes),
+               [[name] + [int(v) for v in conf[k]] for k, name in enumerate(classes)])
+
+
+def write_per_video(path, samples, classes, p):
+    """One row per readable test video, in the dataset's order: its path, true and predicted class
+    and the predicted class's probability (averaged over the views), for analyses by video.
+    `p`: evaluate.Predictions (index, labels, view-averaged scores); samples: the dataset's (path, label)."""
+    conf, pred = p.scores.max(dim=1)
+    rows = sorted((int(i), int(y), int(k), float(c)) for i, y, k, c in zip(p.index, p.labels, pred, conf))
+    atomic_csv(path, ["path", "label", "class", "predicted", "predicted_class", "probability"],
+               [[samples[i][0], y, classes[y], k, classes[k], f"{c:.6f}"] for i, y, k, c in rows])
 
 
 def model_state(ckpt):

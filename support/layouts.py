@@ -526,6 +526,24 @@ def parse_dataset(name, data_root, split=1, train=True):
     return PARSERS[name](data_root, split, train)
 
 
+def video_arguments(paths):
+    """(files, folders, skipped): --video arguments expanded; a folder gives every file directly
+    inside it whose extension is one of VIDEO_EXTS, sorted by name; `skipped` lists the
+    folders' other entries (not videos, or sub-folders), which are left out."""
+    files, folders, skipped = [], [], []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        entries = sorted(os.path.join(path, n) for n in os.listdir(path))
+        found = [e for e in entries if e.lower().endswith(VIDEO_EXTS) and os.path.isfile(e)]
+        if not found:
+            raise SystemExit(f"evaluate.py: --video {path!r} is a folder without video files "
+                             f"({' '.join(VIDEO_EXTS)})")
+        files, folders, skipped = files + found, folders + [path], skipped + [e for e in entries if e not in found]
+    return files, folders, skipped
+
+
 def inspect(name, data_root, split, limit, check):
     """`python data.py inspect`: print classes, split sizes, how many videos decode, the decodable
     frame-count range, and every checked video whose header frame count differs from the frames that

@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 import torch
 
+from support.system import gather_objects
+
 
 class SkippedVideoWarning(RuntimeWarning):
     """A video could not be read (replaced by another one in training, scored as unreadable at test)."""
@@ -59,6 +61,12 @@ class SkipLog:
         items = ", ".join(f"{p} (x{c})" for p, c in s.most_common(10))
         more = f", ... {len(s) - 10} more" if len(s) > 10 else ""
         return f"{self.name}: {sum(s.values())} reads of {len(s)} unreadable videos were skipped: {items}{more}"
+
+
+def unreadable_over_ranks(ds):
+    """Sorted paths of the unreadable videos of dataset `ds` over every rank (its SkipLog counts in
+    shared memory, so DataLoader workers' failures are included)."""
+    return sorted({path for part in gather_objects(list(ds.unreadable())) for path in part})
 
 
 # Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C

@@ -1,8 +1,6 @@
 """A frame index means the n-th decodable frame of a video, whatever its time stamps: read_frames on
 files with irregular time stamps (an AVI with empty chunks, whose header over-counts), variable frame
 rate (mp4, mkv) and regular ones, compared with a full decode. Frame folders read in numeric order."""
-import os
-
 import av
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """train.py end to end on real encoded videos (a tiny synthetic set), on CPU:
 files of a run, learning (--overfit) with every joint strategy, bit-exact resume, torchrun with
 two gloo ranks, the non-finite-loss stop, and the recipe's pieces (LR schedule, frozen BN)."""
+import argparse
 import csv
 import hashlib
 import json
@@ -242,7 +243,7 @@ def test_lr_schedule_warmup_then_cosine():
 
 def test_head_gets_5x_lr_and_weight_decay_and_bn_freezing():
     model = backbones.build_model("tsm", 4, input="da", segments=2, frames=4, depth=18, small=True, crop_size=32)
-    args = train.argparse.Namespace(lr=0.1, weight_decay=1e-3, pwtp_lr_mult=1.0)
+    args = argparse.Namespace(lr=0.1, weight_decay=1e-3, pwtp_lr_mult=1.0)
     frozen = train.frozen_batchnorms(model)
     for m in frozen:
         m.requires_grad_(False)
@@ -386,7 +387,7 @@ def test_tensorboard_is_optional_and_mirrors_log_csv(synth_root, tmp_path, monke
 
 # --- recipes for every starting point -------------------------------------------------------
 def test_recipe_follows_the_starting_point(synth_root, tmp_path, capsys):
-    ns = lambda **k: train.argparse.Namespace(**{"dataset": "ucf101", "backbone": "tsm", **k})
+    ns = lambda **k: argparse.Namespace(**{"dataset": "ucf101", "backbone": "tsm", **k})
     kin, why = train.choose_recipe(ns(), "kinetics")
     assert kin["freeze_bn"] and kin["lr"] == 0.001 and "Appendix A" in why
     img, why = train.choose_recipe(ns(), "imagenet")
