@@ -32,8 +32,8 @@ Why plain Eq. 12 collapses here, and the two options against it (neither is in t
 follow Sener & Koltun's reference code, which offers them as optional):
     Eq. 12 picks the point of the segment [g_p, g_c] closest to 0. When g_p is much shorter than
     g_c on theta_p, that point is (almost) g_p itself: alpha -> 0 and PWTP learns from L_p alone.
-    Measured: alpha averaged 0.085 over training on the claims benchmark's scene-balanced set (10
-    epochs at lr 0.01, TSM-R18 small, 3 seeds, 2-core CPU; `bench.py claims`, assets/claims.json),
+    Measured: alpha averaged 0.10 over training on the claims benchmark's scene-balanced set (10
+    epochs at lr 0.01, TSM-R18 small, 5 seeds, 2-core CPU; `bench.py claims`, assets/claims.json),
     where ||g_c|| is ~1000x ||g_p|| on theta_p; that row stayed at chance. `normalize`
     (--mgda-normalize) divides each gradient by a per-task normaliser before Eq. 12 (alpha is still applied to the unnormalised
     gradients); `space` (--mgda-space) derives alpha from the gradients w.r.t. the per-pixel bases A

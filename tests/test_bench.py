@@ -250,6 +250,7 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
         for cond, diff in (("bias 0.9", [60, 65, 70][s]), ("bias 0.7", [25, 26, 24][s])):  # 0.7: no motion read
             runs += [fake_run("RGB", cond, s, 70, [1, 2, 0][s]), fake_run("RGB difference", cond, s, 80, diff),
                      fake_run("DA constant 10", cond, s, 75, [30, 40, 35][s], dc_gain=0.02)]
+    runs += [fake_run("RGB", "bias 0.9", 3, 70, 0), fake_run("RGB difference", "bias 0.9", 3, 80, 62)]  # a 4th seed
     path = tmp_path / "claims.json"
     path.write_text(json.dumps({"runs": runs, "total_s": 600.0, "command": "python bench.py claims"}))
     bench.main(["claims", "--table", str(path)])
@@ -259,6 +260,7 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
     assert "| RGB | 81.0 ± 1.0 | 81.0 ± 1.0 | 42.3 ± 2.5 | holds | – | – | – |" in text   # side by side
     assert "| DA constant 1 | 96.0 ± 1.0 | 96.0 ± 1.0 | 91.0 ± 1.0 | holds | 0.010 ± 0.000 | 0.160 ± 0.000 | – |" in text
     assert "| DA separate | 25.0 ± 1.0 | 25.0 ± 1.0 | 25.0 ± 0.0 | not shown |" in text
+    assert "**bias 0.9: rho 0.9, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3-4 seeds; 4: RGB, RGB difference;" in text
     assert "Condition valid: positive control (RGB difference) leaves chance" in text
     assert "Condition NOT valid: positive control (RGB difference) does not leave chance" in text
     verdicts = {tuple(ln.split(" | ")[:2]): ln.split(" | ")[2] for ln in text.splitlines() if ln.startswith("| (")}
@@ -273,7 +275,7 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
     assert "| &nbsp;&nbsp; DA mgda - RGB | | n/a (DA mgda not clearly above chance) |" in text
     assert "| &nbsp;&nbsp; DA constant 1 - RGB | | holds: +15.00 [+12.52, +17.48], 3 seeds, no floor" in text
     assert "n/a (DA separate not clearly above chance)" in text
-    assert "Spearman rho seed 0: +1.00" in text and "33 runs, 10.0 min in all" in text
+    assert "Spearman rho seed 0: +1.00" in text and "35 runs, 10.0 min in all" in text
     assert "False positives" in text                                       # the rule, with its error rate
     bench.plot_claims(json.loads(path.read_text()), str(tmp_path / "claims.png"))
     assert (tmp_path / "claims.png").stat().st_size > 1000
