@@ -80,10 +80,8 @@ DENSE_DATASETS = ("kinetics400", "minikinetics")  # Sec. 4: dense sampling for K
 # to right", Appendix A) and the synthetic set (MoveRight vs MoveLeft): a flip would swap two classes.
 NO_FLIP = ("sthv1", "synthetic")
 
-# ---------------------------------------------------------------------------------------------------
-# Frame sampling (indices only; pure functions of their arguments and the rng).
-# ---------------------------------------------------------------------------------------------------
-
+# ========== Frame sampling =======================================================================
+# Indices only: pure functions of their arguments and the rng.
 def sparse_indices(num_frames, segments, frames, train, rng=None, clip=0, clips=1):
     """TSN sparse sampling: S segments of T consecutive frame indices, shape (S*T,).
 
@@ -126,10 +124,8 @@ def dense_indices(num_frames, length, train, rng=None, clip=0, clips=1):
     return np.minimum(start + np.arange(L), F_ - 1).astype(np.int64)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Decoding: PyAV for video files, PIL for JPEG frame folders. Both return uint8 (N, H, W, 3).
-# ---------------------------------------------------------------------------------------------------
-
+# ========== Decoding =============================================================================
+# PyAV for video files, PIL for JPEG frame folders. Both return uint8 (N, H, W, 3).
 class ShortVideo(ValueError):
     """read_frames: the stream ended after `decoded` frames, before a wanted frame below `expected` (the
     count the caller sampled from; by default the container header's). Headers do over-count: a real
@@ -318,11 +314,10 @@ def read_frames(path, indices, num_frames=None):
         out.update({w: last for w in wanted if w not in out})  # length unknown: past the end = last frame
     return np.stack([out[i] for i in indices])
 
-# ---------------------------------------------------------------------------------------------------
-# Transforms on uint8 frames (N, H, W, 3) -> float (N, 3, h, w). Every crop is one box for all frames of
-# a clip (the same spatial window in every frame, or the motion would be corrupted).
-# ---------------------------------------------------------------------------------------------------
 
+# ========== Transforms ===========================================================================
+# uint8 frames (N, H, W, 3) -> float (N, 3, h, w). Every crop is one box for all frames of a clip
+# (the same spatial window in every frame, or the motion would be corrupted).
 def multiscale_crop_box(h, w, rng, scales=MULTISCALE, max_distort=1):
     """TSN multi-scale crop: side lengths from `scales` x short side (height and width at most
     `max_distort` steps apart), placed at one of 13 fixed positions (corners, centre, edge centres,
@@ -377,10 +372,7 @@ def normalize(x):
     return x.sub_(_MEAN).div_(_STD) if not x.requires_grad else (x - _MEAN) / _STD
 
 
-# ---------------------------------------------------------------------------------------------------
-# The dataset
-# ---------------------------------------------------------------------------------------------------
-
+# ========== The dataset ==========================================================================
 class ShortVideoWarning(RuntimeWarning):
     """A video decodes fewer frames than its header says; its clips are sampled from those that decode."""
 
@@ -550,10 +542,7 @@ def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, cr
                         count_cache=framecounts.count_cache_path(root))  # true counts of short videos
 
 
-# ---------------------------------------------------------------------------------------------------
-# Samplers and loaders
-# ---------------------------------------------------------------------------------------------------
-
+# ========== Samplers and loaders =================================================================
 def _rank_world(rank=None, world_size=None):
     """(rank, world size): the given ones, else torch.distributed's when it is initialised, else (0, 1)."""
     r, w = 0, 1
@@ -661,10 +650,8 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
     return Loaders(train, val, len(classes), list(classes), sampler)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Command line: write the synthetic set, check a dataset in place, prepare it for fast loading
-# ---------------------------------------------------------------------------------------------------
-
+# ========== Command line =========================================================================
+# Write the synthetic set, check a dataset in place, prepare it for fast loading.
 def _check_video(path):
     """(header count, decodable count) of one video, fully decoded, then read as a test clip would be."""
     header, true = count_frames(path), decodable_frames(path)

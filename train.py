@@ -10,8 +10,8 @@ The file reads in the order a run happens: 1. the recipe and the flags; 2. the m
 and schedule; 3. one training step (train_step: forward, L_c, L_p of Eq. 8, the joint-training
 backward of Algorithm 1 / Eq. 9-13, clipping, the SGD step); 4. validation and the end of an epoch;
 5. the loop and main. Run management (the run folder, resume, signals, checkpoints, log.csv,
---dry-run) is support/runs.py; device, torchrun, AMP and atomic writes are support/system.py.
-Each is called in one line that says why.
+--dry-run) is support/runs.py; device, torchrun, AMP and atomic writes are support/system.py; every
+flag's help text is support/flags.py. Each is called in one line that says why.
 
 Distributed (torchrun): no DistributedDataParallel, which averages the one gradient of one backward
 pass; MGDA needs g_c and g_p apart (Eq. 11-12), averaged over ranks before alpha, so that every rank
