@@ -1034,7 +1034,7 @@ def merge_results(paths):
         cmd = result.get("command", [])
         commands += cmd if isinstance(cmd, list) else [cmd]
         total += result.get("total_s", 0.0)
-    return dict(merged, runs=list(runs.values()), command=commands if len(commands) > 1 else commands[0],
+    return dict(merged, runs=list(runs.values()), command=commands[0] if len(commands) == 1 else commands,
                 total_s=total)
 
 

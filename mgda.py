@@ -35,9 +35,10 @@ follow Sener & Koltun's reference code, which offers them as optional):
     Measured: alpha averaged 0.10 over training on the claims benchmark's scene-balanced set (10
     epochs at lr 0.01, TSM-R18 small, 5 seeds, 2-core CPU; `bench.py claims`, assets/claims.json),
     where ||g_c|| is ~1000x ||g_p|| on theta_p; that row stayed at chance. `normalize`
-    (--mgda-normalize) divides each gradient by a per-task normaliser before Eq. 12 (alpha is still applied to the unnormalised
-    gradients); `space` (--mgda-space) derives alpha from the gradients w.r.t. the per-pixel bases A
-    instead of theta_p (the MGDA-UB analogue). See `normalizers` and `JointTraining`.
+    (--mgda-normalize) divides each gradient by a per-task normaliser before Eq. 12 (alpha is still
+    applied to the unnormalised gradients); `space` (--mgda-space) derives alpha from the gradients
+    w.r.t. the per-pixel bases A instead of theta_p (the MGDA-UB analogue). See `normalizers` and
+    `JointTraining`.
 """
 import math
 from typing import Iterable, List, Optional, Sequence

@@ -49,8 +49,9 @@ from support.system import (AMP_DTYPES, any_rank, atomic_json, autocast, broadca
 # README, "The paper's claims"): on these clips ||g_c|| on PWTP is about 1000 x ||g_p||, so plain
 # Eq. 12's alpha collapses, PWTP barely moves and the model stays at chance, while a constant weight
 # on L_p learns the motion (lambda 1-30: 45-61 % on the balanced benchmark set, 5 seeds); lambda = 30
-# because the quick start's own run ends at 95 % with it and at 75 % with lambda = 1. Real datasets default to MGDA, as in the paper, with --mgda-normalize loss+ (ours:
-# support/flags.py says why); the paper's plain Eq. 12 is --mgda-normalize none.
+# because the quick start's own run ends at 95 % with it and at 75 % with lambda = 1. Real datasets
+# default to MGDA, as in the paper, with --mgda-normalize loss+ (ours: support/flags.py says why);
+# the paper's plain Eq. 12 is --mgda-normalize none.
 SYNTHETIC_DEFAULTS = dict(
     backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64, joint="constant",
     lam=30.0, epochs=30, batch_size=8, lr=0.005, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
@@ -362,8 +363,8 @@ def validate_and_save(run, state, partial, stop=None):
     """Validate (unless --val-every skips this epoch), record metrics.json, save last.pt (and best.pt
     when top-1 improved). `partial`: stopped mid-epoch. A signal during validation saves the training
     state as it was before it (--resume validates again) and returns False; otherwise True."""
-    t0, before = time.time(), runs.make_checkpoint(run, state)     # what a signal mid-validation saves
-    due = partial or runs.validation_due(run.args, state["epoch"])
+    t0, due = time.time(), partial or runs.validation_due(run.args, state["epoch"])
+    before = runs.make_checkpoint(run, state) if due else None     # what a signal mid-validation saves
     try:
         metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes, stop) \
             if due else {}
