@@ -28,10 +28,11 @@ Rows:
                      train.train_step on its batches (train.build_run builds both).
 
 `bench.py claims`: can the paper's claims fail here? Two tables, each trained through `python
-train.py` and tested through `python evaluate.py` (subprocesses: the code a user runs) on synthetic sets
-written for the purpose (support/synthetic.py; CONDITIONS): each set's training list shows a class on its
-own background for a fraction rho of its videos, and its test list crosses every class with every
-background, so one list gives aligned (own background) and conflicting top-1.
+train.py` (a subprocess: the code a user runs) and tested by its last validation (the single-view test
+of `python evaluate.py`, on the same list), on synthetic sets written for the purpose
+(support/synthetic.py; CONDITIONS): each set's training list shows a class on its own background for a
+fraction rho of its videos, and its test list crosses every class with every background, so one list
+gives aligned (own background) and conflicting top-1.
   scene-balanced table  rho = 1/4: no background says anything about the class. Claims (a) DA beats RGB,
                         (c) joint beats separate training, (d) MGDA >= constant lambda (non-inferiority),
                         (e) Fig. 3 (Spearman). A row counts only where it clearly leaves chance.
@@ -469,7 +470,7 @@ def print_table(res):
 
 
 # ---------------------------------------------------------------------------------------------
-# `bench.py claims`: every row trained through train.py, tested through evaluate.py
+# `bench.py claims`: every row trained through train.py and tested by its last validation
 # ---------------------------------------------------------------------------------------------
 def slug(name):
     return name.lower().replace(" ", "_").replace("+", "plus").replace(".", "")
@@ -531,7 +532,8 @@ def condition_set(a, cond):
 
 def by_alignment(per_video_csv, root):
     """Top-1 (%) and videos on the aligned (own background) and the conflicting videos of the crossed
-    list, from evaluate.py's per-video CSV and the set's synth_meta.json."""
+    list, from a per-video CSV (train.py's val_per_video.csv, evaluate.py's _per_video.csv) and the
+    set's synth_meta.json."""
     videos = read_json(os.path.join(root, "synth_meta.json"))["videos"]
     hits = {True: [0, 0], False: [0, 0]}
     with open(per_video_csv, newline="") as f:
@@ -548,19 +550,20 @@ def by_alignment(per_video_csv, root):
 
 
 def read_run(run_dir, root):
-    """The numbers of one finished run: test.json and its per-video CSV (evaluate.py on the crossed
-    list), metrics.json (per-epoch validation for Fig. 3; the last epoch's mean DC gain s of DA),
-    log.csv's alpha column, and the budget args.json records."""
+    """The numbers of one finished run: metrics.json's last validation (the test: the crossed list is
+    split 6's validation list; Fig. 3 reads every epoch's) and the val_per_video.csv it wrote, the last
+    epoch's mean DC gain s of DA, log.csv's alpha column, and the budget args.json records."""
     metrics = [m for m in read_json(os.path.join(run_dir, "metrics.json")) if not m.get("partial")]
-    if not metrics:
-        raise SystemExit(f"bench.py claims: {run_dir}/metrics.json holds no finished epoch")
+    if not metrics or "val_top1" not in metrics[-1]:
+        raise SystemExit(f"bench.py claims: {run_dir}/metrics.json holds no validated last epoch")
     with open(os.path.join(run_dir, "log.csv"), newline="") as f:
         alphas = [float(r["alpha"]) for r in csv.DictReader(f) if r.get("alpha")]
-    targs, test = read_json(os.path.join(run_dir, "args.json")), read_json(os.path.join(run_dir, "test.json"))
-    return {"epochs": targs["epochs"], "lr": targs["lr"], "classes": test["model_config"]["num_classes"],
-            "top1": test["top1"], "videos": test["videos"],
-            **by_alignment(os.path.join(run_dir, "test_per_video.csv"), root),
-            "dc_gain": metrics[-1].get("dc_gain"), "enopr": test.get("enopr"),
+    targs, test = read_json(os.path.join(run_dir, "args.json")), metrics[-1]
+    classes = read_json(os.path.join(root, "synth_meta.json"))["classes"]
+    return {"epochs": targs["epochs"], "lr": targs["lr"], "classes": len(classes),
+            "top1": test["val_top1"], "videos": test["val_videos"],
+            **by_alignment(os.path.join(run_dir, "val_per_video.csv"), root),
+            "dc_gain": test.get("dc_gain"), "enopr": test.get("val_enopr"),
             "mean_alpha": statistics.mean(alphas) if alphas else None,
             # per epoch, for Fig. 3 (val_loss: the held-out cross-entropy; None where metrics.json has none)
             "val_loss": [m.get("val_loss") for m in metrics], "val_enopr": [m.get("val_enopr") for m in metrics]}
@@ -575,7 +578,7 @@ def separate_epochs(epochs):
 def train_command(a, cond, name, seed, run_dir, root):
     """train.py's command line of one run; the `separate` row gets separate_epochs() more epochs.
     Only FIG3_ROW validates after every epoch (Fig. 3 needs each epoch's held-out losses); the others
-    after the last only (--val-every 0, which leaves training unchanged: evaluate.py tests them)."""
+    after the last only (--val-every 0, which leaves training unchanged), the test read_run reads."""
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--dataset", "synthetic", "--data-root", root,
            "--split", str(SPLIT), "--epochs", str(BUDGET["epochs"]), "--lr", str(BUDGET["lr"]), *ROWS[name],
            "--seed", str(seed), "--out", run_dir, "--resume", "auto", "--val-every", "1" if name == FIG3_ROW else "0",
@@ -587,10 +590,10 @@ def train_command(a, cond, name, seed, run_dir, root):
 
 
 def run_one(a, cond, name, seed):
-    """Train one row for one seed in one condition, test last.pt on the crossed list. A run folder
-    that already holds the same command is continued (train.py --resume auto) or, when finished,
-    reused; one that holds another command is an error. train_s / eval_s: wall time of the calls that
-    finished the run (a continued run counts only its continuation)."""
+    """Train one row for one seed in one condition; its last validation tests the final weights on the
+    crossed list. A run folder that already holds the same command is continued (train.py --resume
+    auto) or, when finished, reused; one that holds another command is an error. train_s: wall time
+    of the call that finished the run, testing included (a continued run counts only its continuation)."""
     run_dir = os.path.join(a.out_dir, slug(cond), slug(name), f"seed{seed}")
     root = condition_set(a, cond)
     train_cmd = train_command(a, cond, name, seed, run_dir, root)
@@ -606,14 +609,8 @@ def run_one(a, cond, name, seed):
     atomic_json({"row": name, "condition": cond, "seed": seed, "train_cmd": train_cmd}, record_path)
     t0 = time.time()
     call(train_cmd, os.path.join(run_dir, "train.log"))
-    train_s = time.time() - t0
-    workers = read_json(os.path.join(run_dir, "args.json"))["workers"]     # evaluate with the run's loaders
-    eval_cmd = [sys.executable, os.path.join(HERE, "evaluate.py"), "--checkpoint", os.path.join(run_dir, "last.pt"),
-                "--split", str(SPLIT), "--out", os.path.join(run_dir, "test.json"), "--workers", str(workers)]
-    t0 = time.time()
-    call(eval_cmd, os.path.join(run_dir, "eval.log"))
     rec = {"row": name, "condition": cond, "seed": seed, "run_dir": run_dir, "train_cmd": train_cmd,
-           "eval_cmd": eval_cmd, "train_s": train_s, "eval_s": time.time() - t0, **read_run(run_dir, root)}
+           "train_s": time.time() - t0, **read_run(run_dir, root)}
     atomic_json(dict(rec, done=True), record_path)
     return dict(rec, reused=False)
 
@@ -940,24 +937,31 @@ def format_tables(result):
             lines.append(f"| &nbsp;&nbsp; {x['what']} | | {cell} |")
     if "total_s" in result:
         cmd = result.get("command", "")
+        testing = sum(r.get("eval_s", 0.0) for r in runs)     # a separate evaluate.py call, in older files
         lines += ["", f"{len(runs)} runs, {result['total_s'] / 60:.1f} min in all "
-                      f"(training {sum(r['train_s'] for r in runs) / 60:.1f} min, testing "
-                      f"{sum(r['eval_s'] for r in runs) / 60:.1f} min): "
+                      f"(train.py {sum(r['train_s'] for r in runs) / 60:.1f} min"
+                      + (f", evaluate.py {testing / 60:.1f} min): " if testing else "): ")
                       + "; ".join(f"`{c}`" for c in (cmd if isinstance(cmd, list) else [cmd]))]
     return "\n".join(lines)
 
 
 def plot_claims(result, path, dpi=100):
     """claims.png: per condition, aligned and conflicting top-1 per row (mean, error bar = std over
-    seeds); then the mechanism, conflicting top-1 against the final DC gain s of DA, one point per
-    static-bias run coloured by row; last, the Fig. 3 scatter of held-out L_c vs ENoPR per epoch."""
+    seeds); then, where the runs have them, the mechanism (conflicting top-1 against the final DC gain
+    s of DA, one point per static-bias run coloured by row) and the Fig. 3 scatter of held-out L_c vs
+    ENoPR per epoch."""
     import visualize                     # matplotlib (Agg) and its atomic save
     plt = visualize.plt
     runs, an = result["runs"], analyse(result["runs"])
     conds = [c for spec in TABLES.values() for c in spec["conditions"] if c in an["summary"]]
+    extras = [panel for panel, has in (
+        (lambda ax: plot_mechanism(ax, runs),
+         any(r["condition"] in BIAS and r.get("dc_gain") is not None for r in runs)),
+        (lambda ax: plot_fig3(ax, an), any(s["pairs"] for f in an["fig3"].values() for s in f["seeds"])))
+        if has]
     n_rows = max(len(v) for v in an["summary"].values())
-    cols = min(3, len(conds) + 2)
-    lines = -(-(len(conds) + 2) // cols)
+    cols = min(3, len(conds) + len(extras))
+    lines = -(-(len(conds) + len(extras)) // cols)
     fig, axes = plt.subplots(lines, cols, figsize=(6.5 * cols, (2.5 + 0.4 * n_rows) * lines), dpi=dpi, squeeze=False)
     axes = axes.ravel()
     for ax, cond in zip(axes, conds):
@@ -975,9 +979,9 @@ def plot_claims(result, path, dpi=100):
         ax.set(xlabel="top-1 (%)", xlim=(-2, 102), title=condition_label(runs, cond))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    plot_mechanism(axes[len(conds)], runs)
-    plot_fig3(axes[len(conds) + 1], an)
-    for ax in axes[len(conds) + 2:]:
+    for ax, panel in zip(axes[len(conds):], extras):
+        panel(ax)
+    for ax in axes[len(conds) + len(extras):]:
         ax.axis("off")
     fig.tight_layout()
     visualize.save(fig, path, dpi)
@@ -994,12 +998,8 @@ def plot_mechanism(ax, runs):
             if pts:
                 x, y = zip(*pts)
                 ax.scatter(x, y, color=f"C{i}", marker="os^"[k % 3], label=f"{row}" if k == 0 else None)
-    if rows:
-        ax.set_xscale("log")
-        ax.legend(fontsize=7, title="marker: " + ", ".join(f"{m} {c}" for m, c in zip("os^", BIAS)),
-                  title_fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no static-bias DA runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xscale("log")
+    ax.legend(fontsize=7, title="marker: " + ", ".join(f"{m} {c}" for m, c in zip("os^", BIAS)), title_fontsize=7)
     ax.axhline(100.0 / SET["classes"], color="grey", lw=0.8, ls=":")
     ax.set(xlabel="final DC gain s of DA (log)", ylabel="conflicting top-1 (%)", title="DA's static leak")
     ax.grid(alpha=0.3)
@@ -1012,10 +1012,7 @@ def plot_fig3(ax, an):
                 x, yv = zip(*s["pairs"])
                 rho = "–" if s["rho"] is None else f"{s['rho']:+.2f}"
                 ax.plot(x, yv, "os^v"[k % 4] + "-", lw=0.8, label=f"{cond}, seed {s['seed']}: rho = {rho}")
-    if ax.lines:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, f"no {FIG3_ROW} runs with val_loss", ha="center", va="center", transform=ax.transAxes)
+    ax.legend(fontsize=8)
     ax.set(xlabel="held-out L_c (val_loss, cross-entropy)", ylabel="held-out L_p (val_enopr)",
            title=f"Fig. 3: {FIG3_ROW}, one point per epoch")
     ax.grid(alpha=0.3)
@@ -1062,7 +1059,7 @@ def run_claims(a):
         eta = f"ETA {fmt_time(fresh_s / fresh * (len(jobs) - i - 1))}" if fresh else ""
         print(f"  [{i + 1}/{len(jobs)}] {cond:14s} {row:15s} seed {seed}: top-1 {rec['top1']:5.1f} % | aligned "
               f"{rec['aligned_top1']:5.1f} % | conflicting {rec['conflict_top1']:5.1f} % | "
-              + ("reused" if rec["reused"] else f"{rec['train_s']:.0f} s + {rec['eval_s']:.0f} s") + f" | {eta}",
+              + ("reused" if rec["reused"] else f"{rec['train_s']:.0f} s") + f" | {eta}",
               flush=True)
     for r in runs:
         r.pop("reused")

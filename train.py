@@ -29,6 +29,7 @@ import torch.nn.functional as F
 import pwtp
 from evaluate import classification_metrics, gather_predictions, mean_nll, predict
 from support import flags, runs
+from support.checkpoints import write_per_video   # val_per_video.csv, in evaluate.py's columns
 from support.runs import LOG_FIELDS, Run  # noqa: F401  (log.csv's columns, a run's parts: bench.py uses them)
 from support.system import (AMP_DTYPES, any_rank, atomic_json, autocast, broadcast_buffers,
                             close_distributed, quiet_unless, setup_distributed, stop_workers, sum_over_ranks,
@@ -343,15 +344,18 @@ def train_step(run, clip, labels, step, stop_requested=False):
 
 
 # ========== 4. Validation and the end of an epoch ===========================================
-def validate(model, loader, device, amp, num_classes, stop=None):
+def validate(model, loader, device, amp, num_classes, stop=None, per_video=None):
     """Single-view validation on this rank's shard, gathered over ranks; returns the metrics dict.
 
     The validation set never substitutes (data.py substitute=False): unreadable videos are left out
     of every number and counted in val_unreadable. val_loss is the held-out L_c: the mean
     cross-entropy, without label smoothing, of the predicted probabilities (bench.py's Fig. 3).
-    stop: a runs.StopRequest; a signal ends validation after the current batch (runs.Interrupted)."""
+    stop: a runs.StopRequest; a signal ends validation after the current batch (runs.Interrupted).
+    per_video: None, or where to write one row per video (evaluate.py's _per_video.csv columns)."""
     with torch.random.fork_rng(devices=[]):      # creating loader iterators draws from the RNG
         p = gather_predictions(predict(model, loader, device, amp=amp, progress=stop and stop.check))
+    if per_video:                                # for analyses by video (bench.py claims reads it)
+        write_per_video(per_video, loader.dataset.samples, loader.dataset.classes, p)
     m = classification_metrics(p.scores, p.labels, num_classes)
     return {"val_top1": m["top1"], "val_top5": m["top5"], "val_mean_class_acc": m["mean_class_acc"],
             "val_loss": mean_nll(p.scores, p.labels),
@@ -366,8 +370,9 @@ def validate_and_save(run, state, partial, stop=None):
     t0, due = time.time(), partial or runs.validation_due(run.args, state["epoch"])
     before = runs.make_checkpoint(run, state) if due else None     # what a signal mid-validation saves
     try:
-        metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes, stop) \
-            if due else {}
+        per_video = os.path.join(run.run_dir, "val_per_video.csv") if run.rank == 0 else None   # the latest
+        metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes, stop,
+                           per_video) if due else {}
     except runs.Interrupted:
         runs.save_checkpoint(run, state, ck=before)
         return False

@@ -740,7 +740,7 @@ def closing_lines(run, state, reason, signum):
         run.log(f"final validation: top-1 {last['val_top1']:.2f} %, top-5 {last['val_top5']:.2f} %, "
                 f"mean class accuracy {last['val_mean_class_acc']:.2f} %{enopr} "
                 f"(best top-1 {state['best_top1']:.2f} %)")
-    files = [f for f in ("log.csv", "metrics.json", "args.json", "last.pt", "best.pt")
+    files = [f for f in ("log.csv", "metrics.json", "val_per_video.csv", "args.json", "last.pt", "best.pt")
              if os.path.exists(os.path.join(run_dir, f))]       # best.pt may have been deleted
     test = "best.pt" if "best.pt" in files else "last.pt"
     run.log(f"files: {run_dir}/{', '.join(files)}; "

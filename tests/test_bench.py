@@ -1,5 +1,5 @@
-"""bench.py: --quick mode measures every row; `claims` trains through train.py, tests through
-evaluate.py, and turns the numbers into verdicts by a stated rule."""
+"""bench.py: --quick mode measures every row; `claims` trains through train.py, tests by its last
+validation (evaluate.py's single-view test), and turns the numbers into verdicts by a stated rule."""
 import argparse
 import csv
 import json
@@ -7,10 +7,12 @@ import math
 import statistics
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 import torch
 
 import bench
+import evaluate
 
 
 def test_quick_bench_writes_every_field(tmp_path):
@@ -49,8 +51,8 @@ TINY = ["--", "--epochs", "1", "--segments", "2", "--frames", "2", "--crop-size"
 
 def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
     # Two rows, one seed, one epoch, the balanced condition's set at 2 training videos per class and
-    # 1 test video per class and background: train.py on split 6's training list, evaluate.py on its
-    # crossed list, numbers read back from their files.
+    # 1 test video per class and background: train.py on split 6's training list, tested by its last
+    # validation on the crossed list, numbers read back from its files.
     out = tmp_path / "claims.json"
     argv = ["claims", "--seeds", "1", "--conditions", "balanced", "--rows", "DA recognition", "--rows", "DA mgda",
             "--set-train", "2", "--set-crossed", "1", "--out", str(out)] + TINY
@@ -60,18 +62,26 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
     for r in saved["runs"]:
         run = Path(r["run_dir"])
         metrics = json.loads((run / "metrics.json").read_text())
-        test = json.loads((run / "test.json").read_text())
-        assert r["top1"] == test["top1"] and test["split"] == 6 and r["videos"] == 16      # 4 classes x 4 backgrounds
+        test = metrics[-1]
+        assert r["top1"] == test["val_top1"] and r["videos"] == 16      # 4 classes x 4 backgrounds
         assert (r["aligned_videos"], r["conflict_videos"]) == (4, 12)
-        with open(run / "test_per_video.csv") as f:
-            hits = sum(v["label"] == v["predicted"] for v in csv.DictReader(f))
+        with open(run / "val_per_video.csv") as f:
+            per_video = list(csv.DictReader(f))
+        hits = sum(v["label"] == v["predicted"] for v in per_video)
         assert r["aligned_top1"] * 4 + r["conflict_top1"] * 12 == pytest.approx(hits * 100)
         assert r["top1"] == pytest.approx(hits * 100 / 16)
         cmd = r["train_cmd"]
         assert cmd[cmd.index("--split") + 1] == "6" and "balanced-train2-crossed1" in cmd[cmd.index("--data-root") + 1]
         assert (r["epochs"], r["lr"]) == (1, bench.BUDGET["lr"])          # `--` flags override the budget's
         assert r["dc_gain"] == metrics[-1]["dc_gain"] and 0 < r["dc_gain"] < 2
-        assert r["enopr"] == test["enopr"] and r["train_s"] > 0 and r["eval_s"] > 0
+        assert r["enopr"] == test["val_enopr"] and r["train_s"] > 0
+        # the last validation is evaluate.py's single-view test of last.pt on split 6: same predictions
+        evaluate.main(["--checkpoint", str(run / "last.pt"), "--split", "6", "--out", str(run / "test.json"),
+                       "--workers", "0"])
+        with open(run / "test_per_video.csv") as f:
+            assert [(v["path"], v["predicted"]) for v in csv.DictReader(f)] == \
+                [(v["path"], v["predicted"]) for v in per_video]
+        assert json.loads((run / "test.json").read_text())["top1"] == r["top1"]
     meta = json.loads((Path(saved["runs"][0]["train_cmd"][saved["runs"][0]["train_cmd"].index("--data-root") + 1])
                        / "synth_meta.json").read_text())
     assert meta["bias"] == 0.25 and meta["crossed"] == 1
@@ -83,7 +93,8 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
     metrics = json.loads((Path(rec["run_dir"]) / "metrics.json").read_text())
     assert saved["fig3"]["balanced"]["seeds"][0]["pairs"] == [[m["val_loss"], m["val_enopr"]] for m in metrics]
     assert all(c["verdict"] == "n/a" for c in saved["claims"])            # one seed decides nothing
-    assert (tmp_path / "claims.png").stat().st_size > 1000
+    # one panel for the condition and one for Fig. 3; no empty mechanism panel without static-bias runs
+    assert matplotlib.image.imread(str(tmp_path / "claims.png")).shape[1] == 2 * 650    # 6.5 in at 100 dpi
 
     # Run again: the finished runs are reused, nothing is trained.
     monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: pytest.fail("retrained a finished run"))
@@ -235,7 +246,7 @@ def fake_run(row, cond, seed, top1, conflict, enopr=None, alpha=None, val_loss=(
     return {"row": row, "condition": cond, "seed": seed, "epochs": 10, "lr": 0.01, "classes": 4, "top1": top1,
             "aligned_top1": top1, "conflict_top1": conflict, "enopr": enopr, "mean_alpha": alpha,
             "dc_gain": dc_gain, "val_loss": list(val_loss), "val_enopr": list(val_enopr),
-            "train_s": 10.0, "eval_s": 2.0}
+            "train_s": 10.0}
 
 
 def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):

@@ -34,7 +34,7 @@ def test_quickstart_configuration_writes_every_file(synth_root, tmp_path, capsys
     run = str(tmp_path / "run")
     train.main(["--data-root", synth_root, "--out", run, "--max-steps", "2", "--log-every", "1",
                       "--workers", "0", "--crop-size", "32", "--batch-size", "4"])
-    for name in ("log.csv", "metrics.json", "args.json", "last.pt", "best.pt"):
+    for name in ("log.csv", "metrics.json", "val_per_video.csv", "args.json", "last.pt", "best.pt"):
         assert os.path.isfile(os.path.join(run, name)), name
     with open(os.path.join(run, "log.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -220,7 +220,12 @@ def test_torchrun_two_gloo_ranks_stay_identical(synth_root, tmp_path):
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert [e["epoch"] for e in metrics] == [1, 2]
     assert all(e["val_videos"] == 4 for e in metrics)        # validation gathered over both ranks
-    assert sorted(os.listdir(run)) == ["args.json", "best.pt", "last.pt", "log.csv", "metrics.json"]
+    assert sorted(os.listdir(run)) == ["args.json", "best.pt", "last.pt", "log.csv", "metrics.json", "val_per_video.csv"]
+    with open(os.path.join(run, "val_per_video.csv")) as f:   # both ranks' videos, each once
+        videos = list(csv.DictReader(f))
+    assert len({v["path"] for v in videos}) == len(videos) == 4
+    assert all(os.path.isfile(v["path"]) and os.path.basename(os.path.dirname(v["path"])) == v["class"]
+               for v in videos)
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(synth_root, tmp_path, monkeypatch):
