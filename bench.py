@@ -47,9 +47,10 @@ a binomial floor on the spread).
     python bench.py claims --conditions balanced --rows RGB --seeds 2 -- --workers 1
 Runs go to claims_runs/ (--out-dir); rerunning the same command continues or reuses them. Each run's wall
 time is recorded in claims.json, and the progress lines print an ETA from the runs so far. A run takes
-30-65 s on 2 CPU cores (torch 2.13; only Fig. 3's row validates after every epoch), and the full
-default (34 row-conditions x 3 seeds = 102 runs) took 82.5 min there; README gives it and the
-5-seed extensions, with their commands and wall times.
+30-70 s on 2 CPU cores (torch 2.13; only Fig. 3's row validates after every epoch), and the full
+default (34 row-conditions x 3 seeds = 102 runs) took 79.7 min there (about 74 at the speed the same
+machine had on another day); README gives it, the 5-seed extensions and a 30-epoch balanced table,
+with their commands and wall times.
 """
 import argparse
 import csv
@@ -126,9 +127,9 @@ TABLES = {
                     "rows": ["RGB", "RGB difference", "DA constant 1", "DA constant 3", "DA constant 10",
                              "DA constant 30", "DA mgda loss+", "DA separate"]},
 }
-# The budget (ours, not swept): 10 epochs at lr 0.01, 30-65 s a run on 2 CPU cores. At it
+# The budget (ours, not swept): 10 epochs at lr 0.01, 30-70 s a run on 2 CPU cores. At it
 # the RGB difference clearly leaves chance in every condition, RGB does not on the balanced set
-# (README). Pass `-- --epochs N --lr X` for others.
+# (nor at 30 epochs: README). Pass `-- --epochs N --lr X` for others.
 BUDGET = {"epochs": 10, "lr": 0.01}
 DEFAULT_SEEDS = 3
 CONTROLS = ("RGB difference", "RGB")   # (positive, negative) control of every static-bias condition
