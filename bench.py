@@ -129,8 +129,8 @@ TABLES = {
 }
 # The budget (ours, not swept): 10 epochs at lr 0.01, 30-70 s a run on 2 CPU cores. At it
 # the RGB difference clearly leaves chance in every condition, RGB does not on the balanced set
-# (nor at 30 epochs; at 30 epochs and lr 0.005 it does, and README's (a) rests on that table: three
-# times the runs' length, so not the default). Pass `-- --epochs N --lr X` for others.
+# (nor at 30 epochs at this lr; at 30 epochs and lr 0.005 it does, and README's (a) rests on that table:
+# three times the runs' length, so not the default). Pass `-- --epochs N --lr X` for others.
 BUDGET = {"epochs": 10, "lr": 0.01}
 DEFAULT_SEEDS = 3
 CONTROLS = ("RGB difference", "RGB")   # (positive, negative) control of every static-bias condition
