@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 import baselines
 from pwtp import PWTP
-from support import weights
+from support import checkpoints, weights
 
 BACKBONES = ("tsm", "x3d_xs", "x3d_m", "vit_b16")
 INPUTS = ("da", "rgb", "rgbdiff", "dynimg")
@@ -560,3 +560,12 @@ if __name__ == "__main__":
             with FlopCounterMode(display=False) as fc:
                 m(torch.empty(clip))
         print(f"{name:18s} {count(m) / 1e6:8.3f} M params  {fc.get_total_flops() / 2 / 1e9:7.2f} G multiply-adds per view")
+
+
+def model_from_checkpoint(ckpt):
+    """The DAModel a checkpoint (or export) of train.py describes, with its weights, on the CPU."""
+    config = dict(ckpt["model_config"])
+    config["pretrained"] = None            # the weights come from the checkpoint: no download
+    model = build_model(**config)
+    model.load_state_dict(checkpoints.model_state(ckpt))
+    return model

@@ -39,10 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import backbones
 import data
 from support import layouts, synthetic     # --video folders; the synthetic set's default root
 from support.loading import unreadable_over_ranks   # the unreadable test videos of every rank
-from support.checkpoints import (class_list_error, export_weights, load_checkpoint, model_from_checkpoint, result_path,
+from support.checkpoints import (class_list_error, export_weights, load_checkpoint, result_path,
                                  write_per_video, write_result_csvs)
 from support.system import (AMP_DTYPES, Progress, atomic_csv, atomic_json, autocast, available_cores,
                             close_distributed, gather_objects, resolve_device, setup_distributed)
@@ -348,7 +349,7 @@ def start(args, ckpt):
     resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))   # a bad --device, named here
     rank, _, device = setup_distributed(args.device)   # torchrun's environment, if any
     cfg, targs = ckpt["model_config"], ckpt.get("args") or {}
-    return Context(args=args, ckpt=ckpt, model=model_from_checkpoint(ckpt).to(device).eval(), device=device,
+    return Context(args=args, ckpt=ckpt, model=backbones.model_from_checkpoint(ckpt).to(device).eval(), device=device,
                    amp=AMP_DTYPES[args.amp] if args.amp else None, rank=rank,
                    log=(lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None),
                    segments=cfg.get("segments", 8), frames=cfg.get("frames", 8),

@@ -61,9 +61,10 @@ import torch.nn.functional as F  # noqa: E402
 # data.py, the training loader, decodes, samples and normalises for `da`: a checkpoint's PWTP must see
 # clips exactly as it saw them in training. (It imports PyAV; that costs `curves`/`schedule` ~40 ms of
 # import time and nothing else: they never decode.)
+import backbones  # noqa: E402  (a checkpoint rebuilt as the network it describes)
 import data  # noqa: E402
 # A checkpoint is read and checked the way evaluate.py reads it (one loader for both).
-from support.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from support.checkpoints import load_checkpoint  # noqa: E402
 from support.system import atomic_write  # noqa: E402  (a reader never sees half a PNG)
 
 # Rec. 601 luma weights: the "luminance" of a signed RGB image is this weighted channel sum.
@@ -189,7 +190,7 @@ def pwtp_from_checkpoint(path, ckpt=None):
     """Rebuild the trained model from train.py's checkpoint dict and return (model.pwtp, model)."""
     if ckpt is None:
         ckpt = load_checkpoint(path, "visualize.py da")
-    model = model_from_checkpoint(ckpt).eval()
+    model = backbones.model_from_checkpoint(ckpt).eval()
     if getattr(model, "input", None) != "da" or getattr(model, "pwtp", None) is None:
         raise ValueError(f"visualize.py da: --checkpoint {path!r} is a model with input="
                          f"{getattr(model, 'input', '?')!r}; it has no PWTP, so there is no DA to show")

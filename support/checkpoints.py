@@ -126,17 +126,6 @@ def model_state(ckpt):
     return state
 
 
-def model_from_checkpoint(ckpt):
-    """The DAModel a checkpoint (or export) describes, with its weights, on the CPU."""
-    import backbones         # the networks: a concept file that imports nothing of support/runs
-
-    config = dict(ckpt["model_config"])
-    config["pretrained"] = None            # the weights come from the checkpoint: no download
-    model = backbones.build_model(**config)
-    model.load_state_dict(model_state(ckpt))
-    return model
-
-
 def is_plain(value):
     """Plain data torch.load(..., weights_only=True) reads back: str, int, float, bool, None and
     lists, tuples and str-keyed dicts of those."""

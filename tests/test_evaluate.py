@@ -23,7 +23,7 @@ import pwtp
 import train
 import visualize
 from support import layouts
-from support.checkpoints import load_checkpoint, model_from_checkpoint
+from support.checkpoints import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # data.py warns once per unreadable video; the tests below break one on purpose.
@@ -332,7 +332,7 @@ def test_unreadable_test_video_is_left_out_and_listed(checkpoint, broken_root, c
 
 def test_validate_leaves_unreadable_out_and_reports_the_held_out_loss(checkpoint, broken_root):
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt)
+    model = backbones.model_from_checkpoint(ckpt)
     root, _ = broken_root
     ds = data.build_dataset("synthetic", root, 1, train=False, segments=2, frames=4, crop_size=32, substitute=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
