@@ -1,5 +1,5 @@
-"""Video data for Dynamic Appearance: which frames a clip takes, how they are decoded, cropped and
-normalised, and the dataset and loaders that feed train.py and evaluate.py.
+"""Video data for Dynamic Appearance: which frames a clip takes, how they are cropped and normalised,
+and the dataset and loaders that feed train.py and evaluate.py.
 
 Beside the paper (equation and setting numbers as in EQUATIONS.md at the repository root)
 -----------------------------------------------------------------------------------------
@@ -16,22 +16,13 @@ Beside the paper (equation and setting numbers as in EQUATIONS.md at the reposit
 * Appendix A, testing: one clip x centre crop for ablations; 3 crops x N clips, softmax averaged, for
   accuracy (eval_crop_boxes; a test item carries every view, evaluate.py averages them).
 * The backbones start from ImageNet weights, so frames get ImageNet's mean and std (normalize).
-The paper says nothing about decoding; we read the datasets' own video files with PyAV and decode only
-the frames a clip needs (read_frames), so nobody extracts frames before training.
 
-Reading order: sampling; decoding; transforms; VideoDataset; samplers and loaders; the command line.
-Not the paper, kept in support/ (a reader may skip it): where each dataset's official archive keeps its
-videos and split lists (layouts.py), the cache of true frame counts (framecounts.py), the bookkeeping of
-unreadable videos and the loader workers' signals (loading.py), the synthetic benchmark set
-(synthetic.py) and `prepare`, which re-encodes videos for fast seeking (prepare.py).
-
-No silently wrong results:
-  * An index means the n-th decodable frame of a video, always (seeking only saves decoding time).
-  * A container header can over-count frames (a real UCF101 .avi says 444 and decodes 68). read_frames
-    raises ShortVideo rather than pad a clip with copies of the last frame; VideoDataset then samples again
-    from the decodable count, warns once per video and remembers the count beside the dataset.
-  * At test time an unreadable video is never replaced by another (and its label): its item is
-    (zeros, -1), label -1 meaning "unreadable", and VideoDataset.unreadable() lists it.
+Reading order: sampling; transforms; VideoDataset; the loaders; the command line.
+Not the paper, kept in support/ (a reader may skip it): decoding the datasets' own video files with
+PyAV, only the frames a clip needs (decode.py: read_frames, count_frames, and why a frame index always
+means the n-th decodable frame); the archives' layouts (layouts.py); the true frame counts of videos
+whose header over-counts (framecounts.py); unreadable videos, the resumable and sharded samplers and
+the loader workers' signals (loading.py); the synthetic set (synthetic.py); `prepare` (prepare.py).
 
 Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use):
   build_dataset(name, data_root, split, train, segments, frames, crop_size, clips, crops, seed, substitute)
@@ -39,46 +30,37 @@ Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use
       label) with V = clips x crops views; ImageNet-normalised; label -1: unreadable (test protocol)
   build_loaders(dataset, data_root, split, segments, frames, crop_size, batch_size, workers, subset,
                 overfit, seed, clips, crops) -> Loaders(train, val, num_classes, classes, train_sampler)
-  sparse_indices, dense_indices, read_frames (may raise ShortVideo), count_frames (the header's count),
-  decodable_frames (a full decode's count)
 CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0
                                     --bias 0.9 --bias-train N --bias-test N --no-jitter --crossed N]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
   python data.py prepare --data-root DIR [--out DIR2] [--frames] [--gop 8] [--workers N]
-  (loader throughput: bench.py's loader_vs_step row)
 """
 import argparse
-import math
-import os
-import re
-import warnings
 from typing import NamedTuple
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from support import framecounts, layouts, loading, prepare, synthetic
-from support.system import distributed  # the one rule for "several ranks"
-from support.loading import SkippedVideoWarning  # noqa: F401 - warned by VideoDataset, caught by its users
+from support import layouts, prepare, synthetic  # the archives' layouts, fast input, the synthetic set
+# Not the paper: decoding with PyAV, true frame counts, unreadable videos, resumable and sharded samplers.
+from support.decode import ShortVideo, count_frames, decodable_frames, read_frames  # noqa: F401
+from support.framecounts import FrameCounts, ShortVideoWarning, count_cache_path  # noqa: F401
+from support.loading import ResumableSampler, ShardSampler, SkipLog, SkippedVideoWarning, worker_init_fn  # noqa: F401
 
 # ImageNet statistics: the ResNet/TSM and ViT backbones are ImageNet-pretrained (Appendix A).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 # TSN multi-scale crop: the crop side is one of these fractions of the short side (height and width may
 # differ by at most one step), then the crop is resized to crop_size x crop_size.
 MULTISCALE = (1.0, 0.875, 0.75, 0.66)
-# Seek only when it skips decoding at least this many frames: a seek re-reads the container index and
-# flushes the decoder, which costs about as much as decoding a few frames (our choice, see bench.py).
-SEEK_MIN_SKIP = 16
 DATASETS = layouts.DATASETS  # the --dataset choices: one official archive layout each
 DENSE_DATASETS = ("kinetics400", "minikinetics")  # Sec. 4: dense sampling for Kinetics
 # No horizontal flip where labels have a direction: Something-Something ("pushing something from left
 # to right", Appendix A) and the synthetic set (MoveRight vs MoveLeft): a flip would swap two classes.
 NO_FLIP = ("sthv1", "synthetic")
+
 
 # ========== Frame sampling =======================================================================
 # Indices only: pure functions of their arguments and the rng.
@@ -122,197 +104,6 @@ def dense_indices(num_frames, length, train, rng=None, clip=0, clips=1):
     room = max(F_ - L, 0)
     start = int(rng.integers(0, room + 1)) if train else int(room * (clip + 0.5) / clips)
     return np.minimum(start + np.arange(L), F_ - 1).astype(np.int64)
-
-
-# ========== Decoding =============================================================================
-# PyAV for video files, PIL for JPEG frame folders. Both return uint8 (N, H, W, 3).
-class ShortVideo(ValueError):
-    """read_frames: the stream ended after `decoded` frames, before a wanted frame below `expected` (the
-    count the caller sampled from; by default the container header's). Headers do over-count: a real
-    UCF101 .avi says 444 frames and decodes 68, and a truncated download keeps its full header. Padding
-    the clip with copies of the last frame would be a silently wrong clip, so the caller is told the
-    decodable count instead and samples again (VideoDataset does; see also decodable_frames)."""
-
-    def __init__(self, path, decoded, expected):
-        super().__init__(f"{path}: the header says {expected} frames but only {decoded} decode")
-        self.path, self.decoded, self.expected = path, decoded, expected
-
-    def __reduce__(self):  # picklable with its fields (DataLoader workers pass errors to the parent)
-        return ShortVideo, (self.path, self.decoded, self.expected)
-
-
-def _natural(name):
-    """Sort key that reads digit runs as numbers: 1.png, 2.png, ..., 10.png (as TSM's and mmaction2's
-    frame templates number them), also for zero-padded names."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name)]
-
-
-def _frame_files(folder):
-    names = sorted((f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in IMAGE_EXTS), key=_natural)
-    return [os.path.join(folder, f) for f in names]
-
-
-def _video_stream(container, path):
-    if not container.streams.video:
-        raise ValueError(f"{path}: no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"  # frame + slice threads in the decoder
-    return stream
-
-
-def count_frames(path):
-    """Number of frames: images in a frame folder; for a video the container's count, or (when the
-    container does not store one, e.g. some .webm/.mkv) a counting pass over the packets (no decoding).
-    Cheap, but only as true as the header: decodable_frames gives the truth."""
-    if os.path.isdir(path):
-        return len(_frame_files(path))
-    with av.open(path) as container:
-        stream = _video_stream(container, path)
-        if stream.frames and stream.frames > 0:
-            return int(stream.frames)
-        return sum(1 for p in container.demux(stream) if p.size > 0)
-
-
-def _frames(container, stream):
-    """container.decode(stream), except that a packet failing to decode after the first frame ends the
-    stream instead of raising: the frames before it are good, so a damaged tail or a truncated download
-    reads as a shorter video (reported as such, see ShortVideo). A failing first frame still raises."""
-    frames, n = container.decode(stream), 0
-    while True:
-        try:
-            frame = next(frames)
-        except StopIteration:
-            return
-        except av.error.FFmpegError:
-            if n == 0:
-                raise
-            return
-        n += 1
-        yield frame
-
-
-def decodable_frames(path):
-    """How many frames of `path` really decode: a full decode (as long as playing the video through),
-    the truth where count_frames' header figure is wrong. Frame folders: the number of images."""
-    if os.path.isdir(path):
-        return len(_frame_files(path))
-    with av.open(path) as container:
-        return sum(1 for _ in _frames(container, _video_stream(container, path)))
-
-
-def _decode_counting(container, stream, wanted):
-    """Decode from the start; frame n is the n-th frame that decodes, by definition. Picks the frames whose
-    index is in sorted `wanted` and stops after the last one. Returns (picked, last, decoded): picked =
-    {index: array}; last = the last decoded frame's array when the stream ended before some wanted index
-    (else None); decoded = how many frames were decoded. Only frames that are used are converted to RGB
-    (the conversion costs about as much as the decode)."""
-    out, ptr, count, frame = {}, 0, 0, None
-    for frame in _frames(container, stream):
-        while ptr < len(wanted) and wanted[ptr] == count:
-            out[count] = frame.to_ndarray(format="rgb24")
-            ptr += 1
-        count += 1
-        if ptr == len(wanted):
-            return out, None, count
-    if frame is None:
-        return out, None, 0
-    return out, out[count - 1] if count - 1 in out else frame.to_ndarray(format="rgb24"), count
-
-
-def _time_grid(container, stream):
-    """(pts of frame 0, ticks per frame, sorted key-frame indices, frame count) when the stream's packets
-    sit on a regular time grid (frame n at pts0 + n*step, every step filled), else None. Read from the
-    packets alone: demuxing costs a small fraction of decoding."""
-    pts, keys = [], []
-    for p in container.demux(stream):
-        if p.size > 0:  # empty packets (an AVI's "dropped frame" chunks) hold no frame
-            if p.pts is None:
-                return None
-            pts.append(p.pts)
-            keys.append(p.is_keyframe)
-    order = np.argsort(pts, kind="stable")
-    pts, keys = np.asarray(pts, np.int64)[order], np.asarray(keys, bool)[order]
-    if len(pts) < 2 or pts[1] <= pts[0] or (np.diff(pts) != pts[1] - pts[0]).any():
-        return None
-    return int(pts[0]), int(pts[1] - pts[0]), np.flatnonzero(keys), len(pts)
-
-
-def _decode_seeking(container, stream, wanted, grid):
-    """The frames at sorted `wanted` indices of a stream on a regular time grid (_time_grid): before each
-    wanted frame, seek to its key frame when that skips at least SEEK_MIN_SKIP frames, then decode
-    forward. Index = (pts - pts0) / step, which is the decode count only if every grid step yields
-    exactly one frame: any decoded frame off the grid, out of sequence, or a missing one (a packet that
-    decodes to nothing) returns None, and the caller counts from the start instead."""
-    pts0, step, keys, _ = grid
-    want, out, pos, frames = set(wanted), {}, -1, None  # pos: index of the last decoded frame
-    for w in wanted:
-        k = np.searchsorted(keys, w, side="right") - 1
-        key = int(keys[k]) if k >= 0 else 0
-        if frames is None or key - (pos + 1) >= SEEK_MIN_SKIP:
-            container.seek(pts0 + key * step, stream=stream, backward=True, any_frame=False)
-            frames, pos = _frames(container, stream), None
-        while pos is None or pos < w:
-            frame = next(frames, None)
-            if frame is None or frame.pts is None:
-                return None
-            i, off = divmod(int(frame.pts) - pts0, step)
-            if off or (i != pos + 1 if pos is not None else not 0 <= i <= w):
-                return None
-            pos = i
-            if i in want:
-                out[i] = frame.to_ndarray(format="rgb24")
-    return out
-
-
-def _read_images(folder, indices):
-    """Frame folder: images via PIL (in numeric name order), indices past the end clamped to the last."""
-    from PIL import Image  # matplotlib depends on Pillow, so it is installed
-    files = _frame_files(folder)
-    if not files:
-        raise ValueError(f"{folder}: no JPEG frames")
-    cache = {}
-    for w in set(indices):
-        with Image.open(files[min(w, len(files) - 1)]) as im:
-            cache[w] = np.asarray(im.convert("RGB"))
-    return np.stack([cache[i] for i in indices])
-
-
-def read_frames(path, indices, num_frames=None):
-    """uint8 frames (len(indices), H, W, 3) at the given 0-based frame indices (any order, repeats ok).
-
-    Index n is the n-th frame that decodes, always. Seeking (_decode_seeking) only saves decoding: it is
-    used when the packets' time stamps are a regular grid with one packet per frame of the expected
-    length, and is checked frame by frame; otherwise (variable frame rate, empty chunks, a count learned
-    shorter than the header) the frames are counted from the start. Indices at or past the video's length
-    (`num_frames`, the count the caller sampled from; by default the container's header count) repeat the
-    last frame. If the stream ends BEFORE a wanted index below that length, raise ShortVideo (carrying
-    the decodable count) rather than pad. Frame folders: see _read_images."""
-    indices = [int(i) for i in indices]
-    if os.path.isdir(path):
-        return _read_images(path, indices)
-    with av.open(path) as container:
-        stream = _video_stream(container, path)
-        length = num_frames or stream.frames or None  # frames that should exist (None: unknown)
-        if length:
-            indices = [min(i, length - 1) for i in indices]
-        wanted = sorted(set(indices))
-        out = None
-        if wanted[-1] >= SEEK_MIN_SKIP:  # something to skip: try the seeking path
-            try:
-                grid = _time_grid(container, stream)
-                if grid is not None and grid[3] == length:
-                    out = _decode_seeking(container, stream, wanted, grid)
-            except av.error.FFmpegError:
-                out = None  # e.g. a truncated file has no index to seek with
-    if out is None:
-        with av.open(path) as container:
-            out, last, decoded = _decode_counting(container, _video_stream(container, path), wanted)
-        if decoded == 0:
-            raise ValueError(f"{path}: no decodable frames")
-        if length and last is not None:
-            raise ShortVideo(path, decoded, length)
-        out.update({w: last for w in wanted if w not in out})  # length unknown: past the end = last frame
-    return np.stack([out[i] for i in indices])
 
 
 # ========== Transforms ===========================================================================
@@ -373,24 +164,17 @@ def normalize(x):
 
 
 # ========== The dataset ==========================================================================
-class ShortVideoWarning(RuntimeWarning):
-    """A video decodes fewer frames than its header says; its clips are sampled from those that decode."""
-
-
 class VideoDataset(torch.utils.data.Dataset):
     """(clip, label) items from a list of (path, label) samples.
 
     Randomness (sampling offsets, crop, flip) comes from numpy Generator seeded with (seed, epoch, index):
     an item is a pure function of those, whatever the worker count or order -> exact mid-epoch resume.
 
-    Unreadable videos (corrupt, empty, no frames) are counted in `skipped` and warned about, then:
-      substitute=True (training): replaced by another readable sample, see _substitute;
-      substitute=False (the test protocol): never replaced. The item is (zeros of the normal clip shape,
-          label -1); label -1 means "unreadable", and evaluation drops those rows and reports how many.
-          `unreadable()` lists their paths.
-    Short videos (the header over-counts, see ShortVideo): the decodable count is learned on first read,
-    kept in shared memory for every worker, appended to `count_cache` (a file, see support/framecounts.py;
-    None: not kept beyond this object) and read back from it when a later dataset object is built.
+    Not the paper (support/): unreadable videos (corrupt, empty, no frames) are counted in `skipped` and
+    warned about, then replaced by another readable sample (substitute=True, training) or, in the test
+    protocol (substitute=False), returned as (zeros of the clip's shape, label -1), which evaluation
+    leaves out and reports (`unreadable()` lists them). A video whose header over-counts its frames is
+    sampled again from the decodable count, learned once and kept in `count_cache` (framecounts.py).
     """
 
     def __init__(self, samples, classes, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
@@ -406,13 +190,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.seed, self.dense, self.flip, self.name = seed, dense, flip, name
         self.substitute, self.count_cache = substitute, count_cache
         self.epoch = 0
-        self._skips = loading.SkipLog([p for p, _ in self.samples], name, substitute)  # over all workers
-        self._warned = set()  # short videos already warned about in this process
-        # Frame counts in shared memory (-1 = not yet known): a count found by one DataLoader worker is
-        # seen by every worker and by later epochs' workers, so each video's header is read once per run
-        # rather than once per worker per epoch (a second file open per item on a cold cache).
-        known = framecounts.known_counts(count_cache, [p for p, _ in self.samples])  # learned in earlier runs
-        self._frame_counts = torch.tensor(known, dtype=torch.int64).share_memory_()
+        paths = [p for p, _ in self.samples]
+        self._skips = SkipLog(paths, name, substitute, seed)  # unreadable videos, counted over all workers
+        self._counts = FrameCounts(paths, count_cache, name)  # frame counts shared by all workers
 
     def __len__(self):
         return len(self.samples)
@@ -433,17 +213,9 @@ class VideoDataset(torch.utils.data.Dataset):
         """A one-line summary of skipped videos ('' if none), for train.py to print once per epoch."""
         return self._skips.report()
 
-    def _rng(self, key):
-        return np.random.default_rng([self.seed, self.epoch, key])
-
     def num_frames(self, index):
-        """Frame count of sample `index`: the cached decodable count, else the header's (read from the
-        file on first use), then shared; a short video lowers it when first decoded (_learn_count)."""
-        n = int(self._frame_counts[index])
-        if n < 0:
-            n = count_frames(self.samples[index][0])
-            self._frame_counts[index] = n
-        return n
+        """Frame count F of sample `index` (the decodable count once known, else the header's)."""
+        return self._counts[index]
 
     def _indices(self, num, rng, clip=0):
         if self.dense:
@@ -471,63 +243,21 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def load(self, index, key=None):
         """(clip, label) of sample `index` with randomness from (seed, epoch, key) (key: the item asked
-        for, `index` by default); raises if the video is unreadable. A short video is learned and sampled
-        again from the same fresh generator, so the item equals what a run that knew the count gives."""
+        for, `index` by default); raises if the video is unreadable."""
         key = index if key is None else key
         try:
-            return self._clip(index, self._rng(key)), self.samples[index][1]
-        except ShortVideo as e:
-            self._learn_count(index, e)
-            return self._clip(index, self._rng(key)), self.samples[index][1]
-
-    def _learn_count(self, index, err):
-        path = self.samples[index][0]
-        self._frame_counts[index] = err.decoded
-        if self.count_cache:
-            framecounts.append_count(self.count_cache, path, err.decoded)  # so later runs know it at once
-        if path not in self._warned:
-            self._warned.add(path)
-            kept = f"; count cached in {self.count_cache}" if self.count_cache else ""
-            warnings.warn(f"{self.name}: {path}: the header says {err.expected} frames but only {err.decoded} "
-                          f"decode; its clips are sampled from those {err.decoded}{kept}", ShortVideoWarning)
+            return self._clip(index, np.random.default_rng([self.seed, self.epoch, key])), self.samples[index][1]
+        except ShortVideo as e:  # the header over-counts: sample again from the decodable count, same rng
+            self._counts.learn(index, e)
+            return self._clip(index, np.random.default_rng([self.seed, self.epoch, key])), self.samples[index][1]
 
     def __getitem__(self, index):
-        """A corrupt, empty or unreadable video never stops a run: it is counted in `skipped`, warned about
-        (training: once per path per epoch and process; test: once per path), and then either replaced
-        (substitute=True, see _substitute) or returned as (zeros, -1) (substitute=False)."""
-        err = RuntimeError("failed earlier in this process")
-        if index not in self._skips.bad:
-            try:
-                return self.load(index)
-            except Exception as e:  # noqa: BLE001 - any decode/IO failure means "skip this video"
-                err = e
-        self._skips.note(index, err, self.epoch)
-        if not self.substitute:
-            L, c = self.segments * self.frames, self.crop_size
-            shape = (L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)
-            return torch.zeros(shape), -1
-        return self._substitute(index, err)
+        # an unreadable video never stops a run: replaced (training) or (zeros, -1) (test protocol)
+        return self._skips.item(index, self.load, self.epoch, self._unreadable_item)
 
-    def _substitute(self, index, err):
-        """The next readable sample of a permutation seeded by (seed, epoch, index), with item `index`'s
-        randomness, so the substitute is deterministic too. If 100 videos in a row fail, or every video
-        fails, the data is broken: raise with the last error."""
-        fails = 1
-        order = np.random.default_rng([self.seed, self.epoch, index, 1]).permutation(len(self.samples))
-        for j in order.tolist():
-            if j == index or j in self._skips.bad:
-                continue
-            try:
-                return self.load(j, index)
-            except Exception as e:  # noqa: BLE001
-                self._skips.note(j, e, self.epoch)
-                err, fails = e, fails + 1
-                if fails >= 100:
-                    break
-        raise RuntimeError(f"{self.name}: {fails} videos in a row could not be read "
-                           f"({'every video failed' if fails < 100 else 'the data looks broken'}); "
-                           f"last error: {type(err).__name__}: {err}. Check the files with "
-                           f"`python data.py inspect --dataset {self.name} --data-root ...`")
+    def _unreadable_item(self):
+        L, c = self.segments * self.frames, self.crop_size
+        return torch.zeros((L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)), -1
 
 
 def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
@@ -539,74 +269,10 @@ def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, cr
     return VideoDataset(samples, classes, train, segments, frames, crop_size, clips if not train else 1,
                         crops if not train else 1, seed, dense=name in DENSE_DATASETS, flip=name not in NO_FLIP,
                         name=name, substitute=substitute,
-                        count_cache=framecounts.count_cache_path(root))  # true counts of short videos
+                        count_cache=count_cache_path(root))  # true counts of short videos
 
 
-# ========== Samplers and loaders =================================================================
-def _rank_world(rank=None, world_size=None):
-    """(rank, world size): the given ones, else torch.distributed's when it is initialised, else (0, 1)."""
-    r, w = 0, 1
-    if distributed():
-        r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return (r if rank is None else rank), (w if world_size is None else world_size)
-
-
-class _IndexSampler(torch.utils.data.Sampler):
-    """What both samplers share: they compute their `indices()` list; iterating and len() use it."""
-
-    def __iter__(self):
-        return iter(self.indices())
-
-    def __len__(self):
-        return len(self.indices())
-
-
-class ResumableSampler(_IndexSampler):
-    """Training order: a permutation seeded by (seed, epoch), padded (by repeating its start) to a multiple
-    of the world size like DistributedSampler, this rank's share taken as every world-th index, cut to
-    whole batches (drop_last; kept whole if shorter than one batch), minus the first `skip_batches`
-    batches (mid-epoch resume). `set_epoch` also sets the dataset's epoch (augmentation randomness), so
-    train.py only calls `train_sampler.set_epoch(epoch, skip_batches)` before each epoch.
-
-    It stands in for torch's DistributedSampler, whose sharding it reproduces (rank and world size come
-    from torch.distributed when it is initialised), because DistributedSampler cannot start an epoch
-    part-way through: an exact mid-epoch resume needs `skip_batches`."""
-
-    def __init__(self, dataset, batch_size, seed=0, shuffle=True, drop_last=True, rank=None, world_size=None):
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.skip_batches = 0, 0
-
-    def set_epoch(self, epoch, skip_batches=0):
-        self.epoch, self.skip_batches = int(epoch), int(skip_batches)
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def indices(self):
-        rank, world = _rank_world(self.rank, self.world_size)
-        n = len(self.dataset)
-        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(n) if self.shuffle else np.arange(n)
-        total = math.ceil(n / world) * world
-        order = np.resize(order, total)  # pads by repeating from the start
-        mine = order[rank:total:world]
-        if self.drop_last and len(mine) >= self.batch_size:
-            mine = mine[: len(mine) // self.batch_size * self.batch_size]
-        return mine[self.skip_batches * self.batch_size:].tolist()
-
-
-class ShardSampler(_IndexSampler):
-    """Validation: sequential, every world-th sample for this rank, no padding, so each video is scored
-    exactly once over all ranks. The per-rank metric sums are all-reduced by train.py / evaluate.py."""
-
-    def __init__(self, n, rank=None, world_size=None):
-        self.n, self.rank, self.world_size = n, rank, world_size
-
-    def indices(self):
-        rank, world = _rank_world(self.rank, self.world_size)
-        return list(range(rank, self.n, world))
-
-
+# ========== Loaders ==============================================================================
 class Loaders(NamedTuple):
     train: torch.utils.data.DataLoader
     val: torch.utils.data.DataLoader
@@ -641,7 +307,7 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
     pin = torch.cuda.is_available()
     sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
-    init = loading.worker_init_fn()  # seeded workers that outlive a scheduler's SIGTERM, never an exit
+    init = worker_init_fn()  # seeded workers that outlive a scheduler's SIGTERM, never an exit
     common = dict(num_workers=workers, pin_memory=pin, worker_init_fn=init,
                   persistent_workers=False, generator=torch.Generator().manual_seed(seed))
     train = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
@@ -651,17 +317,8 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
 
 
 # ========== Command line =========================================================================
-# Write the synthetic set, check a dataset in place, prepare it for fast loading.
-def _check_video(path):
-    """(header count, decodable count) of one video, fully decoded, then read as a test clip would be."""
-    header, true = count_frames(path), decodable_frames(path)
-    if true < 1:
-        raise ValueError("no frames")
-    read_frames(path, sparse_indices(true, 3, 2, False), true)
-    return header, true
-
-
 def main(argv=None):
+    """Write the synthetic set, check a dataset in place, prepare it for fast loading."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     synthetic.add_arguments(sub.add_parser("synth", help="write the synthetic motion set (support/synthetic.py)"))
@@ -677,7 +334,7 @@ def main(argv=None):
         if args.cmd == "synth":
             synthetic.main(args)  # the project's benchmark set, in UCF101's layout
         elif args.cmd == "inspect":  # decodes every checked video; wrong header counts go into the cache
-            layouts.inspect(args.dataset, args.data_root, args.split, args.limit, check=_check_video)
+            layouts.inspect(args.dataset, args.data_root, args.split, args.limit)
         else:  # dense-encoded videos or frame folders: seeking costs at most gop - 1 frames per segment
             prepare.prepare(args.data_root, args.out, args.frames, args.gop, args.workers)
     except (FileNotFoundError, ValueError) as e:  # bad flags or layout problems: the message is the story

@@ -6,11 +6,19 @@ wasted decode) and appends it here, so later runs sample from the right count at
 lives is our choice (the paper is silent): in the data root when it is writable, so everyone using that
 copy of the data shares it; else under ~/.cache.
 
+FrameCounts holds each sample's count for a dataset object, in shared memory so that a count found by one
+DataLoader worker is seen by every worker and by later epochs' workers.
+
 File format: one line per learned count, "path<TAB>size<TAB>mtime_ns<TAB>count" (absolute path). The last
 line per path wins; a line counts only while its video keeps the recorded size and mtime.
 """
 import hashlib
 import os
+import warnings
+
+import torch
+
+from support.decode import count_frames
 
 COUNT_CACHE_NAME = "dynamic-appearance-frame-counts.tsv"
 
@@ -79,3 +87,38 @@ def known_counts(cache, paths):
     """The cached decodable count of each of `paths`, -1 where none is known (or cache is None)."""
     known = cached_counts(cache) if cache else {}
     return [known.get(os.path.abspath(p), -1) for p in paths] if known else [-1] * len(paths)
+
+
+class ShortVideoWarning(RuntimeWarning):
+    """A video decodes fewer frames than its header says; its clips are sampled from those that decode."""
+
+
+class FrameCounts:
+    """The frame count of each of `paths`: learned earlier (the cache file `cache`; None: none kept), else
+    the header's, read on first use. Kept in shared memory (-1 = not yet known), so each video's header
+    is read once per run rather than once per worker per epoch. A short video (decode.ShortVideo) lowers
+    its count once with `learn`, which warns once per process and appends the count to the cache."""
+
+    def __init__(self, paths, cache, name):
+        self.paths, self.cache, self.name = list(paths), cache, name
+        self.shared = torch.tensor(known_counts(cache, self.paths), dtype=torch.int64).share_memory_()
+        self.warned = set()  # short videos already warned about in this process
+
+    def __getitem__(self, index):
+        n = int(self.shared[index])
+        if n < 0:
+            n = count_frames(self.paths[index])
+            self.shared[index] = n
+        return n
+
+    def learn(self, index, err):
+        """Video `index` decodes only err.decoded frames (err: a ShortVideo): use that count from now on."""
+        path = self.paths[index]
+        self.shared[index] = err.decoded
+        if self.cache:
+            append_count(self.cache, path, err.decoded)  # so later runs know it at once
+        if path not in self.warned:
+            self.warned.add(path)
+            kept = f"; count cached in {self.cache}" if self.cache else ""
+            warnings.warn(f"{self.name}: {path}: the header says {err.expected} frames but only {err.decoded} "
+                          f"decode; its clips are sampled from those {err.decoded}{kept}", ShortVideoWarning)

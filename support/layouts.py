@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from support import framecounts
+from support.decode import check_video
 from support.synthetic import SYNTH_SPLITS, default_synthetic_root, ensure_synthetic
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
@@ -544,11 +545,11 @@ def video_arguments(paths):
     return files, folders, skipped
 
 
-def inspect(name, data_root, split, limit, check):
+def inspect(name, data_root, split, limit):
     """`python data.py inspect`: print classes, split sizes, how many videos decode, the decodable
     frame-count range, and every checked video whose header frame count differs from the frames that
-    decode. Those counts go into the dataset's count cache, so training starts with them. check(path) ->
-    (header count, decodable count), raising if the video cannot be read (data.py decodes)."""
+    decode (each checked video is decoded in full, see decode.check_video). Those counts go into the
+    dataset's count cache, so training starts with them."""
     cache = framecounts.count_cache_path(data_root or default_synthetic_root())
     for train in (True, False):
         classes, samples = parse_dataset(name, data_root, split, train)
@@ -561,7 +562,7 @@ def inspect(name, data_root, split, limit, check):
         counts, bad, differ = [], [], []
         for path, _ in chosen:
             try:
-                header, true = check(path)
+                header, true = check_video(path)
             except Exception as e:  # noqa: BLE001
                 bad.append(f"{path}: {type(e).__name__}: {e}")
                 continue

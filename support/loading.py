@@ -1,9 +1,12 @@
-"""What keeps a long run's data loading alive and honest, apart from the paper's pipeline in data.py:
-unreadable videos counted across DataLoader worker processes and warned about once, and worker processes
-that survive a scheduler's SIGTERM but never keep a finished process from exiting."""
+"""What keeps a long run's data loading alive, exact and honest, apart from the paper's pipeline in
+data.py: unreadable videos counted across DataLoader worker processes, warned about once and replaced
+(training) or scored as unreadable (test protocol); the samplers that resume mid-epoch and shard over
+ranks; and worker processes that survive a scheduler's SIGTERM but never keep a finished process from
+exiting."""
 import atexit
 import collections
 import functools
+import math
 import multiprocessing.util  # noqa: F401 - its exit handler must be registered before ours (see below)
 import os
 import random
@@ -13,7 +16,7 @@ import warnings
 import numpy as np
 import torch
 
-from support.system import gather_objects
+from support.system import distributed, gather_objects
 
 
 class SkippedVideoWarning(RuntimeWarning):
@@ -27,8 +30,8 @@ class SkipLog:
     worker prints the warning either way). Warned once: in training per path per epoch and process
     (`substitute`: the video is replaced), in the test protocol per path (its item has label -1)."""
 
-    def __init__(self, paths, name, substitute):
-        self.paths, self.name, self.substitute = list(paths), name, substitute
+    def __init__(self, paths, name, substitute, seed=0):
+        self.paths, self.name, self.substitute, self.seed = list(paths), name, substitute, seed
         self.counts = torch.zeros(len(self.paths), dtype=torch.int32).share_memory_()
         self.bad = set()  # indices that failed in this process: not retried as substitutes
         self.warned = set()  # (epoch, path) or path already warned about in this process
@@ -47,6 +50,40 @@ class SkipLog:
             warnings.warn(f"{self.name}: unreadable video {path}: {type(err).__name__}: {err}; not replaced: "
                           "its item has label -1 (left out of the scores, counted as unreadable)",
                           SkippedVideoWarning)
+
+    def item(self, index, load, epoch, blank):
+        """load(index, key) -> (clip, label) for item `index`, but a corrupt, empty or unreadable video never
+        stops a run: it is counted and warned about (note), then replaced (substitute=True, see
+        _substitute) or returned as blank() = (zeros, -1) (substitute=False: the test protocol)."""
+        err = RuntimeError("failed earlier in this process")
+        if index not in self.bad:
+            try:
+                return load(index, index)
+            except Exception as e:  # noqa: BLE001 - any decode/IO failure means "skip this video"
+                err = e
+        self.note(index, err, epoch)
+        return self._substitute(index, err, load, epoch) if self.substitute else blank()
+
+    def _substitute(self, index, err, load, epoch):
+        """The next readable sample of a permutation seeded by (seed, epoch, index), with item `index`'s
+        randomness (load(j, index)), so the substitute is deterministic too. If 100 videos in a row fail,
+        or every video fails, the data is broken: raise with the last error."""
+        fails = 1
+        order = np.random.default_rng([self.seed, epoch, index, 1]).permutation(len(self.paths))
+        for j in order.tolist():
+            if j == index or j in self.bad:
+                continue
+            try:
+                return load(j, index)
+            except Exception as e:  # noqa: BLE001
+                self.note(j, e, epoch)
+                err, fails = e, fails + 1
+                if fails >= 100:
+                    break
+        raise RuntimeError(f"{self.name}: {fails} videos in a row could not be read "
+                           f"({'every video failed' if fails < 100 else 'the data looks broken'}); "
+                           f"last error: {type(err).__name__}: {err}. Check the files with "
+                           f"`python data.py inspect --dataset {self.name} --data-root ...`")
 
     def skipped(self):
         """collections.Counter path -> how many times it was skipped (all workers)."""
@@ -67,6 +104,71 @@ def unreadable_over_ranks(ds):
     """Sorted paths of the unreadable videos of dataset `ds` over every rank (its SkipLog counts in
     shared memory, so DataLoader workers' failures are included)."""
     return sorted({path for part in gather_objects(list(ds.unreadable())) for path in part})
+
+
+# Samplers. train.py needs an exact mid-epoch resume and every rank its own share of the videos.
+def _rank_world(rank=None, world_size=None):
+    """(rank, world size): the given ones, else torch.distributed's when it is initialised, else (0, 1)."""
+    r, w = 0, 1
+    if distributed():
+        r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return (r if rank is None else rank), (w if world_size is None else world_size)
+
+
+class _IndexSampler(torch.utils.data.Sampler):
+    """What both samplers share: they compute their `indices()` list; iterating and len() use it."""
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self):
+        return len(self.indices())
+
+
+class ResumableSampler(_IndexSampler):
+    """Training order: a permutation seeded by (seed, epoch), padded (by repeating its start) to a multiple
+    of the world size like DistributedSampler, this rank's share taken as every world-th index, cut to
+    whole batches (drop_last; kept whole if shorter than one batch), minus the first `skip_batches`
+    batches (mid-epoch resume). `set_epoch` also sets the dataset's epoch (augmentation randomness), so
+    train.py only calls `train_sampler.set_epoch(epoch, skip_batches)` before each epoch.
+
+    It stands in for torch's DistributedSampler, whose sharding it reproduces (rank and world size come
+    from torch.distributed when it is initialised), because DistributedSampler cannot start an epoch
+    part-way through: an exact mid-epoch resume needs `skip_batches`."""
+
+    def __init__(self, dataset, batch_size, seed=0, shuffle=True, drop_last=True, rank=None, world_size=None):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.skip_batches = 0, 0
+
+    def set_epoch(self, epoch, skip_batches=0):
+        self.epoch, self.skip_batches = int(epoch), int(skip_batches)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def indices(self):
+        rank, world = _rank_world(self.rank, self.world_size)
+        n = len(self.dataset)
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(n) if self.shuffle else np.arange(n)
+        total = math.ceil(n / world) * world
+        order = np.resize(order, total)  # pads by repeating from the start
+        mine = order[rank:total:world]
+        if self.drop_last and len(mine) >= self.batch_size:
+            mine = mine[: len(mine) // self.batch_size * self.batch_size]
+        return mine[self.skip_batches * self.batch_size:].tolist()
+
+
+class ShardSampler(_IndexSampler):
+    """Validation: sequential, every world-th sample for this rank, no padding, so each video is scored
+    exactly once over all ranks. The per-rank metric sums are all-reduced by train.py / evaluate.py."""
+
+    def __init__(self, n, rank=None, world_size=None):
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def indices(self):
+        rank, world = _rank_world(self.rank, self.world_size)
+        return list(range(rank, self.n, world))
 
 
 # Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C

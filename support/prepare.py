@@ -3,7 +3,7 @@
 Decoding is most of a video loader's cost, and a decoder can only start at a key frame. Downloaded videos
 often keep key frames seconds apart, so reading S short segments of T frames means decoding nearly the
 whole video. Re-encoded with a key frame every `gop` frames ("dense encoding", as mmaction2 calls it),
-data.read_frames seeks to each segment and decodes at most gop - 1 frames more than it needs. Frame
+decode.read_frames seeks to each segment and decodes at most gop - 1 frames more than it needs. Frame
 folders (one JPEG per frame) need no video decoding at all, at the cost of disk space.
 
     python data.py prepare --data-root ROOT [--out NEW] [--frames] [--gop 8] [--workers N]

@@ -463,13 +463,13 @@ def test_synthetic_is_never_flipped_and_frame_counts_are_shared_by_workers(synth
     L = data.build_loaders("synthetic", synth, segments=2, frames=3, crop_size=16, batch_size=4, workers=2)
     ds = L.train.dataset
     assert ds.flip is False
-    assert (ds._frame_counts == -1).all()
+    assert (ds._counts.shared == -1).all()
     L.train_sampler.set_epoch(0)
     assert sum(x.shape[0] for x, _ in L.train) == len(ds)
-    assert ds._frame_counts.tolist() == [12] * len(ds)   # found in the workers, seen here
+    assert ds._counts.shared.tolist() == [12] * len(ds)   # found in the workers, seen here
     def no_reopen(path):
         raise AssertionError(f"{path}: frame count read twice")
-    monkeypatch.setattr(data, "count_frames", no_reopen)   # forked workers inherit the patch
+    monkeypatch.setattr(framecounts, "count_frames", no_reopen)   # forked workers inherit the patch
     L.train_sampler.set_epoch(1)
     assert sum(x.shape[0] for x, _ in L.train) == len(ds)
     assert not ds.skipped                                  # a reread would have failed -> skipped
@@ -613,7 +613,7 @@ def test_short_video_is_sampled_from_its_decodable_frames_and_the_count_is_cache
 
     def no_header(p):
         raise AssertionError("header read although the count is cached")
-    monkeypatch.setattr(data, "count_frames", no_header)
+    monkeypatch.setattr(framecounts, "count_frames", no_header)
     reads.clear()
     again = data.VideoDataset([(path, 0)], ["a"], train=False, segments=4, frames=1, crop_size=16, count_cache=cache)
     with warnings.catch_warnings():
@@ -624,9 +624,9 @@ def test_short_video_is_sampled_from_its_decodable_frames_and_the_count_is_cache
     with open(cache, "a") as f:
         f.write("garbage\tline\n\x00\n")
     write_numbered(path, 40)
-    monkeypatch.setattr(data, "count_frames", header_count)
+    monkeypatch.setattr(framecounts, "count_frames", header_count)
     fresh = data.VideoDataset([(path, 0)], ["a"], train=True, segments=2, frames=2, crop_size=16, count_cache=cache)
-    assert int(fresh._frame_counts[0]) == -1 and fresh.num_frames(0) == 40
+    assert int(fresh._counts.shared[0]) == -1 and fresh.num_frames(0) == 40
 
 
 def test_count_cache_location_and_inspect_lists_short_videos(tmp_path, proto, monkeypatch, capsys):
@@ -654,7 +654,7 @@ def test_count_cache_location_and_inspect_lists_short_videos(tmp_path, proto, mo
 
     # a read-only data root: the cache goes to ~/.cache, one file per root
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(data.os, "access", lambda p, mode: False)
+    monkeypatch.setattr(framecounts.os, "access", lambda p, mode: False)
     a, b = framecounts.count_cache_path(root), framecounts.count_cache_path(str(tmp_path))
     assert a != b and all(p.startswith(str(tmp_path / "home" / ".cache" / "dynamic-appearance")) for p in (a, b))
 

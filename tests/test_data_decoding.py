@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import data
+from support import decode
 
 SIZE, BLOCK = 32, 8  # 4 x 4 blocks of 8 px: 16 bits of frame number per frame
 
@@ -85,12 +86,12 @@ def test_regular_files_seek_and_irregular_ones_count(timed):
     name, path = timed
     with av.open(path) as c:
         stream = c.streams.video[0]
-        grid = data._time_grid(c, stream)
+        grid = decode._time_grid(c, stream)
         if name not in ("avi-regular", "mp4-regular-h264"):
             assert grid is None, name
             return
         assert grid[3] == N and len(grid[2]) > 2  # key frames to seek to
-        got = data._decode_seeking(c, stream, [40, 41, 60, 75], grid)
+        got = decode._decode_seeking(c, stream, [40, 41, 60, 75], grid)
     assert sorted(got) == [40, 41, 60, 75] and frame_ids(np.stack([got[i] for i in sorted(got)])) == sorted(got)
 
 
