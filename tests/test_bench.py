@@ -1,9 +1,11 @@
-"""bench.py: --quick mode measures every row; `claims` trains through train.py, tests by its last
-validation (evaluate.py's single-view test), and turns the numbers into verdicts by a stated rule."""
+"""bench.py and its programs in experiments/: --quick mode measures every row (speed.py); `claims`
+trains through train.py, tests by its last validation (evaluate.py's single-view test), and turns the
+numbers into verdicts by a stated rule (claims.py, with the statistics of stats.py)."""
 import argparse
 import csv
 import json
 import math
+import random
 import statistics
 from pathlib import Path
 
@@ -13,10 +15,13 @@ import torch
 
 import bench
 import evaluate
+import mgda
+import train
+from experiments import claims, speed, stats
 
 
 def test_quick_bench_writes_every_field(tmp_path):
-    out = tmp_path / "bench.json"
+    out = tmp_path / "claims.json"
     # --no-raft: tests never import torchvision (an optional extra that may not load beside CPU torch)
     bench.main(["--quick", "--no-raft", "--out", str(out), "--data-root", str(tmp_path / "synth")])
     res = json.loads(out.read_text())
@@ -39,7 +44,7 @@ def test_horn_schunck_recovers_a_uniform_shift():
     yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     img = lambda dx: torch.sin((xx - dx) / 5.0) + torch.cos(yy / 7.0)
     frames = torch.stack([img(0.0), img(1.0)]).unsqueeze(1).repeat(1, 3, 1, 1)   # (2, 3, H, W)
-    flow = bench.horn_schunck(frames, alpha=0.5, iters=300)[0, :, 8:-8, 8:-8]
+    flow = speed.horn_schunck(frames, alpha=0.5, iters=300)[0, :, 8:-8, 8:-8]
     assert 0.7 < flow[0].mean() < 1.3, flow[0].mean()
     assert flow[1].abs().mean() < 0.2
 
@@ -72,7 +77,7 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
         assert r["top1"] == pytest.approx(hits * 100 / 16)
         cmd = r["train_cmd"]
         assert cmd[cmd.index("--split") + 1] == "6" and "balanced-train2-crossed1" in cmd[cmd.index("--data-root") + 1]
-        assert (r["epochs"], r["lr"]) == (1, bench.BUDGET["lr"])          # `--` flags override the budget's
+        assert (r["epochs"], r["lr"]) == (1, claims.BUDGET["lr"])          # `--` flags override the budget's
         assert r["dc_gain"] == metrics[-1]["dc_gain"] and 0 < r["dc_gain"] < 2
         assert r["enopr"] == test["val_enopr"] and r["train_s"] > 0
         # the last validation is evaluate.py's single-view test of last.pt on split 6: same predictions
@@ -97,7 +102,7 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
     assert matplotlib.image.imread(str(tmp_path / "claims.png")).shape[1] == 2 * 650    # 6.5 in at 100 dpi
 
     # Run again: the finished runs are reused, nothing is trained.
-    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(claims.subprocess, "run", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = bench.main(argv)
     assert again["runs"] == saved["runs"]
     # Another command in the same run folders is refused, not mixed in.
@@ -107,19 +112,19 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
 
 def test_separate_gets_its_pwtp_epochs_on_top_of_the_budget():
     a = argparse.Namespace(train_args=["--epochs", "8"])
-    cmd = bench.train_command(a, "balanced", "DA separate", 0, "RUN", "SET")
+    cmd = claims.train_command(a, "balanced", "DA separate", 0, "RUN", "SET")
     assert cmd[-4:] == ["--epochs", "10", "--separate-epochs", "2"]       # 8 backbone epochs after 2 of PWTP
-    assert "--separate-epochs" not in bench.train_command(a, "balanced", "DA constant 1", 0, "RUN", "SET")
+    assert "--separate-epochs" not in claims.train_command(a, "balanced", "DA constant 1", 0, "RUN", "SET")
 
 
 def test_rows_filter():
-    assert bench.select_rows(["rgb"]) == ["RGB"]                          # exact name first
-    assert bench.select_rows(["mgda"]) == ["DA mgda", "DA mgda loss+"]
-    assert len(bench.select_rows(["constant"])) == 4 and bench.select_rows(None) == list(bench.ROWS)
+    assert claims.select_rows(["rgb"]) == ["RGB"]                          # exact name first
+    assert claims.select_rows(["mgda"]) == ["DA mgda", "DA mgda loss+"]
+    assert len(claims.select_rows(["constant"])) == 4 and claims.select_rows(None) == list(claims.ROWS)
     with pytest.raises(SystemExit, match="matches no row"):
-        bench.select_rows(["nope"])
+        claims.select_rows(["nope"])
     a = argparse.Namespace(rows=["RGB"], tables=["static-bias"], conditions=None)
-    assert bench.select_runs(a) == [("bias 0.9", "RGB"), ("bias 0.9 still", "RGB"), ("bias 0.7", "RGB")]
+    assert claims.select_runs(a) == [("bias 0.9", "RGB"), ("bias 0.9 still", "RGB"), ("bias 0.7", "RGB")]
 
 
 def test_aligned_and_conflicting_from_the_per_video_csv(tmp_path):
@@ -134,7 +139,7 @@ def test_aligned_and_conflicting_from_the_per_video_csv(tmp_path):
         w = csv.writer(f)
         w.writerow(["path", "label", "class", "predicted", "predicted_class", "probability"])
         w.writerows([[f"/data/UCF-101/{p}", y, "", k, "", 0.5] for p, y, k in rows])
-    got = bench.by_alignment(str(tmp_path / "pv.csv"), str(root))
+    got = claims.by_alignment(str(tmp_path / "pv.csv"), str(root))
     assert got == {"aligned_top1": 100.0, "aligned_videos": 1, "conflict_top1": pytest.approx(200 / 3),
                    "conflict_videos": 3}
 
@@ -142,51 +147,51 @@ def test_aligned_and_conflicting_from_the_per_video_csv(tmp_path):
 def test_t_quantile_and_binomial_se():
     for p, df, table in [(0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 4, 2.776), (0.95, 4, 2.132),
                          (0.975, 30, 2.042), (0.995, 9, 3.250)]:        # a printed t table
-        assert bench.t_quantile(p, df) == pytest.approx(table, abs=6e-4), (p, df)
+        assert stats.t_quantile(p, df) == pytest.approx(table, abs=6e-4), (p, df)
     with pytest.raises(ValueError):
-        bench.t_quantile(0.3, 2)
+        stats.t_quantile(0.3, 2)
     # 108 of 120 videos: p = 109/122, SE = 100 sqrt(p(1-p)/120) = 2.82 points; 0 % still has a spread.
-    assert bench.binomial_se(90.0, 120) == pytest.approx(100 * math.sqrt(109 / 122 * 13 / 122 / 120))
-    assert 0 < bench.binomial_se(0.0, 120) < bench.binomial_se(50.0, 120)
+    assert stats.binomial_se(90.0, 120) == pytest.approx(100 * math.sqrt(109 / 122 * 13 / 122 / 120))
+    assert 0 < stats.binomial_se(0.0, 120) < stats.binomial_se(50.0, 120)
 
 
 def test_paired_interval_and_the_two_tests():
-    iv = bench.paired_interval([6.0, 8.0, 7.0])             # mean 7, sd 1, t(0.975, 2) = 4.303
-    half = bench.t_quantile(0.975, 2) / math.sqrt(3)
+    iv = stats.paired_interval([6.0, 8.0, 7.0])             # mean 7, sd 1, t(0.975, 2) = 4.303
+    half = stats.t_quantile(0.975, 2) / math.sqrt(3)
     assert (iv["mean"], iv["sd"], iv["n"]) == (7.0, 1.0, 3)
     assert iv["lo"] == pytest.approx(7 - half) and iv["hi"] == pytest.approx(7 + half)
-    assert bench.superiority(iv) == "holds"
-    assert bench.superiority(bench.paired_interval([3.0, 3.5, 2.5])) == "not shown"   # sure, but < 5 points
-    assert bench.superiority(bench.paired_interval([-6.0, -8.0, -7.0])) == "reversed"
+    assert stats.superiority(iv) == "holds"
+    assert stats.superiority(stats.paired_interval([3.0, 3.5, 2.5])) == "not shown"   # sure, but < 5 points
+    assert stats.superiority(stats.paired_interval([-6.0, -8.0, -7.0])) == "reversed"
     # A zero spread (rows at a ceiling) no longer decides on any difference: the floor widens it.
-    assert bench.superiority(bench.paired_interval([6.0, 6.0, 6.0])) == "holds"
-    assert bench.superiority(bench.paired_interval([6.0, 6.0, 6.0], floor=5.0)) == "not shown"
+    assert stats.superiority(stats.paired_interval([6.0, 6.0, 6.0])) == "holds"
+    assert stats.superiority(stats.paired_interval([6.0, 6.0, 6.0], floor=5.0)) == "not shown"
     # '>=' is non-inferiority: a tie or a small loss holds, a loss beyond the margin is reversed.
-    assert bench.noninferiority(bench.paired_interval([0.0, 0.5, -0.5])) == "holds"
-    assert bench.superiority(bench.paired_interval([0.0, 0.5, -0.5])) == "not shown"
-    assert bench.noninferiority(bench.paired_interval([-1.0, -2.0, -1.5])) == "holds"
-    assert bench.noninferiority(bench.paired_interval([-12.0, -11.0, -13.0])) == "reversed"
-    assert bench.noninferiority(bench.paired_interval([-4.0, -9.0, -2.0])) == "not shown"
-    assert bench.paired_interval([1.0]) is None
-    assert bench.claim_verdict(["holds", "holds"]) == "holds"
-    assert bench.claim_verdict(["holds", "not shown"]) == "partly (1 of 2)"
-    assert bench.claim_verdict(["reversed", "reversed"]) == "reversed"
-    assert bench.claim_verdict(["holds", "n/a"]) == "partly (1 of 2)"
-    assert bench.claim_verdict(["n/a"]) == "n/a"
+    assert stats.noninferiority(stats.paired_interval([0.0, 0.5, -0.5])) == "holds"
+    assert stats.superiority(stats.paired_interval([0.0, 0.5, -0.5])) == "not shown"
+    assert stats.noninferiority(stats.paired_interval([-1.0, -2.0, -1.5])) == "holds"
+    assert stats.noninferiority(stats.paired_interval([-12.0, -11.0, -13.0])) == "reversed"
+    assert stats.noninferiority(stats.paired_interval([-4.0, -9.0, -2.0])) == "not shown"
+    assert stats.paired_interval([1.0]) is None
+    assert claims.claim_verdict(["holds", "holds"]) == "holds"
+    assert claims.claim_verdict(["holds", "not shown"]) == "partly (1 of 2)"
+    assert claims.claim_verdict(["reversed", "reversed"]) == "reversed"
+    assert claims.claim_verdict(["holds", "n/a"]) == "partly (1 of 2)"
+    assert claims.claim_verdict(["n/a"]) == "n/a"
 
 
 def test_rows_are_paired_by_seed_and_floored_by_the_test_list():
     runs = [fake_run("A", "balanced", s, 60.0 + s, 0.0) for s in (0, 1, 2)] + \
            [fake_run("B", "balanced", s, 50.0 + 2 * s, 0.0) for s in (1, 2, 3)]
-    assert bench.paired(runs, "balanced", "A", "B", "top1") == [(1, 61.0, 52.0), (2, 62.0, 54.0)]
-    c = bench.compare_rows(runs, "balanced", "A", "B", "top1")
+    assert claims.paired(runs, "balanced", "A", "B", "top1") == [(1, 61.0, 52.0), (2, 62.0, 54.0)]
+    c = claims.compare_rows(runs, "balanced", "A", "B", "top1")
     assert c["seeds"] == [1, 2] and c["diff"] == pytest.approx(8.5) and c["floor"] == 0.0   # no list sizes
-    assert bench.compare_rows(runs, "balanced", "A", "C", "top1") == {"verdict": "n/a", "why": "row not run"}
-    assert bench.compare_rows(runs[:3] + runs[5:], "balanced", "A", "B", "top1")["verdict"] == "n/a"
+    assert claims.compare_rows(runs, "balanced", "A", "C", "top1") == {"verdict": "n/a", "why": "row not run"}
+    assert claims.compare_rows(runs[:3] + runs[5:], "balanced", "A", "B", "top1")["verdict"] == "n/a"
     for r in runs:                                           # 40-video lists: the binomial floor applies
         r["videos"] = 40
-    c = bench.compare_rows(runs, "balanced", "A", "B", "top1")
-    assert c["floor"] == pytest.approx(math.hypot(bench.binomial_se(61.5, 40), bench.binomial_se(53.0, 40)))
+    c = claims.compare_rows(runs, "balanced", "A", "B", "top1")
+    assert c["floor"] == pytest.approx(math.hypot(stats.binomial_se(61.5, 40), stats.binomial_se(53.0, 40)))
     assert c["sd"] < c["floor"] and c["verdict"] == "not shown"
 
 
@@ -196,10 +201,10 @@ def test_a_row_at_chance_decides_nothing():
            [fake_run("DA mgda", "balanced", s, 60.0 + s, 0.0) for s in range(3)]
     for r in runs:
         r["videos"] = 240
-    assert bench.leaves_chance(runs, "balanced", "RGB", "top1") == "not shown"
-    assert bench.leaves_chance(runs, "balanced", "DA mgda", "top1") == "holds"
-    assert bench.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1")["verdict"] == "holds"
-    gated = bench.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1", gate=True)
+    assert claims.leaves_chance(runs, "balanced", "RGB", "top1") == "not shown"
+    assert claims.leaves_chance(runs, "balanced", "DA mgda", "top1") == "holds"
+    assert claims.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1")["verdict"] == "holds"
+    gated = claims.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1", gate=True)
     assert gated == {"verdict": "n/a", "why": "RGB not clearly above chance"}
 
 
@@ -210,32 +215,31 @@ def test_a_static_bias_condition_needs_both_controls():
         for r in rs:
             r["conflict_videos"] = 180
         return rs
-    assert bench.validity(condition("bias 0.9", 60.0, 1.0), "bias 0.9")["valid"] is True
-    no_motion = bench.validity(condition("bias 0.9", 25.0, 1.0), "bias 0.9")   # positive control at chance
+    assert claims.validity(condition("bias 0.9", 60.0, 1.0), "bias 0.9")["valid"] is True
+    no_motion = claims.validity(condition("bias 0.9", 25.0, 1.0), "bias 0.9")   # positive control at chance
     assert no_motion["valid"] is False and "RGB difference) does not leave chance" in no_motion["why"]
-    assert bench.validity(condition("bias 0.9", 60.0, 60.0), "bias 0.9")["valid"] is False  # no shortcut
-    assert bench.validity(condition("bias 0.9", 60.0, 1.0)[:4], "bias 0.9")["valid"] is None  # 1 seed of RGB
+    assert claims.validity(condition("bias 0.9", 60.0, 60.0), "bias 0.9")["valid"] is False  # no shortcut
+    assert claims.validity(condition("bias 0.9", 60.0, 1.0)[:4], "bias 0.9")["valid"] is None  # 1 seed of RGB
 
 
 def test_spearman():
-    assert bench.spearman([[1, 2], [2, 1], [3, 4], [4, 3]]) == pytest.approx(0.6)   # 1 - 6 sum d^2 / (n^3 - n)
-    assert bench.spearman([[1, 1], [2, 4], [3, 9], [4, 1e6]]) == pytest.approx(1.0)  # any monotone relation
-    assert bench.spearman([[1, 2], [2, 2], [3, 5]]) == pytest.approx(math.sqrt(3) / 2)  # a tie: mean ranks
-    assert bench.spearman([[1, 2], [2, 4]]) is None                  # two points: rho = 1 by construction
-    assert bench.spearman([[1, 5], [2, 5], [3, 5]]) is None          # constant: no rho
+    assert stats.spearman([[1, 2], [2, 1], [3, 4], [4, 3]]) == pytest.approx(0.6)   # 1 - 6 sum d^2 / (n^3 - n)
+    assert stats.spearman([[1, 1], [2, 4], [3, 9], [4, 1e6]]) == pytest.approx(1.0)  # any monotone relation
+    assert stats.spearman([[1, 2], [2, 2], [3, 5]]) == pytest.approx(math.sqrt(3) / 2)  # a tie: mean ranks
+    assert stats.spearman([[1, 2], [2, 4]]) is None                  # two points: rho = 1 by construction
+    assert stats.spearman([[1, 5], [2, 5], [3, 5]]) is None          # constant: no rho
 
 
 @pytest.mark.parametrize("seeds,fp,power", [(3, 0.002, 0.22), (5, 0.017, 0.66)])
 def test_false_positive_rate_of_the_rule(seeds, fp, power):
     # RULE's figures: no true difference (or a true 10 points), per-run sd 5 points in each row,
     # 120 test videos at 90 %; the share of comparisons that hold.
-    import random
     rng = random.Random(seeds)
-    floor = math.hypot(bench.binomial_se(90.0, 120), bench.binomial_se(90.0, 120))
+    floor = math.hypot(stats.binomial_se(90.0, 120), stats.binomial_se(90.0, 120))
     trials = 4000
 
     def share_holding(true_diff):
-        return sum(bench.superiority(bench.paired_interval(
+        return sum(stats.superiority(stats.paired_interval(
             [rng.gauss(true_diff, 5 * math.sqrt(2)) for _ in range(seeds)], floor)) == "holds"
             for _ in range(trials)) / trials
     assert share_holding(0.0) == pytest.approx(fp, abs=0.007) and share_holding(0.0) < 0.025
@@ -288,7 +292,7 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
     assert "n/a (DA separate not clearly above chance)" in text
     assert "Spearman rho seed 0: +1.00" in text and "35 runs, 10.0 min in all" in text
     assert "False positives" in text                                       # the rule, with its error rate
-    bench.plot_claims(json.loads(path.read_text()), str(tmp_path / "claims.png"))
+    claims.plot_claims(json.loads(path.read_text()), str(tmp_path / "claims.png"))
     assert (tmp_path / "claims.png").stat().st_size > 1000
 
 
@@ -318,29 +322,27 @@ def test_mgda_slightly_below_constant_is_non_inferior():
     runs = [fake_run("DA constant 1", "balanced", s, 90.0 + s, 0.0) for s in range(3)]
     close = runs + [fake_run("DA mgda", "balanced", s, 89.0 + s + 0.2 * (s == 1), 0.0) for s in range(3)]
     far = runs + [fake_run("DA mgda", "balanced", s, 80.0 + s + 0.2 * (s == 1), 0.0) for s in range(3)]
-    claim = lambda rs: [c for c in bench.analyse(rs)["claims"] if c["id"] == "d"][0]["comparisons"][0]["verdict"]
+    claim = lambda rs: [c for c in claims.analyse(rs)["claims"] if c["id"] == "d"][0]["comparisons"][0]["verdict"]
     assert claim(close) == "holds" and claim(far) == "reversed"
 
 
 def test_fig3_says_when_metrics_have_no_val_loss():
     runs = [fake_run("DA recognition", "balanced", s, 90, 80, 0.5, None, [None] * 3, [0.7, 0.6, 0.5]) for s in range(3)]
-    f = bench.fig3(runs)["balanced"]
+    f = claims.fig3(runs)["balanced"]
     assert f["pooled_rho"] is None and "no val_loss" in f["note"]
-    claim_e = [c for c in bench.analyse(runs)["claims"] if c["id"] == "e"][0]
+    claim_e = [c for c in claims.analyse(runs)["claims"] if c["id"] == "e"][0]
     assert claim_e["verdict"] == "n/a" and "no val_loss" in claim_e["comparisons"][0]["why"]
 
 
 def test_train_step_runs_algorithm1_once_per_step(monkeypatch):
-    # train.py's own step (built as bench.py builds it), --joint mgda with 2 micro-batches:
+    # train.py's own step (built as experiments/speed.py builds it), --joint mgda with 2 micro-batches:
     # the update is one call of mgda.algorithm1, after both micro-batches.
-    import mgda
-    import train
     calls = []
     real = mgda.algorithm1
     monkeypatch.setattr(mgda, "algorithm1", lambda *a, **k: calls.append(1) or real(*a, **k))
-    args = bench.train_args(["--joint", "mgda", "--mgda-normalize", "none", "--segments", 2, "--frames", 4,
+    args = speed.train_args(["--joint", "mgda", "--mgda-normalize", "none", "--segments", 2, "--frames", 4,
                              "--crop-size", 32, "--depth", 18, "--small", "--batch-size", 2, "--accum-steps", 2])
-    run = bench.timing_run(args, torch.device("cpu"))
+    run = speed.timing_run(args, torch.device("cpu"))
     clip, labels = torch.randn(4, 8, 3, 32, 32), torch.randint(0, 10, (4,))
     r = train.train_step(run, clip, labels, 0)
     assert calls == [1] and 0.0 <= r.info["alpha"] <= 1.0

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 import backbones
 import bench
 import mgda
+from experiments import speed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA = torch.cuda.is_available()
@@ -84,13 +85,13 @@ def test_da_tsm_forward_and_backward_on_cuda_equal_the_cpu(no_tf32):
 
 
 def training_step_losses(amp, steps=3):
-    """L_c of `steps` train.py steps (train.train_step, run built as bench.py builds it) on one fixed
-    batch, from the same initial weights; and the run, for its scaler and parameters."""
+    """L_c of `steps` train.py steps (train.train_step, run built as experiments/speed.py builds it) on
+    one fixed batch, from the same initial weights; and the run, for its scaler and parameters."""
     import train
-    args = bench.train_args(["--joint", "mgda", "--mgda-normalize", "none", "--segments", 4, "--frames", 4,
+    args = speed.train_args(["--joint", "mgda", "--mgda-normalize", "none", "--segments", 4, "--frames", 4,
                              "--crop-size", 64, "--depth", 18, "--small", "--batch-size", 4])
     torch.manual_seed(0)
-    run = bench.timing_run(args, torch.device("cuda"), amp)
+    run = speed.timing_run(args, torch.device("cuda"), amp)
     g = torch.Generator().manual_seed(2)
     clip, labels = torch.randn(4, 16, 3, 64, 64, generator=g), torch.randint(0, 10, (4,), generator=g)
     results = [train.train_step(run, clip, labels, step) for step in range(steps)]

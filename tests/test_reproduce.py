@@ -1,5 +1,6 @@
-"""REPRODUCE.md: its tables are bench.py's PAPER_ROWS, and every command in it parses and resolves
+"""REPRODUCE.md: its tables are experiments/reproduce.py's PAPER_ROWS, and every command in it parses and resolves
 under `train.py --dry-run` on stand-in datasets (the layouts with empty files, nothing decodable)."""
+import json
 import os
 import re
 import shlex
@@ -9,6 +10,7 @@ import torch
 
 import bench
 import train
+from experiments import reproduce
 from support import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,9 +60,19 @@ def stand_in_weights(root):
 
 def test_reproduce_md_holds_bench_paper_rows():
     # One source: REPRODUCE.md's tables are what `python bench.py reproduce` prints.
-    expected = ["python train.py " + bench.paper_mode(cmd) for _, _, cmd, *_ in bench.PAPER_ROWS]
+    expected = ["python train.py " + reproduce.paper_mode(cmd) for _, _, cmd, *_ in reproduce.PAPER_ROWS]
     assert COMMANDS == expected
-    assert {"1", "3", "5", "6", "8", "9", "10", "Fig. 3"} <= {row[0] for row in bench.PAPER_ROWS}
+    assert {"1", "3", "5", "6", "8", "9", "10", "Fig. 3"} <= {row[0] for row in reproduce.PAPER_ROWS}
+
+
+def test_reproduce_md_tables_are_what_bench_py_reproduce_prints(tmp_path, capsys):
+    # Under its introduction REPRODUCE.md is the command's output to the letter, costs included.
+    bench.main(["reproduce", "--out", str(tmp_path / "reproduce.json")])
+    printed = capsys.readouterr().out
+    text = open(os.path.join(ROOT, "REPRODUCE.md")).read()
+    assert text[text.index("## Table 1"):] == printed[printed.index("## Table 1"):]
+    rows = json.loads((tmp_path / "reproduce.json").read_text())
+    assert [r["command"] for r in rows] == COMMANDS and all(r["h100_h"] > 0 for r in rows)
 
 
 def test_every_reproduce_command_passes_dry_run(tmp_path, monkeypatch, capsys):
