@@ -1,12 +1,17 @@
 """The statistics of the benchmarks, in one place: pure functions of numbers, no training.
 
-Summaries (mean_std) and the tests `bench.py claims` decides by: Student's t quantile (written out,
-scipy is not a dependency), the binomial standard error of an accuracy on a finite test list, the
-paired t interval, superiority and non-inferiority against a stated effect, and Spearman's rho.
-How the claims program combines them is its RULE (experiments/claims.py).
+A run of the claims benchmark either learns its task or stays near chance, so a row is summarised
+first by its successes (k of n seeds at a stated threshold, the median, the mean over successes) and
+two rows are compared by Fisher's exact test on those counts; only where both rows succeed reliably
+is the paired t interval of their per-seed differences the test. Power comes from resampling the
+observed per-seed outcomes (a bootstrap), not from a Gaussian. Also here: mean_std, Student's t
+quantile and Spearman's rho (written out: scipy is not a dependency), and the binomial standard
+error of an accuracy on a finite test list. How the claims program combines them is its RULE
+(experiments/claims.py).
 """
 import functools
 import math
+import random
 import statistics
 
 LEVEL = 0.95            # two-sided confidence level of every interval (ours)
@@ -102,3 +107,46 @@ def spearman(pairs):
         return None
 
 
+# --- outcomes that are bimodal: successes, Fisher's exact test, resampled power -----------------
+def successes(values, threshold: float):
+    """A row's runs as successes: {"k": runs >= threshold, "n": runs, "threshold", "median": of all
+    runs, "mean_success": mean over the successes (None without one)}; values that are None are left
+    out. For outcomes that fall into two clusters the mean and its spread describe neither."""
+    v = [x for x in values if x is not None]
+    won = [x for x in v if x >= threshold]
+    return {"k": len(won), "n": len(v), "threshold": threshold, "median": statistics.median(v) if v else None,
+            "mean_success": statistics.mean(won) if won else None}
+
+
+@functools.lru_cache(maxsize=None)
+def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p of Fisher's exact test that k1 successes of n1 and k2 of n2 come from one rate.
+
+    Given both margins (n1, n2 runs; K = k1 + k2 successes), the successes of the first row follow the
+    hypergeometric law P(x) = C(n1, x) C(n2, K - x) / C(n1 + n2, K); p sums P over every x no more
+    likely than the observed k1. The weights are integers, so the comparison and the sum are exact."""
+    if not (0 <= k1 <= n1 and 0 <= k2 <= n2 and n1 + n2 > 0):
+        raise ValueError(f"fisher_exact: needs 0 <= k <= n for both rows, got {k1}/{n1} and {k2}/{n2}")
+    K = k1 + k2
+    weights = [math.comb(n1, x) * math.comb(n2, K - x) for x in range(max(0, K - n2), min(n1, K) + 1)]
+    observed = math.comb(n1, k1) * math.comb(n2, K - k1)
+    return sum(w for w in weights if w <= observed) / math.comb(n1 + n2, K)
+
+
+def fisher_verdict(k1: int, n1: int, k2: int, n2: int, level: float = LEVEL) -> str:
+    """'A succeeds more often than B': holds when Fisher's p < 1 - level and A's rate is the higher,
+    reversed when p < 1 - level and it is the lower, else not shown."""
+    if fisher_exact(k1, n1, k2, n2) >= 1 - level:
+        return "not shown"
+    return "holds" if k1 * n2 > k2 * n1 else "reversed"
+
+
+def resampled_power(pairs, decide, target: str, seeds: int = 0, trials: int = 2000, seed: int = 0) -> float:
+    """The share of `trials` simulated experiments in which decide(sample) returns `target`; each
+    sample is `seeds` (default: as many as observed) per-seed results drawn with replacement from the
+    observed `pairs` (a bootstrap: the outcome of a new seed distributed as the seeds run so far,
+    successes and failures in their observed proportions, not as a Gaussian). Seeded: the same
+    inputs give the same figure."""
+    rng = random.Random(seed)
+    m = seeds or len(pairs)
+    return sum(decide([rng.choice(pairs) for _ in range(m)]) == target for _ in range(trials)) / trials

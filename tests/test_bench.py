@@ -18,6 +18,7 @@ import evaluate
 import mgda
 import train
 from experiments import claims, speed, stats
+from support import synthetic
 
 
 def test_quick_bench_writes_every_field(tmp_path):
@@ -54,15 +55,30 @@ TINY = ["--", "--epochs", "1", "--segments", "2", "--frames", "2", "--crop-size"
         "--workers", "0", "--log-every", "1"]
 
 
-def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch):
+def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch, capsys):
     # Two rows, one seed, one epoch, the balanced condition's set at 2 training videos per class and
     # 1 test video per class and background: train.py on split 6's training list, tested by its last
     # validation on the crossed list, numbers read back from its files.
     out = tmp_path / "claims.json"
     argv = ["claims", "--seeds", "1", "--conditions", "balanced", "--rows", "DA recognition", "--rows", "DA mgda",
             "--set-train", "2", "--set-crossed", "1", "--out", str(out)] + TINY
+    # --dry-run trains one run (the first DA row) to time the rest, writes no claims.json; the command reuses it
+    plan = bench.main(argv[:1] + ["--dry-run"] + argv[1:])
+    assert plan["timed"] == ("balanced", "DA recognition", 0) and not out.exists()
+    assert [(r["row"], r["estimate_s"] is None) for r in plan["runs"]] == [("DA recognition", True), ("DA mgda", False)]
+    assert plan["estimate_s"] == plan["runs"][1]["estimate_s"] > 0
+    assert "still to do after the timed one" in capsys.readouterr().out
     bench.main(argv)
     saved = json.loads(out.read_text())
+    root = tmp_path / "claims_runs" / "sets" / "balanced-train2-crossed1"
+    assert saved["sets"] == {"balanced": claims.set_sha256(str(root))} and len(saved["sets"]["balanced"]) == 64
+    # the hash is the generated set's: the same arguments written afresh, before any run added a file
+    again = synthetic.ensure_synthetic(str(tmp_path / "again"), **dict(claims.SET, bias_train=2, crossed=1,
+                                                                      **claims.CONDITIONS["balanced"]))
+    assert claims.set_sha256(again) == saved["sets"]["balanced"]
+    assert saved["budget"] == {"epochs": 1, "lr": claims.BUDGET["lr"]}                  # what the runs got
+    assert saved["machine"]["torch"] == torch.__version__ and saved["machine"]["threads"] >= 1
+    assert saved["machine"]["cpu"] and "omp_num_threads" in saved["machine"]
     assert [r["row"] for r in saved["runs"]] == ["DA recognition", "DA mgda"]   # exact name: not the variants
     for r in saved["runs"]:
         run = Path(r["run_dir"])
@@ -195,17 +211,34 @@ def test_rows_are_paired_by_seed_and_floored_by_the_test_list():
     assert c["sd"] < c["floor"] and c["verdict"] == "not shown"
 
 
-def test_a_row_at_chance_decides_nothing():
-    # 4 classes: chance is 25 %. A row at 27 +- 1 % does not leave it; one at 60 % does.
-    runs = [fake_run("RGB", "balanced", s, 27.0 + (s - 1), 0.0) for s in range(3)] + \
-           [fake_run("DA mgda", "balanced", s, 60.0 + s, 0.0) for s in range(3)]
+def test_a_row_at_chance_is_compared_by_its_successes():
+    # No chance gate: a row that never succeeds (27 +- 1 %, 4 classes) against one that always does
+    # (60-64 %) is decided by Fisher's exact test on 5/5 against 0/5 successes, p = 2/252.
+    runs = [fake_run("RGB", "balanced", s, 27.0 + (s % 3 - 1), 0.0) for s in range(5)] + \
+           [fake_run("DA mgda", "balanced", s, 60.0 + s, 0.0) for s in range(5)]
     for r in runs:
         r["videos"] = 240
-    assert claims.leaves_chance(runs, "balanced", "RGB", "top1") == "not shown"
-    assert claims.leaves_chance(runs, "balanced", "DA mgda", "top1") == "holds"
-    assert claims.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1")["verdict"] == "holds"
-    gated = claims.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1", gate=True)
-    assert gated == {"verdict": "n/a", "why": "RGB not clearly above chance"}
+    c = claims.compare_rows(runs, "balanced", "DA mgda", "RGB", "top1")
+    assert (c["verdict"], c["test"], c["successes"], c["target"]) == ("holds", "Fisher", [5, 0], "holds")
+    assert c["p"] == pytest.approx(2 / 252) and c["power"] == c["power_planned"] == 1.0
+    back = claims.compare_rows(runs, "balanced", "RGB", "DA mgda", "top1")
+    assert (back["verdict"], back["target"], back["power"]) == ("reversed", "reversed", 1.0)
+    # 3 seeds of each cannot decide it: the least p of 3/3 against 0/3 is 0.1
+    three = claims.compare_rows([r for r in runs if r["seed"] < 3], "balanced", "DA mgda", "RGB", "top1")
+    assert three["verdict"] == "not shown" and three["p"] == pytest.approx(0.1) and three["power_planned"] == 1.0
+
+
+def test_the_deciding_budget_decides_claim_c_by_fisher():
+    # assets/claims30b.json's per-seed top-1 (30 epochs, lr 0.005): constant 1 succeeds 5/5, separate
+    # 0/5 (Fisher p = 0.008: (c) holds); RGB 4/5, so (a) is Fisher's 5/5 against 4/5: not shown.
+    top1 = {"DA constant 1": [98.3, 72.1, 99.2, 89.6, 97.9], "DA separate": [30.8, 27.9, 27.9, 42.9, 29.6],
+            "RGB": [97.1, 95.4, 99.6, 99.2, 34.2]}
+    runs = [fake_run(row, "balanced", s, v, v) for row, vs in top1.items() for s, v in enumerate(vs)]
+    c = claims.compare_rows(runs, "balanced", "DA constant 1", "DA separate", "top1")
+    assert (c["verdict"], c["test"], round(c["p"], 4)) == ("holds", "Fisher", 0.0079)
+    a = claims.compare_rows(runs, "balanced", "DA constant 1", "RGB", "top1")
+    assert (a["verdict"], a["test"], a["successes"], a["p"]) == ("not shown", "Fisher", [5, 4], 1.0)
+    assert claims.summarise(runs)["balanced"]["RGB"]["success"] == stats.successes(top1["RGB"], claims.SUCCESS)
 
 
 def test_a_static_bias_condition_needs_both_controls():
@@ -217,9 +250,51 @@ def test_a_static_bias_condition_needs_both_controls():
         return rs
     assert claims.validity(condition("bias 0.9", 60.0, 1.0), "bias 0.9")["valid"] is True
     no_motion = claims.validity(condition("bias 0.9", 25.0, 1.0), "bias 0.9")   # positive control at chance
-    assert no_motion["valid"] is False and "RGB difference) does not leave chance" in no_motion["why"]
+    assert no_motion["valid"] is False and "(RGB difference) succeeds on the conflicting videos in 0/3" in no_motion["why"]
     assert claims.validity(condition("bias 0.9", 60.0, 60.0), "bias 0.9")["valid"] is False  # no shortcut
     assert claims.validity(condition("bias 0.9", 60.0, 1.0)[:4], "bias 0.9")["valid"] is None  # 1 seed of RGB
+
+
+def test_successes_median_and_mean_over_successes():
+    # RGB at 30 epochs and lr 0.005: four runs learn, one does not; None (a run without the figure) is left out
+    won = stats.successes([97.1, 95.4, 99.6, 99.2, 34.2, None], 60.0)
+    assert (won["k"], won["n"], won["threshold"], won["median"]) == (4, 5, 60.0, 97.1)
+    assert won["mean_success"] == pytest.approx((97.1 + 95.4 + 99.6 + 99.2) / 4)
+    assert stats.successes([30.0, 25.0], 60.0)["mean_success"] is None
+    assert stats.successes([60.0], 60.0)["k"] == 1                     # at the threshold counts
+
+
+def test_fisher_exact_on_known_tables():
+    assert stats.fisher_exact(5, 5, 0, 5) == pytest.approx(2 / 252)          # both extreme tables: 1/252 each
+    assert stats.fisher_exact(4, 5, 0, 5) == pytest.approx(12 / 252)
+    assert stats.fisher_exact(3, 4, 1, 4) == pytest.approx(0.4857, abs=5e-5)  # Fisher's tea tasting
+    assert stats.fisher_exact(1, 10, 11, 14) == pytest.approx(0.002759, abs=5e-7)   # a textbook 2x2 table
+    assert stats.fisher_exact(6, 8, 1, 5) == pytest.approx(0.1026, abs=5e-5)
+    assert stats.fisher_exact(0, 5, 0, 5) == stats.fisher_exact(5, 5, 5, 5) == 1.0
+    assert stats.fisher_exact(1, 10, 11, 14) == pytest.approx(stats.fisher_exact(11, 14, 1, 10))  # rows swapped
+    assert stats.fisher_verdict(5, 5, 0, 5) == "holds" and stats.fisher_verdict(0, 5, 5, 5) == "reversed"
+    assert stats.fisher_verdict(3, 3, 0, 3) == "not shown"                # p = 0.1: 3 seeds never decide
+    with pytest.raises(ValueError, match="fisher_exact"):
+        stats.fisher_exact(6, 5, 0, 5)
+
+
+def test_resampled_power_is_a_bootstrap_of_the_outcomes():
+    fisher = lambda s: stats.fisher_verdict(sum(a >= 60 for a, _ in s), len(s), sum(b >= 60 for _, b in s), len(s))
+    # every seed of A succeeds and none of B: every resampled experiment sees n/n against 0/n
+    assert stats.resampled_power([(90.0, 30.0)] * 5, fisher, "holds") == 1.0
+    # A succeeds in half its seeds, B never: the power is P(Binomial(n, 1/2) >= the successes Fisher's
+    # test needs against 0/n), exactly; a Gaussian of the same mean and sd would not give it
+    pairs = [(90.0, 30.0), (30.0, 30.0)]
+    for n, exact in ((5, 6 / 32), (10, None)):
+        exact = exact or sum(math.comb(n, k) for k in range(n + 1) if stats.fisher_verdict(k, n, 0, n) == "holds") / 2 ** n
+        assert stats.resampled_power(pairs, fisher, "holds", n, trials=4000) == pytest.approx(exact, abs=0.03)
+    assert stats.resampled_power(pairs, fisher, "holds", 7) == stats.resampled_power(pairs, fisher, "holds", 7)
+
+
+def test_effective_budget_is_what_the_runs_get():
+    assert claims.effective_budget([]) == claims.BUDGET
+    assert claims.effective_budget(["--epochs", "30", "--lr", "0.005"]) == {"epochs": 30, "lr": 0.005}
+    assert claims.effective_budget(["--epochs=8", "--frames", "8", "--epochs", "12"]) == {"epochs": 12, "lr": 0.01}
 
 
 def test_spearman():
@@ -231,9 +306,10 @@ def test_spearman():
 
 
 @pytest.mark.parametrize("seeds,fp,power", [(3, 0.002, 0.22), (5, 0.017, 0.66)])
-def test_false_positive_rate_of_the_rule(seeds, fp, power):
-    # RULE's figures: no true difference (or a true 10 points), per-run sd 5 points in each row,
-    # 120 test videos at 90 %; the share of comparisons that hold.
+def test_false_positive_rate_of_the_paired_test(seeds, fp, power):
+    # The paired test's error rates where outcomes are Gaussian (rows that both succeed): no true
+    # difference (or a true 10 points), per-run sd 5 points in each row, 120 test videos at 90 %;
+    # the share of comparisons that hold.
     rng = random.Random(seeds)
     floor = math.hypot(stats.binomial_se(90.0, 120), stats.binomial_se(90.0, 120))
     trials = 4000
@@ -264,34 +340,44 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
                           [2.0, 1.5, 1.0 + 0.1 * s, 0.8], [0.7, 0.6, 0.55, 0.5 + 0.01 * s])]
         for cond, diff in (("bias 0.9", [60, 65, 70][s]), ("bias 0.7", [25, 26, 24][s])):  # 0.7: no motion read
             runs += [fake_run("RGB", cond, s, 70, [1, 2, 0][s]), fake_run("RGB difference", cond, s, 80, diff),
-                     fake_run("DA constant 10", cond, s, 75, [30, 40, 35][s], dc_gain=0.02)]
-    runs += [fake_run("RGB", "bias 0.9", 3, 70, 0), fake_run("RGB difference", "bias 0.9", 3, 80, 62)]  # a 4th seed
+                     fake_run("DA constant 10", cond, s, 75, [70, 80, 75][s], dc_gain=0.02)]
+    runs += [fake_run("RGB", "bias 0.9", 3, 70, 0), fake_run("RGB difference", "bias 0.9", 3, 80, 62),  # a 4th seed
+             fake_run("DA constant 10", "bias 0.9", 3, 75, 72, dc_gain=0.02)]
+    runs += [fake_run("DA constant 1", "balanced", s, t, c, 0.16, dc_gain=0.01) for s, t, c in ((3, 98, 93), (4, 94, 89))]
+    runs += [fake_run("DA separate", "balanced", s, t, t, 0.15) for s, t in ((3, 25), (4, 27))]
     path = tmp_path / "claims.json"
     path.write_text(json.dumps({"runs": runs, "total_s": 600.0, "command": "python bench.py claims"}))
     bench.main(["claims", "--table", str(path)])
     text = capsys.readouterr().out
     assert "### scene-balanced table" in text and "### static-bias table" in text
-    assert "**balanced: rho 0.25, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3 seeds" in text
-    assert "| RGB | 81.0 ± 1.0 | 81.0 ± 1.0 | 42.3 ± 2.5 | holds | – | – | – |" in text   # side by side
-    assert "| DA constant 1 | 96.0 ± 1.0 | 96.0 ± 1.0 | 91.0 ± 1.0 | holds | 0.010 ± 0.000 | 0.160 ± 0.000 | – |" in text
-    assert "| DA separate | 25.0 ± 1.0 | 25.0 ± 1.0 | 25.0 ± 0.0 | not shown |" in text
-    assert "**bias 0.9: rho 0.9, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3-4 seeds; 4: RGB, RGB difference;" in text
-    assert "Condition valid: positive control (RGB difference) leaves chance" in text
-    assert "Condition NOT valid: positive control (RGB difference) does not leave chance" in text
+    assert "**balanced: rho 0.25, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3-5 seeds; 5: DA separate, " \
+           "DA constant 1;" in text and "successes: top-1 >= 60 %" in text
+    # successes, median, mean of successes, then the means side by side
+    assert "| RGB | 3/3 | 81.0 | 81.0 | 81.0 ± 1.0 | 81.0 ± 1.0 | 42.3 ± 2.5 | – | – | – |" in text
+    assert "| DA constant 1 | 5/5 | 96.0 | 96.0 | 96.0 ± 1.6 | 96.0 ± 1.6 | 91.0 ± 1.6 | 0.010 ± 0.000 | 0.160 ± 0.000 | – |" in text
+    assert "| DA separate | 0/5 | 25.0 | – | 25.4 ± 1.1 |" in text and "| DA mgda | 2/3 | 70.0 | 80.0 | 70.0 ± 20.0 |" in text
+    assert "**bias 0.9: rho 0.9, camera jitter; 10 epochs, lr 0.01** (mean ± std over 4 seeds;" in text
+    assert "successes: conflicting top-1 >= 60 %" in text
+    assert "Condition valid: positive control (RGB difference) succeeds on the conflicting videos in 4/4 seeds, " \
+           "negative control (RGB) in 0/4." in text
+    assert "Condition NOT valid: positive control (RGB difference) succeeds on the conflicting videos in 0/3" in text
     verdicts = {tuple(ln.split(" | ")[:2]): ln.split(" | ")[2] for ln in text.splitlines() if ln.startswith("| (")}
     assert verdicts[("| (a) DA beats RGB", "balanced")] == "**partly (1 of 3)** |"   # mgda not shown, loss+ not run
     assert verdicts[("| (b) DA beats RGB on conflicting videos (Sec. 1, static bias)", "bias 0.9")].startswith("**partly")
     assert verdicts[("| (b) DA beats RGB on conflicting videos (Sec. 1, static bias)", "bias 0.7")] == "**n/a** |"
-    assert verdicts[("| (c) joint training beats separate training", "balanced")] == "**n/a** |"  # separate at chance
+    assert verdicts[("| (c) joint training beats separate training", "balanced")] == "**partly (1 of 3)** |"  # no gate
     assert verdicts[("| (e) Fig. 3: held-out L_c and L_p positively correlated (PWTP trained on L_c only)",
                      "balanced")] == "**holds** |"
-    # DA mgda's top-1 (70, 90, 50) against chance 25: a t interval of 45 +- 49.7 that reaches 0, so the row
-    # does not clearly leave chance and its comparison decides nothing
-    assert "| &nbsp;&nbsp; DA mgda - RGB | | n/a (DA mgda not clearly above chance) |" in text
-    assert "| &nbsp;&nbsp; DA constant 1 - RGB | | holds: +15.00 [+12.52, +17.48], 3 seeds, no floor" in text
-    assert "n/a (DA separate not clearly above chance)" in text
-    assert "Spearman rho seed 0: +1.00" in text and "35 runs, 10.0 min in all" in text
-    assert "False positives" in text                                       # the rule, with its error rate
+    # DA mgda succeeds in 2 of 3 seeds (70, 90, 50), RGB in 3 of 3: Fisher's test, which 3 seeds cannot pass
+    assert "| &nbsp;&nbsp; DA mgda - RGB | | not shown (Fisher): 2/3 vs 3/3 successes, p = 1 (mean difference -11.0); " \
+           "P(holds) " in text
+    # both rows succeed in every seed: the paired test on top-1
+    assert "| &nbsp;&nbsp; DA constant 1 - RGB | | holds (paired): +15.00 [+12.52, +17.48], 3 seeds, no floor" in text
+    assert "| &nbsp;&nbsp; DA constant 1 - DA separate | | holds (Fisher): 5/5 vs 0/5 successes, p = 0.0079 " \
+           "(mean difference +70.6); P(holds) 1.00 at 5 seeds, 1.00 at 10 |" in text
+    assert "| &nbsp;&nbsp; DA constant 10 - RGB | | holds (Fisher): 4/4 vs 0/4 successes, p = 0.029" in text
+    assert "Spearman rho seed 0: +1.00" in text and "40 runs, 10.0 min in all" in text
+    assert "Power: the share of 2000 simulated experiments" in text        # the rule, with how power is found
     claims.plot_claims(json.loads(path.read_text()), str(tmp_path / "claims.png"))
     assert (tmp_path / "claims.png").stat().st_size > 1000
 
