@@ -730,10 +730,12 @@ def run_jobs(a, jobs):
 
 def dry_run(a, jobs):
     """--dry-run: the runs the command would do and the time they would take on this machine, from one
-    timed run: the first run still to do of a DA row (else the first), trained for real and kept, so
-    the command reuses it. Each other run is that run's time per epoch times its epochs."""
+    timed run: the first run still to do of a jointly trained DA row, as most rows are (else the first),
+    trained for real and kept, so the command reuses it. Each other run is that run's time per epoch
+    times its epochs."""
     todo = [j for j in jobs if run_record(a, *j)[2] is None]
-    timed, estimate = (next((j for j in todo if "da" in ROWS[j[1]]), todo[0]) if todo else None), {}
+    typical = [j for j in todo if "da" in ROWS[j[1]] and j[1] != FIG3_ROW and "separate" not in ROWS[j[1]]]
+    timed, estimate = (typical or todo or [None])[0], {}
     if timed:
         print(f"bench.py claims --dry-run: timing one run ({', '.join(map(str, timed))}); the command will reuse it",
               flush=True)
