@@ -54,21 +54,16 @@ INPUTS = ("da", "rgb", "rgbdiff", "dynimg")
 # =============================================================================================
 # TSM: the temporal shift and a ResNet with it inside every residual block
 # =============================================================================================
+# For every clip, frame t (0-based) and fold = C // fold_div:
+#     channels [0, fold)          out[t] = x[t+1]    (the future comes to t;  zero at t = S-1)
+#     channels [fold, 2*fold)     out[t] = x[t-1]    (the past comes to t;    zero at t = 0)
+#     channels [2*fold, C)        out[t] = x[t]      (untouched, 3/4 of the channels by default)
+# The order of TSM's own code (first fold "left", second "right"); the ends are zero-filled, not
+# wrapped around. Nothing is learned or multiplied: the shift only moves memory, yet a 3x3 conv
+# after it sees three frames at once -- a temporal receptive field for free.
 def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8) -> torch.Tensor:
     """Shift 1/fold_div of the channels one frame back in time and 1/fold_div one frame forward.
-
-    x: (B*S, C, H, W), the S frames of each clip stored consecutively (the 2D-batch layout of TSM).
-    returns the same shape, with, for every clip and frame t (0-based) and fold = C // fold_div:
-
-        channels [0, fold)          out[t] = x[t+1]    (the future comes to t;  zero at t = S-1)
-        channels [fold, 2*fold)     out[t] = x[t-1]    (the past comes to t;    zero at t = 0)
-        channels [2*fold, C)        out[t] = x[t]      (untouched, 3/4 of the channels by default)
-
-    This is the order of TSM's own code (first fold "left", second fold "right"). The ends are
-    zero-filled, not wrapped around: the first frame has no past, the last no future. Nothing is
-    learned and nothing is multiplied: the shift only moves memory, yet a 3x3 conv after it sees
-    three frames at once -- a temporal receptive field for free.
-    """
+    x: (B*S, C, H, W), each clip's S frames consecutive (TSM's 2D-batch layout) -> the same shape."""
     BS, C, H, W = x.shape
     if BS % segments:
         raise ValueError(f"temporal_shift: batch {BS} is not a multiple of segments={segments}")
@@ -489,29 +484,24 @@ class DAModel(nn.Module):
         return list(self.net.head().parameters())
 
     # --- forward ---------------------------------------------------------------------------
-    def represent_segments(self, clip):
-        """clip (B, S*T, C, H, W) -> (one frame per segment (B*S, C, H, W), PWTPOutput or None)."""
+    # The RGB baseline sees the middle frame of each segment (for even T the later of the two
+    # middle ones): S frames, exactly as many as the DA model, so both cost the same.
+    def forward(self, clip):
+        """clip (B, S*T, C, H, W) -> ModelOutput: logits (B, classes), PWTPOutput or None."""
         if clip.dim() != 5 or clip.shape[1] != self.segments * self.frames:
             raise ValueError(f"DAModel: expected a clip (B, S*T={self.segments}*{self.frames}, C, H, W), "
                              f"got {tuple(clip.shape)}")
-        B, _, C, H, W = clip.shape
-        x = clip.reshape(B * self.segments, self.frames, C, H, W)     # (B*S, T, C, H, W) one row per segment
+        (B, _, C, H, W), S, out = clip.shape, self.segments, None
+        x = clip.reshape(B * S, self.frames, C, H, W)                # (B*S, T, C, H, W) one row per segment
         if self.input == "da":
             out = self.pwtp(x)                                         # Eq. 1-7 on every segment
-            return out.da, out                                         # (B*S, C, H, W)
-        if self.input == "rgb":
-            # The RGB baseline sees the middle frame of each segment (for even T the later of the two
-            # middle ones): S frames, exactly as many as the DA model, so both cost the same.
-            return x[:, self.frames // 2], None
-        f = baselines.rgb_difference if self.input == "rgbdiff" else baselines.dynamic_image
-        return f(x), None
-
-    def forward(self, clip):
-        B = clip.shape[0]
-        frames, out = self.represent_segments(clip)                   # (B*S, C, H, W)
+            frames = out.da                                            # (B*S, C, H, W) one DA frame each
+        elif self.input == "rgb":
+            frames = x[:, self.frames // 2]
+        else:
+            frames = (baselines.rgb_difference if self.input == "rgbdiff" else baselines.dynamic_image)(x)
         if self.input_scale != 1.0:
             frames = frames * self.input_scale
-        S, (C, H, W) = self.segments, frames.shape[1:]
         if self.backbone_name == "tsm":
             logits = self.net(frames)                                  # 2D batch (B*S, C, H, W)
         elif self.backbone_name in ("x3d_xs", "x3d_m"):

@@ -26,7 +26,7 @@ Shapes used throughout (the paper's letters):
 
 Public API: `PWTP`, `PWTPOutput`, and the equation functions `local_aggregation` (Eq. 2),
 `temporal_relation_descriptor` (Eq. 3), `upsample_bases` (Eq. 4), `project` (Eq. 1, with its
-pieces `normal_equations` and `combine`), `projection_residual` (Eq. 5), `dynamic_appearance`
+pieces `normal_equations` and `reconstruction`), `projection_residual` (Eq. 5), `dynamic_appearance`
 (Eq. 6), `enopr` (Eq. 7) and `projection_loss` (Eq. 8, the L_p that training minimises); and
 `dc_gain`, DA's static leak s, which is not in the paper but follows from Eq. 1, 5 and 6.
 """
@@ -50,17 +50,14 @@ class PWTPOutput(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # Eq. 2: local spatial aggregation, U = Phi(X)
 # ---------------------------------------------------------------------------------------------
+# Why aggregate a neighbourhood first: a single pixel's colour over time cannot tell "an edge
+# moved across me" from "the light changed"; a k x k neighbourhood can. Why one conv for every
+# frame (no temporal kernel): the frames must be described alike, so that Eq. 3's frame-pair
+# similarities compare like with like. The stride makes Eq. 3-4 cheap (the subspace varies slowly
+# across space); Eq. 4 upsamples back to every pixel.
 def local_aggregation(phi: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """Eq. 2: U = Phi(X), the same 2D conv (PWTP.phi: k x k, stride s, C' channels) on every frame.
-
-    x: (N, T, C, H, W) -> u: (N, T, C', H', W'), H' = ceil(H / s) with padding k // 2.
-
-    Why aggregate a neighbourhood first: a single pixel's colour over time cannot tell "an edge
-    moved across me" from "the light changed"; a k x k neighbourhood can. Why one conv for every
-    frame (no temporal kernel): the frames must be described alike, so that Eq. 3's frame-pair
-    similarities compare like with like. The stride makes Eq. 3-4 cheap (the subspace varies
-    slowly across space); Eq. 4 upsamples back to every pixel.
-    """
+    x: (N, T, C, H, W) -> u: (N, T, C', H', W'), H' = ceil(H / s) with padding k // 2."""
     N, T = x.shape[:2]
     u = phi(x.flatten(0, 1))                        # (N*T, C', H', W')   every frame alike
     return u.unflatten(0, (N, T))                   # (N, T, C', H', W')
@@ -69,19 +66,15 @@ def local_aggregation(phi: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Eq. 3: the temporal relation descriptor
 # ---------------------------------------------------------------------------------------------
+# Why dot products between *frames* (not between channels): the descriptor should say how the
+# neighbourhood of m evolves in time -- which frames look alike and which differ -- and nothing
+# about what the neighbourhood looks like. A static pixel gives a Gram matrix of equal entries, a
+# pixel crossed by a moving edge gives a block pattern; the MLP of Eq. 4 reads that pattern and
+# chooses the subspace. The diagonal (the frames' own energies) and the lower triangle (a copy of
+# the upper one) carry no extra temporal relation, so they are dropped.
 def temporal_relation_descriptor(u: torch.Tensor) -> torch.Tensor:
     """Eq. 3: r_m = [<u_m^i, u_m^j>]_{1 <= i < j <= T}, every pair of frames of position m.
-
-    u: (N, T, C', H', W') features of the locally aggregated frames (Eq. 2).
-    returns r: (N, H', W', L) with L = T(T-1)/2, pairs in ascending (i, j) order.
-
-    Why dot products between *frames* (not between channels): the descriptor should say how the
-    neighbourhood of m evolves in time -- which frames look alike and which differ -- and nothing
-    about what the neighbourhood looks like. A static pixel gives a Gram matrix of equal entries,
-    a pixel crossed by a moving edge gives a block pattern; the MLP of Eq. 4 reads that pattern and
-    chooses the subspace. The diagonal (the frames' own energies) and the lower triangle
-    (a copy of the upper one) carry no extra temporal relation, so they are dropped.
-    """
+    u: (N, T, C', H', W') (Eq. 2) -> r: (N, H', W', L), L = T(T-1)/2 pairs in ascending (i, j)."""
     N, T, Cp, Hp, Wp = u.shape
     u = u.permute(0, 3, 4, 1, 2)                    # (N, H', W', T, C')  one T x C' matrix per position
     gram = u @ u.transpose(-1, -2)                  # (N, H', W', T, T)   all frame-pair similarities at once
@@ -112,16 +105,11 @@ class MLPBottleneck(nn.Module):
         return z + self.up(F.gelu(self.down(self.bn(z))))
 
 
+# Bilinear upsampling of the T*D maps gives neighbouring pixels smoothly varying subspaces, as the
+# paper says; the subspace is thus decided at the conv's resolution.
 def upsample_bases(maps: torch.Tensor, T: int, D: int, size) -> torch.Tensor:
-    """Eq. 4, last step: the MLP's T*D numbers per position -> one T x D basis per pixel.
-
-    maps: (N, H', W', T*D), the MLP output of every position m; size = (H, W) of the frames.
-    returns a: (N, T, D, H, W), "channels first" (see the layout note of Eq. 1); A_n of the paper
-    is a[:, :, :, h, w] for pixel n = (h, w).
-
-    Bilinear upsampling of the T*D maps gives neighbouring pixels smoothly varying subspaces,
-    as the paper says; the subspace is thus decided at the conv's resolution.
-    """
+    """Eq. 4, last step: maps (N, H', W', T*D), the MLP's output per position -> a (N, T, D, H, W),
+    one T x D basis per pixel stored channels first (see Eq. 1's layout note): A_n = a[..., h, w]."""
     N, Hp, Wp, _ = maps.shape
     a = maps.permute(0, 3, 1, 2)                     # (N, T*D, H', W')   T*D maps
     if (Hp, Wp) != tuple(size):
@@ -139,36 +127,31 @@ def upsample_bases(maps: torch.Tensor, T: int, D: int, size) -> torch.Tensor:
 # dim 1: plain elementwise work over whole images. The public `A` (PWTPOutput.A) is the
 # paper's layout, and PWTP.forward derives its working `a` from it (a permuted view).
 
+#
+# The inverse of Eq. 1 is never formed: beta solves the D x D *normal equations* (A^T A) beta = A^T x.
+# A small ridge `ridge * mean(diag(A^T A)) * I` keeps the solve finite when the MLP happens to
+# produce nearly dependent columns (the paper only asks that they be independent; nothing forces
+# it). Relative to the scale of A, it shrinks a well-conditioned projection by ~1e-6 only, about
+# float32's precision anyway.
 def normal_equations(x: torch.Tensor, a: torch.Tensor, ridge: float = 1e-6):
-    """Eq. 1's pieces for every pixel: A^T A, A^T x and beta = (A^T A)^{-1} A^T x.
-
-    x: (N, T, C, H, W), a: (N, T, D, H, W), both at least float32.
-    returns AtA (N, D, D, H, W) (without the ridge), Atx (N, D, C, H, W), beta (N, D, C, H, W).
-
-    The inverse of Eq. 1 is never formed: beta solves the D x D *normal equations*
-    (A^T A) beta = A^T x. A small ridge `ridge * mean(diag(A^T A)) * I` keeps the solve finite when
-    the MLP happens to produce nearly dependent columns (the paper only asks that they be
-    independent; nothing forces it). Being relative to the scale of A, it shrinks a
-    well-conditioned projection by a relative ~1e-6 only, about the precision of float32 anyway.
-    """
+    """Eq. 1's pieces per pixel: x (N, T, C, H, W), a (N, T, D, H, W), both >= float32 ->
+    AtA (N, D, D, H, W) (no ridge), Atx (N, D, C, H, W), beta = (A^T A)^{-1} A^T x (N, D, C, H, W)."""
     D = a.shape[2]
     AtA = (a.unsqueeze(3) * a.unsqueeze(2)).sum(1)              # (N, D, D, H, W)   sum_t a_td a_te
     Atx = (a.unsqueeze(3) * x.unsqueeze(2)).sum(1)              # (N, D, C, H, W)   sum_t a_td x_tc
     scale = AtA.diagonal(dim1=1, dim2=2).mean(-1)               # (N, H, W)
     eye = torch.eye(D, device=a.device, dtype=a.dtype)[None, :, :, None, None]
     M = AtA + (ridge * scale + 1e-12)[:, None, None] * eye     # ridge-regularised, (N, D, D, H, W)
-    if D == 1:
-        # The paper's default: a 1 x 1 "system" is a division.
+    if D == 1:                                                  # the paper's default: a division
         beta = Atx / M                                          # (N, 1, C, H, W)
-    else:
-        # M is symmetric positive definite (thanks to the ridge): Cholesky is the right solver.
+    else:                                                       # M is SPD (the ridge): Cholesky
         L = torch.linalg.cholesky(M.permute(0, 3, 4, 1, 2))    # (N, H, W, D, D)
         beta = torch.cholesky_solve(Atx.permute(0, 3, 4, 1, 2), L).permute(0, 3, 4, 1, 2)  # (N, D, C, H, W)
     return AtA, Atx, beta
 
 
-def combine(a: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """x_hat = A beta for every pixel: a (N, T, D, H, W), beta (N, D, C, H, W) -> (N, T, C, H, W)."""
+def reconstruction(a: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: x_hat = A beta per pixel; a (N, T, D, H, W), beta (N, D, C, H, W) -> (N, T, C, H, W)."""
     return (a.unsqueeze(3) * beta.unsqueeze(1)).sum(2)
 
 
@@ -184,19 +167,17 @@ def project(x: torch.Tensor, A: torch.Tensor, ridge: float = 1e-6):
     work = torch.promote_types(torch.promote_types(x.dtype, A.dtype), torch.float32)
     a = A.to(work).permute(0, 3, 4, 1, 2)                       # (N, T, D, H, W)
     _, _, beta = normal_equations(x.to(work), a, ridge)
-    x_hat = combine(a, beta)                                    # (N, T, C, H, W)
+    x_hat = reconstruction(a, beta)                                    # (N, T, C, H, W)
     return x_hat.to(x.dtype), beta.permute(0, 3, 4, 1, 2).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # Eq. 5: the projection residual
 # ---------------------------------------------------------------------------------------------
+# What the pixel's subspace cannot explain. Being (I - P_n) x_n it is orthogonal to every column of
+# A_n (a test checks it): whatever A_n calls "static" is removed exactly, the rest is kept.
 def projection_residual(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Eq. 5: e_n = x_n - x_hat_n = (I_T - P_n) x_n, for every pixel.  (N, T, C, H, W) both.
-
-    What the pixel's subspace cannot explain. Being (I - P_n) x_n it is orthogonal to every column
-    of A_n (a test checks it): whatever A_n calls "static" is removed exactly, the rest is kept.
-    """
+    """Eq. 5: e_n = x_n - x_hat_n = (I_T - P_n) x_n, for every pixel.  (N, T, C, H, W) both."""
     return x - x_hat
 
 
@@ -247,13 +228,10 @@ def enopr(x: torch.Tensor, residual: torch.Tensor, eps: float = 1e-6) -> torch.T
     return torch.linalg.vector_norm(e, dim=1) / torch.linalg.vector_norm(X, dim=1).clamp_min(eps)
 
 
+# A plain mean over segments (not over videos): each segment is one projected clip of Eq. 7. Reduced
+# in float32 (float64 stays float64) so that a half-precision run does not sum in half.
 def projection_loss(enopr: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: L_p = (1/B) sum_b ||E_b|| / ||X_b||, the mean ENoPR over the B segments of a batch.
-
-    enopr: (B,) per-segment ENoPR (PWTPOutput.enopr) -> a scalar in at least float32.
-    A plain mean over segments (not over videos): each segment is one projected clip of Eq. 7.
-    Reduced in float32 (float64 stays float64) so a half-precision run does not sum in half.
-    """
+    """Eq. 8: L_p = (1/B) sum_b ||E_b|| / ||X_b||; enopr (B,) per segment (PWTPOutput.enopr) -> scalar."""
     if enopr.dim() != 1:
         raise ValueError(f"projection_loss: expected per-segment ENoPR of shape (B,), got {tuple(enopr.shape)}")
     return enopr.to(torch.promote_types(enopr.dtype, torch.float32)).mean()
@@ -279,12 +257,14 @@ def dc_gain(A: torch.Tensor, ridge: float = 1e-6, per_pixel: bool = False) -> to
         s_n = 1 - (1/T) (A_n^T 1)^T (A_n^T A_n)^-1 (A_n^T 1).
     What DA can remove: the static colour exactly when the constant profile 1 lies in span(A_n)
     (then s_n = 0). What it cannot: otherwise a fraction s_n of the static colour passes into DA.
-    Random isotropic bases give E[s_n] = 1 - D/T; an untrained PWTP measured 0.57-0.91 at
-    T = 4, D = 1 (3 initialisations, random clips), so DA starts out close to the mean frame.
+    Random isotropic bases give E[s_n] = 1 - D/T: an untrained PWTP's DA is close to the mean frame.
     The response to motion scales with ||w_n|| instead: a zero-mean change m (1^T m = 0) passes as
     w_n^T m <= ||w_n|| ||m|| (Cauchy-Schwarz). So the static leak *relative* to the motion response
     is s_n / ||w_n|| = T ||w_n|| = sqrt(T s_n): only a subspace that holds the constant direction
     (what L_p pulls towards) makes DA blind to the scene.
+    What s is not: a measure of the scene in DA. s = T ||w_n||^2 is also DA's total filter energy,
+    so s = 0 both when DA removes the still scene and when it removes everything, and textured
+    background that moves (camera jitter) passes through w_n like any motion.
     """
     T = A.shape[3]
     work = torch.promote_types(A.dtype, torch.float32)
@@ -337,29 +317,27 @@ class PWTP(nn.Module):
         maps = self.fc_out(z).view(N, Hp, Wp, T * self.proj_dim)       # (N, H', W', T*D)
         return upsample_bases(maps, T, self.proj_dim, (H, W))          # (N, T, D, H, W)   Eq. 4
 
+    # Eq. 6 and 7 are computed from per-pixel sums: dynamic_appearance(residual) and
+    # enopr(x, residual), the definitions above, are NOT called. The two lines so marked give the
+    # same numbers and gradients (tests/test_pwtp.py checks it), but the losses then reach the
+    # parameters through (N, D, C, H, W)-sized tensors only: the backward pass never touches a full
+    # (N, T, C, H, W) tensor except to form A^T x, which keeps PWTP a small part of the step.
+    # A is the paper's (N, H, W, T, D) tensor and the one node through which every output reaches
+    # theta_p (the working view `a` is derived from it), so autograd.grad(loss, out.A) is dL/dA,
+    # as mgda.py's bases space needs. It is cast first, so it is the tensor actually used.
     def forward(self, x: torch.Tensor) -> PWTPOutput:
         """x: (N, T, C, H, W) segments (N = batch x segments) -> PWTPOutput (see its fields)."""
         if x.dim() != 5 or x.shape[1] != self.frames:
             raise ValueError(f"PWTP expects segments of shape (N, T={self.frames}, C, H, W), got {tuple(x.shape)}")
         work = torch.promote_types(x.dtype, torch.float32)
         xw = x.to(work)                              # the solve in >= float32 (see project)
-        # A is the paper's (N, H, W, T, D) tensor and the one node through which every output
-        # below (x_hat, residual, da, enopr) reaches theta_p: the channels-first working view `a`
-        # is derived FROM it. So torch.autograd.grad(loss, out.A) is dL/dA, as mgda.py needs.
-        # The cast to the working dtype comes first, so the returned A is the tensor actually used
-        # (dtype >= float32 even for half inputs).
         A = self.subspaces(x).to(work).permute(0, 3, 4, 1, 2)   # (N, H, W, T, D)   Eq. 2-4
         a = A.permute(0, 3, 4, 1, 2)                 # (N, T, D, H, W)     a view of A, same storage
         AtA, Atx, beta = normal_equations(xw, a)     # (N, D, D/C, H, W)   Eq. 1
-        x_hat = combine(a, beta)                     # (N, T, C, H, W)     Eq. 1
+        x_hat = reconstruction(a, beta)                     # (N, T, C, H, W)     Eq. 1
         residual = projection_residual(xw, x_hat)    # (N, T, C, H, W)     Eq. 5
 
-        # Eq. 6 and 7 from per-pixel sums: dynamic_appearance(residual) and enopr(x, residual),
-        # the definitions above, are NOT called here. These two lines give the same numbers and
-        # gradients (tests/test_pwtp.py::test_forward_da_and_enopr_equal_the_definitions), but the
-        # losses then reach the parameters through (N, D, C, H, W)-sized tensors only: the
-        # backward pass never touches a full (N, T, C, H, W) tensor except to form A^T x. That
-        # keeps PWTP a small fraction of the backbone's time, as its FLOPs promise.
+        # Eq. 6 and 7 from per-pixel sums (why: above this method)
         #   Eq. 6: mean_t e_t = mean_t x_t - (mean_t a_t) beta
         da = xw.mean(1) - (a.mean(1).unsqueeze(2) * beta).sum(1)                   # (N, C, H, W)
         #   Eq. 7: ||x - A beta||^2 = x.x - 2 beta.(A^T x) + beta.(A^T A) beta, per pixel

@@ -1,98 +1,99 @@
-"""train.py's command line: every flag with its help. Not needed to follow the paper: train.py's
-recipe (resolve_defaults) fills in each flag left at None, and says where each default comes from.
-Flags are named like the paper (--segments S, --frames T, --proj-dim D, --lam lambda)."""
-import argparse
+"""train.py's run-management flags (what is run and how it is kept, never what is computed, but
+--amp's precision) and the range check of every flag. Not in the paper: train.py defines the
+paper's flags itself and adds these with one call, add_run_flags."""
+import os
+import time
 
-from backbones import BACKBONES, INPUTS
-from data import DATASETS
-from mgda import NORMALIZERS, SPACES, STRATEGIES
-from support import runs
+from support.system import AMP_DTYPES, available_cores
 
 
-def add_joint_flags(flag):
-    """The joint-training flags (Sec. 3.4-3.5, Table 5, Eq. 12-13); `flag` is parser.add_argument."""
-    flag("--joint", default=None, choices=STRATEGIES,
-         help="joint-training strategy (Table 5; default mgda; synthetic: constant, see train.SYNTHETIC_DEFAULTS)")
-    # Default loss+ (ours; README "The paper's claims"): Eq. 12 on the
-    # raw gradients lets ||g_c|| >> ||g_p|| push alpha towards 0, so that PWTP follows L_p alone;
-    # dividing each gradient by L * ||g|| first keeps both tasks weighted. The paper's plain Eq. 12
-    # is one flag away: --mgda-normalize none.
-    flag("--mgda-normalize", default="loss+", choices=NORMALIZERS, help="divide each task's gradient by 1, ||g||, "
-         "L or L*||g|| before Eq. 12 (Sener & Koltun's gradient_normalizers); alpha then weighs the raw "
-         "gradients (default loss+, which keeps alpha from collapsing; none = the paper's plain Eq. 12)")
-    flag("--mgda-space", default="params", choices=SPACES, help="where Eq. 12 is solved: params = the PWTP "
-         "parameters (Algorithm 1), bases = the per-pixel bases A (the MGDA-UB analogue) (default params)")
-    flag("--lam", type=float, default=None, help="lambda of 'constant', lambda_max of 'scheduler' (default 1; "
-         "synthetic: 30, see train.SYNTHETIC_DEFAULTS)")
-    flag("--lam-min", type=float, default=0.0, help="Eq. 13 floor lambda_min (default 0)")
-    flag("--sched-a", type=float, default=1.0, help="Eq. 13 shape a in (0,1] (default 1)")
-    flag("--sched-b", type=float, default=1.0, help="Eq. 13 shape b > 0 (default 1)")
-    flag("--separate-epochs", type=float, default=None, help="'separate': epochs of PWTP-only training before "
-         "it is frozen (default: a quarter of --epochs, ours)")
+# Flags that may be changed when resuming: they do not change the computation (--lr does, and
+# says so when it is used).
+RESUME_OVERRIDABLE = ("max_steps", "workers", "log_every", "tensorboard", "val_every", "lr")
 
 
-# --pwtp-NAME flag -> pwtp.PWTP argument, with what the paper calls it (defaults: Sec. 4, config #7).
-PWTP_OPTIONS = (("kernel", int, "kernel_size: Eq. 2 conv kernel k (default 9)"),
-                ("stride", int, "stride: Eq. 2 conv stride s (default 8)"),
-                ("channels", int, "channels: Eq. 2 conv channels C' (default 24)"),
-                ("expansion", float, "expansion: Eq. 4 MLP width factor e (default 2)"),
-                ("blocks", int, "blocks: Eq. 4 MLP bottleneck blocks K (default 1)"),
-                ("bottleneck", float, "bottleneck_ratio: Eq. 4 bottleneck ratio rho (default 0.25)"))
+def add_run_flags(flag):
+    """train.py's flags of run management (none of them changes what is computed, but --amp's
+    precision); `flag` is parser.add_argument."""
+    flag("--workers", type=int, default=None,
+         help="data-loader processes per rank (default 4, synthetic 2; never more than this machine's cores)")
+    flag("--out", default=None, help="RUN_DIR (default runs/<dataset>-<backbone>-<input>-<joint>-<time>)")
+    flag("--resume", default=None, metavar="RUN_DIR|auto",
+         help="continue the run in RUN_DIR (its last.pt, the newest state; other files such as best.pt are "
+              "refused, they would roll the run back) exactly; its own flags are used, except "
+              + ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDABLE) + " (--lr changes the run). "
+              "auto: resume --out if it holds last.pt, else start it (one command for a first start and "
+              "every requeue)")
+    flag("--seed", type=int, default=0)
+    flag("--subset", type=int, default=None, metavar="N", help="train on a random N-video subset")
+    flag("--overfit", type=int, default=None, metavar="N",
+         help="train and validate on the same N training videos (sanity check: must reach ~100%%)")
+    flag("--max-steps", type=int, default=None,
+         help="stop after this many optimiser steps (the LR schedule still spans --epochs); "
+              "last.pt is saved and the model validated")
+    flag("--amp", nargs="?", const="bf16", default=None, choices=AMP_DTYPES,
+         help="mixed precision: autocast to bf16 (plain --amp) or fp16 (--amp fp16, with a GradScaler "
+              "against fp16's narrow range); losses, PWTP's solve and the optimiser stay in float32")
+    flag("--device", default="auto", help="auto | cpu | cuda (default auto; may change on --resume, as --amp)")
+    flag("--log-every", type=int, default=None, help="steps between progress lines / log.csv rows")
+    flag("--val-every", type=int, default=1, metavar="N", help="validate after every N-th epoch and after the "
+         "last (0: after the last only); skipped validations change nothing in training (default 1)")
+    flag("--tensorboard", action="store_true",
+         help="also write log.csv's scalars to RUN_DIR/tensorboard (needs the tensorboard package)")
+    flag("--dry-run", action="store_true",
+         help="print the recipe, dataset counts, steps, parameters, FLOPs per view and the time per epoch "
+              "measured on a few steps here, then exit: nothing is trained, downloaded or written")
 
 
-def pwtp_options(args):
-    """The --pwtp-* flags that were given, as pwtp.PWTP keyword arguments."""
-    given = {p.split(":")[0]: getattr(args, f"pwtp_{n}", None) for n, _, p in PWTP_OPTIONS}
-    return {k: v for k, v in given.items() if v is not None}
+def fill_run_defaults(args, workers_given):
+    """The run-management flags left unset: --workers 4 (synthetic 2), never more than this
+    machine's cores (more loader processes than cores only slow each other down), --log-every 20,
+    --out runs/<dataset>-<backbone>-<input>-<joint>-<time>."""
+    if not workers_given:
+        args.workers = min(args.workers or 4, available_cores())
+    args.log_every = 20 if args.log_every is None else args.log_every
+    if args.out is None:
+        args.out = os.path.join("runs", f"{args.dataset}-{args.backbone}-{args.input}-{args.joint}-"
+                                        f"{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def build_parser(synthetic_defaults):
-    """The parser; `synthetic_defaults`: train.SYNTHETIC_DEFAULTS, named in the description."""
-    p = argparse.ArgumentParser(
-        description="Train a dynamic-appearance action-recognition model with joint training "
-                    "(MGDA by default). Unset flags take the recipe of the --pretrained starting point; "
-                    "with --dataset synthetic (the default) a CPU-sized configuration is used instead: "
-                    + ", ".join(f"{k}={v}" for k, v in synthetic_defaults.items()) + ".",
-        epilog="Example: python train.py --dataset ucf101 --data-root ~/data/ucf101 --backbone tsm "
-               "--pretrained k400_da_tsm.pt --out runs/ucf-da-tsm")
-    flag = p.add_argument
-    flag("--dataset", default="synthetic", choices=DATASETS, help="dataset (default synthetic)")
-    flag("--data-root", default=None, help="dataset folder (synthetic: data.default_synthetic_root())")
-    flag("--split", type=int, default=1,
-         help="UCF101/HMDB51 split 1-3; synthetic also 4 and 5, the static-bias split (default 1)")
-    flag("--backbone", default=None, choices=BACKBONES, help="default tsm")
-    flag("--depth", type=int, default=None, help="ResNet depth for tsm (default 50; synthetic 18)")
-    flag("--small", default=None, action=argparse.BooleanOptionalAction,
-         help="narrow CPU-sized backbone (default off; synthetic on)")
-    flag("--input", default="da", choices=INPUTS, help="representation fed to the backbone (default da)")
-    flag("--segments", type=int, default=None, help="S segments (default: 8 tsm/vit, 4 x3d_xs, 16 x3d_m)")
-    flag("--frames", type=int, default=None, help="T frames per segment (default 8)")
-    flag("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
-    # PWTP's own shape (Eq. 2 conv: Table 4; Eq. 4 MLP: Table 8); unset = the paper's default (pwtp.PWTP).
-    for name, kind, paper in PWTP_OPTIONS:
-        flag(f"--pwtp-{name}", type=kind, default=None, help=f"PWTP {paper}")
-    add_joint_flags(flag)
-    flag("--crop-size", type=int, default=None, help="training/test crop (default 224; x3d_xs 160)")
-    flag("--epochs", type=int, default=None)
-    flag("--batch-size", type=int, default=None, help="clips per process per micro-batch")
-    flag("--accum-steps", type=int, default=1, metavar="K", help="K micro-batches of --batch-size per optimiser "
-         "step, so 1-2 GPUs reach the paper's total batch (MGDA derives alpha once, from the summed g_c and g_p)")
-    flag("--lr", type=float, default=None, help="base learning rate (default: the starting point's recipe, "
-         "scaled linearly to batch-size x accum-steps x processes)")
-    flag("--weight-decay", type=float, default=None)
-    flag("--dropout", type=float, default=None, help="dropout before the classifier")
-    flag("--warmup-epochs", type=float, default=None,
-         help="linear warm-up (default 7 on large sets; at most half the run, ours)")
-    flag("--pwtp-lr-mult", type=float, default=None, help="PWTP learning-rate multiplier (ViT: 5)")
-    flag("--input-scale", type=float, default=1.0, help="fixed gain on the frames the backbone sees (ours; DA "
-         "frames are ~30x smaller than normalised RGB; default 1 = the paper's model)")
-    flag("--pretrained", default=None, metavar="{none,imagenet,PATH}", help="starting point, which also picks the "
-         "recipe: PATH = a Kinetics video model (TSM's, pytorchvideo's, or a train.py best.pt/last.pt/export) or a "
-         "torchvision state dict; imagenet = torchvision's ImageNet weights (downloaded once); none = random "
-         "weights. Default: imagenet for tsm/vit_b16 on real datasets, none for x3d, small models and synthetic")
-    flag("--freeze-bn", default=None, action=argparse.BooleanOptionalAction, help="freeze every BatchNorm but "
-         "the first (default: on when fine-tuning a pretrained model on ucf101/hmdb51, off from scratch)")
-    flag("--clip-grad", type=float, default=None, help="gradient-norm clip, 0 = off (default 20)")
-    flag("--label-smoothing", type=float, default=None, help="default 0.1")
-    runs.add_run_flags(flag)              # --out, --resume, --seed, --amp, --device, --dry-run, ...
-    return p
+def check_flags(args):
+    """Reject every out-of-range flag with a message that names it (argparse only checks types).
+    The crop bounds are ours: below them a backbone's feature map vanishes (ResNet and X3D
+    downsample 32x; ViT needs whole 16-pixel patches); above 1024 a clip no longer fits memory."""
+    min_crop = 16 if args.backbone.startswith("vit") else 32
+    rules = [
+        ("epochs", args.epochs >= 1, ">= 1"), ("batch_size", args.batch_size >= 1, ">= 1"),
+        ("accum_steps", args.accum_steps >= 1, ">= 1"),
+        ("segments", args.segments >= 1, ">= 1"), ("frames", args.frames >= 1, ">= 1"),
+        ("crop_size", min_crop <= args.crop_size <= 1024, f"in [{min_crop}, 1024] for {args.backbone}"),
+        ("lr", args.lr > 0, "> 0"), ("dropout", 0 <= args.dropout < 1, "in [0, 1)"),
+        ("weight_decay", args.weight_decay >= 0, ">= 0"), ("workers", args.workers >= 0, ">= 0"),
+        ("warmup_epochs", args.warmup_epochs >= 0, ">= 0"), ("clip_grad", args.clip_grad >= 0, ">= 0 (0 = off)"),
+        ("label_smoothing", 0 <= args.label_smoothing < 1, "in [0, 1)"),
+        ("pwtp_lr_mult", args.pwtp_lr_mult > 0, "> 0"), ("lam", args.lam >= 0, ">= 0"),
+        ("input_scale", args.input_scale > 0, "> 0"),
+        ("sched_a", 0 < args.sched_a <= 1, "in (0, 1] (Eq. 13)"), ("sched_b", args.sched_b > 0, "> 0 (Eq. 13)"),
+        ("lam_min", 0 <= args.lam_min <= args.lam, "in [0, --lam] (Eq. 13)"),
+        ("separate_epochs", args.separate_epochs > 0, "> 0"), ("log_every", args.log_every >= 1, ">= 1"),
+        ("val_every", args.val_every >= 0, ">= 0 (0 = the last epoch only)"), ("split", args.split >= 1, ">= 1"),
+        ("max_steps", args.max_steps is None or args.max_steps >= 1, ">= 1"),
+        ("subset", args.subset is None or args.subset >= 1, ">= 1"),
+        ("overfit", args.overfit is None or args.overfit >= 1, ">= 1"),
+    ] + [(f"pwtp_{name}", getattr(args, f"pwtp_{name}", None) is None or getattr(args, f"pwtp_{name}") >= low,
+          f">= {low}") for name, low in (("kernel", 1), ("stride", 1), ("channels", 1), ("expansion", 0.1),
+                                          ("blocks", 0), ("bottleneck", 0.01))]
+    for flag, ok, expected in rules:
+        if not ok:
+            raise SystemExit(f"train.py: --{flag.replace('_', '-')} must be {expected}, got {getattr(args, flag)}")
+    if args.backbone.startswith("vit") and args.crop_size % 16:
+        raise SystemExit(f"train.py: --crop-size must be a multiple of 16 for vit_b16, got {args.crop_size}")
+    if args.input == "da" and not 1 <= args.proj_dim < args.frames:
+        raise SystemExit(f"train.py: --proj-dim must satisfy 1 <= D < T (--frames {args.frames}), got {args.proj_dim}")
+    pwtp_given = [f"--pwtp-{n}" for n in ("kernel", "stride", "channels", "expansion", "blocks", "bottleneck")
+                  if getattr(args, f"pwtp_{n.replace('-', '_')}", None) is not None]
+    if pwtp_given and args.input != "da":
+        raise SystemExit(f"train.py: {', '.join(pwtp_given)} shape PWTP, which --input {args.input} does not have")
+    if args.input in ("da", "rgbdiff", "dynimg") and args.frames < 2:
+        raise SystemExit(f"train.py: --input {args.input} needs --frames >= 2 (a segment of T frames), "
+                         f"got {args.frames}")

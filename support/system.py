@@ -134,14 +134,17 @@ def stop_workers(batches):
 
 
 def broadcast_buffers(model):
-    """BatchNorm running statistics from rank 0 to every rank (what DDP does by default), so all
-    ranks hold identical models at every step boundary."""
-    if not distributed():
-        return
-    # One broadcast per dtype (running means/vars in float, the batch counters in int64) instead of
-    # one per buffer: a ResNet-50 has ~160 of them, and each collective has a fixed latency.
+    """BatchNorm running statistics of rank 0 on every rank (what DDP does), so that all ranks hold
+    identical models at every step boundary; nothing to do on one process."""
+    if distributed():
+        _broadcast_by_dtype(list(model.buffers()))
+
+
+def _broadcast_by_dtype(buffers):
+    """One broadcast per dtype (running means/vars in float, batch counters in int64) instead of one
+    per buffer: a ResNet-50 has ~160 of them, and each collective has a fixed latency."""
     by_dtype = {}
-    for b in model.buffers():
+    for b in buffers:
         by_dtype.setdefault(b.dtype, []).append(b)
     for bufs in by_dtype.values():
         flat = torch.cat([b.data.reshape(-1) for b in bufs])

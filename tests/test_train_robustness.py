@@ -20,8 +20,9 @@ import torch
 
 import data
 import evaluate
+import pwtp
 import train
-from support import layouts, runs
+from support import layouts, runlog, runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--crop-size", "32", "--segments", "2", "--frames", "4", "--batch-size", "4"]
@@ -63,10 +64,10 @@ def finish(p, timeout):
 # --- an exception in the step with loader workers ends the process ---------------------------
 def test_an_error_in_the_step_with_two_workers_ends_the_process(synth_root, tmp_path):
     boom = ("real = train.train_step\n"
-            "def boom(run, clip, labels, step, *a):\n"
+            "def boom(run, clip, labels, step, *a, **kw):\n"
             "    if step == 2:\n"
             "        raise RuntimeError('CUDA out of memory (raised on purpose at step 3)')\n"
-            "    return real(run, clip, labels, step, *a)\n"
+            "    return real(run, clip, labels, step, *a, **kw)\n"
             "train.train_step = boom")
     p = start([sys.executable, script(tmp_path, boom), "--data-root", synth_root, "--out", str(tmp_path / "run"),
                "--workers", "2", "--log-every", "1"] + TINY + ["--batch-size", "2"])
@@ -159,7 +160,7 @@ def test_a_crash_while_log_csv_is_rewritten_leaves_it_whole(synth_root, tmp_path
         for r in list(rows)[:1]:
             self.writerow(r)
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(runs.csv.DictWriter, "writerows", crash)
+    monkeypatch.setattr(runlog.csv.DictWriter, "writerows", crash)
     with pytest.raises(OSError):
         train.main(["--resume", str(run)])
     assert sha(run / "log.csv") == before
@@ -250,10 +251,10 @@ def test_closing_lines_do_not_point_at_a_deleted_best_pt(tmp_path):
     said = []
     run = types.SimpleNamespace(run_dir=str(tmp_path), log=said.append, args=types.SimpleNamespace(max_steps=None),
                                 total_steps=6)
-    runs.closing_lines(run, {"history": [], "step": 6, "best_top1": 50.0}, None, None)
+    runlog.closing_lines(run, {"history": [], "step": 6, "best_top1": 50.0}, None, None)
     assert "best.pt" not in said[-1] and f"--checkpoint {tmp_path}/last.pt" in said[-1]
     (tmp_path / "best.pt").write_text("x")
-    runs.closing_lines(run, {"history": [], "step": 6, "best_top1": 50.0}, None, None)
+    runlog.closing_lines(run, {"history": [], "step": 6, "best_top1": 50.0}, None, None)
     assert f"--checkpoint {tmp_path}/best.pt" in said[-1]
 
 
@@ -266,7 +267,7 @@ def test_dc_gain_is_logged_per_step_and_averaged_per_epoch(synth_root, tmp_path)
     gains = [float(r["dc_gain"]) for r in rows]
     assert len(gains) == 3 and all(0.0 < g <= 1.0 for g in gains)
     (epoch,) = json.load(open(run / "metrics.json"))
-    assert epoch["dc_gain"] == pytest.approx(sum(gains) / 3, rel=1e-4)      # every step of the epoch logged
+    assert epoch["dc_gain"] == pytest.approx(sum(gains) / 3, rel=1e-4)      # the mean over the logged steps
     rgb = tmp_path / "rgb"                                 # no PWTP: no DC gain
     train.main(["--data-root", synth_root, "--out", str(rgb), "--input", "rgb", "--epochs", "1", "--max-steps", "1",
                 "--log-every", "1", "--workers", "0"] + TINY)
@@ -274,18 +275,21 @@ def test_dc_gain_is_logged_per_step_and_averaged_per_epoch(synth_root, tmp_path)
     assert json.load(open(rgb / "metrics.json"))[0]["dc_gain"] is None
 
 
-def test_train_step_logs_the_dc_gain_of_its_bases(synth_root, tmp_path, monkeypatch):
-    """The logged s is pwtp.dc_gain of the step's bases A, averaged over the micro-batches."""
-    import pwtp
+def test_only_a_logged_step_hands_back_its_bases(synth_root, tmp_path):
+    """The DC gain is a diagnostic: a logged step returns its last micro-batch's bases A for it,
+    any other step nothing, and both take the same step."""
     a = train.build_parser().parse_args(["--data-root", synth_root, "--out", str(tmp_path / "r"), "--workers", "0",
                                          "--batch-size", "2", "--accum-steps", "2"] + TINY[:6])
-    run = train.build_run(train.resolve_defaults(a, 1, "none"), 0, 1, torch.device("cpu"), print)
-    seen = []
-    real = pwtp.dc_gain
-    monkeypatch.setattr(pwtp, "dc_gain", lambda A: seen.append(real(A)) or seen[-1])
-    torch.manual_seed(0)
-    r = train.train_step(run, torch.randn(4, 8, 3, 32, 32), torch.tensor([0, 1, 2, 3]), 0)
-    assert len(seen) == 2 and r.dc_gain == pytest.approx(float(torch.cat(seen).mean()), rel=1e-6)
+    results = []
+    for log in (True, False):
+        run = train.build_run(train.resolve_defaults(a, 1, "none"), 0, 1, torch.device("cpu"), print)
+        torch.manual_seed(0)
+        results.append((train.train_step(run, torch.randn(4, 8, 3, 32, 32), torch.tensor([0, 1, 2, 3]), 0, log=log),
+                        run.model.state_dict()))
+    (logged, w1), (plain, w2) = results
+    assert logged.bases.shape == (2 * 2, 32, 32, 4, 1) and plain.bases is None   # (B*S, H, W, T, D)
+    assert 0.0 < float(pwtp.dc_gain(logged.bases).mean()) <= 1.0
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
 # --- evaluate.py --video -------------------------------------------------------------------------
