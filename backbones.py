@@ -1,40 +1,23 @@
 """The four backbones of the paper (Sec. 3.3, Table 1) and the DA model that puts PWTP in front of them.
 
-Dynamic appearance is *backbone-agnostic*: PWTP (pwtp.py) turns every segment of T RGB frames into
-ONE frame of the same size and channel count, so any network that eats RGB frames can eat DA frames
-instead. The paper shows this on four networks, all written out in this file:
-
-  * TSM on ResNet-18/34/50/101 (Lin, Gan and Han 2019): a 2D ResNet that runs on each of the S frames
-    separately, except that inside every residual block (every other one in ResNet-101, as in TSM's
-    code) 1/8 of the channels are shifted one frame forward in time and 1/8 one frame backward
-    (`temporal_shift`). The shift is free (no parameters, no multiply-adds) and lets a 2D network
-    mix information across time.
-  * X3D-XS and X3D-M (Feichtenhofer 2020): a small 3D network with depthwise 3x3x3 convolutions. XS and
-    M are the SAME network; they differ only in the input they are trained on (XS: 4 frames of 160^2,
-    M: 16 frames of 224^2; the DA versions: DA_{4x8} and DA_{16x3}, i.e. S = 4 or 16 DA frames).
-  * Video ViT-B/16 (Dosovitskiy et al. 2021), adapted as Sec. 3.3 says: the patch tokens of all S
-    frames form one sequence, each frame's tokens get the SAME (duplicated) positional embedding, and
-    the prediction is made from the mean of all last-layer tokens instead of the class token.
-
-Why written out instead of imported: torchvision is an optional dependency (its wheels do not
-always import beside a CPU-only torch), and a reader should *see* the temporal shift inside the
-ResNet block and the duplicated positional embedding. The ResNets and the ViT use torchvision's
-parameter names and shapes, so torchvision's published ImageNet checkpoints load tensor for tensor
-(apart from the classifier, which is dropped when the class count differs). Loading those, the
-Kinetics starting points (the TSM authors' TSM-ResNets, pytorchvideo's X3D) and this project's own
-checkpoints is infrastructure: support/weights.py maps their names onto ours.
-
-The DA model (`DAModel`, built by `build_model`):
+Dynamic appearance is *backbone-agnostic*: PWTP turns every segment of T RGB frames into ONE frame
+of the same size and channels, so any network that eats RGB frames can eat DA frames instead:
+  * TSM on ResNet-18/34/50/101: a 2D ResNet on each of the S frames, except that inside every
+    residual block (every other one in ResNet-101, as in TSM's code) 1/8 of the channels shift one
+    frame forward in time and 1/8 one frame back (`temporal_shift`): free, and it mixes time.
+  * X3D-XS and X3D-M: one small 3D network with depthwise 3x3x3 convolutions; XS and M differ only
+    in their input (XS: 4 frames of 160^2, M: 16 of 224^2; DA_{4x8} and DA_{16x3}: S = 4 or 16).
+  * Video ViT-B/16, adapted as Sec. 3.3 says: the patch tokens of all S frames form one sequence,
+    each frame's tokens get the SAME positional embedding, and the mean of all tokens predicts.
+Written out, not imported: torchvision is optional, and a reader should *see* the shift inside the
+block and the duplicated embedding. Parameter names and shapes are torchvision's, so its ImageNet
+checkpoints load tensor for tensor; other codebases' formats are support/weights.py's business.
 
     clip (B, S*T, C, H, W) --cut--> (B*S, T, C, H, W) --PWTP--> DA (B*S, C, H, W)
         --> backbone in its own layout --> logits (B, num_classes)
 
-with input="rgb" (the paper's RGB baseline) the middle frame of every segment replaces PWTP: the
-backbone sees S frames in every case, so DA and RGB models cost the same apart from PWTP.
-input="rgbdiff" / "dynimg" use the fixed one-frame summaries of baselines.py (Table 6's rivals).
-
-Public API: `build_model`, `DAModel`, `ModelOutput`, `temporal_shift`, and the backbones
-`TSMResNet`, `X3D`, `VideoViT`.
+With input="rgb" (the paper's RGB baseline) the middle frame of every segment replaces PWTP, so DA
+and RGB models cost the same apart from PWTP; "rgbdiff" / "dynimg" are baselines.py's rivals.
 """
 import math
 from typing import NamedTuple, Optional
@@ -117,9 +100,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """ResNet-50/101 block, torchvision's v1.5 (stride in the 3x3 conv) + residual shift before conv1.
-
-    shift=False leaves the block a plain ResNet block (TSM-R101 shifts every other block only)."""
+    """ResNet-50/101 block, torchvision's v1.5 (stride in the 3x3 conv) + residual shift before conv1;
+    shift=False leaves a plain ResNet block (TSM-R101 shifts every other block only)."""
     expansion = 4
 
     def __init__(self, cin, planes, stride=1, segments=8, shift=True):
@@ -148,17 +130,10 @@ RESNET_LAYOUT = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
 class TSMResNet(nn.Module):
     """TSM: a torchvision-layout ResNet whose blocks shift time, a dropout+linear head, average consensus.
 
-    forward(x): x (B*S, C, H, W), the S frames of each clip consecutive -> logits (B, num_classes).
-    Every frame is classified on its own (the shift is the only exchange between frames) and the
-    S per-frame scores are averaged: TSN's "average consensus".
-    width=64 is the real network; small=True in build_model uses width=16 (all widths / 4).
-
-    Which blocks shift: as in TSM's own code (make_temporal_shift, place "blockres"), a ResNet whose
-    layer3 has >= 23 blocks (ResNet-101) shifts every OTHER block of every layer, the blocks with
-    index 0, 2, 4, ... ("n_round = 2"); shallower ResNets (18/34/50) shift every block. So each
-    shifted ResNet-101 block sits beside an unshifted one, and a released TSM-R101 checkpoint fits
-    block for block. Each block's `shift` flag says what it does.
-    """
+    forward(x): x (B*S, C, H, W), each clip's S frames consecutive -> logits (B, num_classes): every
+    frame is classified alone (the shift is the only exchange) and the S scores averaged (TSN).
+    width=64 is the real network, 16 the small one. As in TSM's code ("blockres"), ResNet-101
+    (layer3 >= 23 blocks) shifts every OTHER block, shallower ResNets every block."""
 
     def __init__(self, num_classes, depth=50, segments=8, dropout=0.5, width=64):
         super().__init__()
@@ -231,8 +206,7 @@ class X3DBlock(nn.Module):
     def __init__(self, cin, inner, cout, stride, use_se):
         super().__init__()
         self.conv_a, self.bn_a = nn.Conv3d(cin, inner, 1, bias=False), nn.BatchNorm3d(inner)
-        # Depthwise (groups = channels): the 3x3x3 conv mixes space and time, never channels. This is
-        # what makes X3D so cheap; the 1x1x1 convs around it do the channel mixing.
+        # Depthwise (groups = channels): mixes space and time, never channels, which makes X3D cheap.
         self.conv_b = nn.Conv3d(inner, inner, 3, stride=(1, stride, stride), padding=1, groups=inner, bias=False)
         self.bn_b = nn.BatchNorm3d(inner)
         self.se = SqueezeExcite(inner) if use_se else None
@@ -257,10 +231,8 @@ class X3D(nn.Module):
     """X3D: stem (1x3x3/2 conv, depthwise 5x1x1 conv), 4 stages of X3D blocks, 1x1x1 conv, pool, 2048-d head.
 
     forward(x): x (B, C, T, H, W) -> logits (B, num_classes). Each stage halves H and W in its first
-    block (stride 32 overall with the stem); time is never strided. SE sits on every other block
-    (the 1st, 3rd, ... of each stage). Full size: widths 24/48/96/192, inner widths x2.25 =
-    54/108/216/432, depths 3/5/11/7 (X3D-XS/S/M all use these), head 192 -> 432 -> 2048 -> classes.
-    """
+    block, time is never strided, SE sits on every other block. Full size: widths 24/48/96/192
+    (inner x2.25), depths 3/5/11/7 (XS/S/M alike), head 192 -> 432 -> 2048 -> classes."""
 
     def __init__(self, num_classes, widths=(24, 48, 96, 192), depths=(3, 5, 11, 7), expansion=2.25,
                  stem=24, head_inner=432, head_dim=2048, dropout=0.5):
@@ -346,17 +318,12 @@ class VideoViT(nn.Module):
 
     forward(x): x (B, S, C, H, W) -> logits (B, num_classes), H = W = image_size.
 
-    The image ViT's positional embedding covers one class token + (H/16)*(W/16) patches. For a video
-    the same per-frame table is *duplicated for each segment*: patch p of every frame gets the same
-    embedding, so attention knows where a patch is in the image but not which frame it came from.
-    All S*(H/16)*(W/16) patch tokens (+ the one class token) form one sequence, so every token can
-    attend to every frame. The stored parameter keeps torchvision's shape (1, 1 + 196, 768), which is
-    why an ImageNet checkpoint loads strictly: the duplication happens in forward.
-
-    Instead of reading the class token, the prediction uses the mean of ALL last-layer tokens (class
-    token included), as Sec. 3.3 says. (Sec. 4.1 remarks that the adapted ViT-B "does not model the
-    interactions between different frames in its attention blocks"; with a duplicated, frame-agnostic
-    positional embedding the attention cannot tell frames apart by position, which is how we read it.)
+    The image ViT's positional table (one class token + (H/16)*(W/16) patches) is *duplicated for
+    each segment*: attention knows where a patch is in the image, not which frame it came from
+    (how we read Sec. 4.1's "does not model the interactions between different frames"). All
+    S*(H/16)*(W/16) patch tokens and the class token form one sequence. The stored parameter keeps
+    torchvision's shape, so an ImageNet checkpoint loads strictly; the duplication is in forward.
+    The prediction is the mean of ALL last-layer tokens, class token included (Sec. 3.3).
     """
 
     def __init__(self, num_classes, image_size=224, patch=16, dim=768, depth=12, heads=12, mlp_dim=3072,
@@ -410,11 +377,7 @@ class ModelOutput(NamedTuple):
 
 class DAModel(nn.Module):
     """PWTP (or an RGB / baseline frame picker) in front of a backbone; see build_model for arguments.
-
-    forward(clip): clip (B, S*T, C, H, W), normalised -> ModelOutput(logits (B, K), pwtp or None).
-    The S*T frames are S consecutive segments of T frames each (the data loader's sampling decides
-    whether the segments are spread over the video (TSN) or contiguous (dense)).
-    """
+    The clip's S*T frames are S consecutive segments of T frames (spread (TSN) or dense: data.py)."""
 
     def __init__(self, backbone, num_classes, input="da", segments=8, frames=8, proj_dim=1, depth=50,
                  dropout=0.5, pretrained=None, small=False, crop_size=224, input_scale=1.0, **pwtp_kwargs):
@@ -431,10 +394,8 @@ class DAModel(nn.Module):
             raise ValueError(f"backbones.py: PWTP options {sorted(pwtp_kwargs)} given but input={input!r} has no PWTP")
         self.backbone_name, self.input, self.segments, self.frames = backbone, input, segments, frames
         self.num_classes = num_classes
-        # input_scale (ours; the paper has no such factor): DA frames are residuals, about 30x smaller
-        # than ImageNet-normalised RGB, so a backbone initialised or pretrained for RGB first sees
-        # near-zero inputs. A fixed gain lets train.py measure whether that slows learning
-        # (bench.py claims); 1.0 is the paper's model.
+        # input_scale (ours; not in the paper): DA frames are residuals, far smaller than normalised
+        # RGB, so a backbone made for RGB first sees near-zero inputs; 1.0 is the paper's model.
         self.input_scale = float(input_scale)
         # build_model(**config) rebuilds the same architecture; the weights live in the checkpoint,
         # so `pretrained` is recorded as None (a rebuild must not need the download or the file).
@@ -515,47 +476,25 @@ def build_model(backbone, num_classes, input="da", segments=8, frames=8, proj_di
                 pretrained=None, small=False, crop_size=224, input_scale=1.0, **pwtp_kwargs) -> DAModel:
     """The one factory train.py and evaluate.py use.
 
-    backbone: "tsm" (ResNet `depth` 18/34/50/101), "x3d_xs", "x3d_m" (the same network; XS is meant for
-      S=4 frames of 160^2, M for S=16 of 224^2), "vit_b16" (crop_size must be the frame size).
-    input: "da" (PWTP with frames=T, proj_dim=D and **pwtp_kwargs), "rgb" (middle frame of each segment),
-      "rgbdiff" / "dynimg" (baselines.py). The backbone always sees S frames.
-    dropout: before the classifier (the paper uses none for ViT: pass 0.0 there).
-    pretrained: None, "imagenet" (torchvision's, downloaded once), or a path to / dict of a backbone-only
-      checkpoint (torchvision, TSM authors', pytorchvideo X3D); see support/weights.py's load_pretrained.
-      This project's own checkpoints (PWTP included) go through support.weights.load_starting_point
-      after building.
-    input_scale: a fixed gain on the frames the backbone sees (ours, default 1 = the paper's model).
+    backbone: "tsm" (ResNet `depth` 18/34/50/101), "x3d_xs", "x3d_m", "vit_b16" (crop_size = frame size).
+    input: "da" (PWTP with frames=T, proj_dim=D and **pwtp_kwargs), "rgb" (each segment's middle
+      frame), "rgbdiff" / "dynimg" (baselines.py); the backbone always sees S frames.
+    pretrained: None, "imagenet" (torchvision's, downloaded once), or a backbone-only checkpoint
+      (support/weights.py); this project's own checkpoints load after building.
     small: the narrow CPU configuration (ResNet widths /4; X3D widths 8-32, 5 blocks; ViT dim 64, 2 layers).
-    X3D expects mean 0.45 / std 0.225 normalised frames in the original recipe, ResNet/ViT ImageNet's.
     """
     return DAModel(backbone, num_classes, input=input, segments=segments, frames=frames, proj_dim=proj_dim,
                    depth=depth, dropout=dropout, pretrained=pretrained, small=small, crop_size=crop_size,
                    input_scale=input_scale, **pwtp_kwargs)
 
 
-if __name__ == "__main__":
-    # Parameter counts and per-view cost of the paper's configurations.
-    from torch.utils.flop_counter import FlopCounterMode
-
-    def count(m):
-        return sum(p.numel() for p in m.parameters())
-
-    for name, kw, clip in [("TSM-R50 RGB 8", dict(backbone="tsm", input="rgb", segments=8, frames=1), (1, 8, 3, 224, 224)),
-                           ("TSM-R50 DA 8x4", dict(backbone="tsm", segments=8, frames=4), (1, 32, 3, 224, 224)),
-                           ("X3D-XS RGB 4", dict(backbone="x3d_xs", input="rgb", segments=4, frames=1), (1, 4, 3, 160, 160)),
-                           ("X3D-XS DA 4x8", dict(backbone="x3d_xs", segments=4, frames=8), (1, 32, 3, 160, 160)),
-                           ("ViT-B/16 DA 8x4", dict(backbone="vit_b16", segments=8, frames=4, dropout=0.0), (1, 32, 3, 224, 224))]:
-        with torch.device("meta"):
-            m = build_model(num_classes=174, **kw).eval()
-            with FlopCounterMode(display=False) as fc:
-                m(torch.empty(clip))
-        print(f"{name:18s} {count(m) / 1e6:8.3f} M params  {fc.get_total_flops() / 2 / 1e9:7.2f} G multiply-adds per view")
-
-
-def model_from_checkpoint(ckpt):
+def model_from_checkpoint(ckpt, where="the checkpoint"):
     """The DAModel a checkpoint (or export) of train.py describes, with its weights, on the CPU."""
-    config = dict(ckpt["model_config"])
-    config["pretrained"] = None            # the weights come from the checkpoint: no download
-    model = build_model(**config)
-    model.load_state_dict(checkpoints.model_state(ckpt))
+    config = dict(ckpt["model_config"], pretrained=None)    # the weights come from the checkpoint
+    try:
+        model = build_model(**config)
+        model.load_state_dict(checkpoints.model_state(ckpt))
+    except (TypeError, ValueError, RuntimeError) as e:      # a hand-edited model_config, say
+        raise SystemExit(f"{where}: its model_config {config} does not describe its weights: "
+                         f"{str(e).splitlines()[0]}") from None
     return model
