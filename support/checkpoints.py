@@ -14,7 +14,7 @@ import pickle
 
 import torch
 
-from support.system import atomic_csv, atomic_torch_save
+from support.system import atomic_csv, atomic_json, atomic_torch_save
 
 
 def read_torch_file(path, what, warn=False):
@@ -95,15 +95,21 @@ def result_path(out, checkpoint, name, dataset, data_root):
     return out
 
 
-def write_result_csvs(stem, classes, conf, per_class):
-    """{stem}_per_class.csv (class, videos, correct, accuracy) and {stem}_confusion.csv (rows = true
-    class, columns = predicted class), each written atomically."""
+def write_results(out, result, classes, conf, per_class, samples, p):
+    """An evaluation's files, each written atomically: the JSON record `result` at `out`, and beside
+    it {stem}_per_class.csv (class, videos, correct, accuracy), {stem}_confusion.csv (rows = true
+    class, columns = predicted class) and {stem}_per_video.csv (write_per_video). Returns the stem."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    atomic_json(result, out)
+    stem = out[:-5] if out.endswith(".json") else out
     acc = [per_class[k].item() for k in range(len(classes))]
     atomic_csv(stem + "_per_class.csv", ["class_index", "class", "videos", "correct", "accuracy"],
                [[k, name, int(conf[k].sum()), int(conf[k, k]), "" if acc[k] != acc[k] else f"{acc[k]:.4f}"]
                 for k, name in enumerate(classes)])
     atomic_csv(stem + "_confusion.csv", ["true\\pred"] + list(classes),
                [[name] + [int(v) for v in conf[k]] for k, name in enumerate(classes)])
+    write_per_video(stem + "_per_video.csv", samples, classes, p)
+    return stem
 
 
 def write_per_video(path, samples, classes, p):

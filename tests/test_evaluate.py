@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,7 @@ import evaluate
 import pwtp
 import train
 import visualize
-from support import layouts
+from support import layouts, plots, probe
 from support.checkpoints import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,22 +138,22 @@ def test_predict_drops_and_counts_unreadable_rows():
 # ---------------------------------------------------------------------------------------------
 def test_frozen_clip_has_no_temporal_variation():
     clip = torch.randn(3, 8, 3, 5, 5)                                   # (V, S*T, C, H, W)
-    frozen = evaluate.frozen_clip(clip)
+    frozen = probe.frozen_clip(clip)
     assert frozen.shape == clip.shape
     assert torch.equal(frozen.diff(dim=1), torch.zeros(3, 7, 3, 5, 5))  # zero temporal variation
     assert torch.equal(frozen[:, 0], clip[:, 4])                        # the middle frame S*T // 2
-    assert evaluate.frozen_clip(clip[0]).shape == clip[0].shape        # (S*T, C, H, W) too
+    assert probe.frozen_clip(clip[0]).shape == clip[0].shape        # (S*T, C, H, W) too
 
 
 def test_conflict_clip_is_the_exact_half_half_mix():
     clip, other = torch.randn(2, 6, 3, 4, 4), torch.randn(2, 6, 3, 4, 4)
-    still = evaluate.still_frame(other)                                 # (V, C, H, W)
+    still = probe.still_frame(other)                                 # (V, C, H, W)
     assert still.shape == (2, 3, 4, 4) and torch.equal(still, other[:, 3])
-    mixed = evaluate.conflict_clip(clip, still)
+    mixed = probe.conflict_clip(clip, still)
     assert mixed.shape == clip.shape
     assert torch.equal(mixed, 0.5 * clip + 0.5 * still[:, None])
     with pytest.raises(ValueError, match="still"):
-        evaluate.conflict_clip(clip, still[0])
+        probe.conflict_clip(clip, still[0])
 
 
 class FakeTestSet:
@@ -172,12 +173,12 @@ class FakeTestSet:
 def test_conflict_partner_is_a_readable_video_of_another_class_chosen_by_seed():
     labels = [0, 0, 1, 1, 2, 2, 0]
     for i in range(len(labels)):
-        order = evaluate.partner_order(labels, i, seed=3)
+        order = probe.partner_order(labels, i, seed=3)
         assert sorted(order) == [j for j, y in enumerate(labels) if y != labels[i]]
-        assert order == evaluate.partner_order(labels, i, seed=3)      # deterministic
-    orders = {tuple(evaluate.partner_order(labels, 0, seed=s)) for s in range(10)}
+        assert order == probe.partner_order(labels, i, seed=3)      # deterministic
+    orders = {tuple(probe.partner_order(labels, 0, seed=s)) for s in range(10)}
     assert len(orders) > 1                                               # the seed matters
-    ds = evaluate.StaticProbeDataset(FakeTestSet(labels), "conflict", seed=3)
+    ds = probe.StaticProbeDataset(FakeTestSet(labels), "conflict", seed=3)
     for i in range(len(labels)):
         clip, label = ds[i]
         if i == 5:
@@ -185,9 +186,9 @@ def test_conflict_partner_is_a_readable_video_of_another_class_chosen_by_seed():
             continue
         partner = int(2 * clip[0, 0, 0, 0, 0].item() - i)                # 0.5 * i + 0.5 * partner
         assert labels[partner] != labels[i] and partner != 5             # another class, readable
-        first = evaluate.partner_order(labels, i, seed=3)
+        first = probe.partner_order(labels, i, seed=3)
         assert partner == [j for j in first if j != 5][0]
-    frozen = evaluate.StaticProbeDataset(FakeTestSet(labels), "frozen")
+    frozen = probe.StaticProbeDataset(FakeTestSet(labels), "frozen")
     assert torch.equal(frozen[2][0], torch.full((1, 4, 3, 2, 2), 2.0)) and frozen[2][1] == 1
 
 
@@ -403,8 +404,7 @@ def test_predict_videos_files_folder_csv_and_da_png(checkpoint, broken_root, tmp
     pngs = res["da_png"]
     assert len(pngs) == 2 and all(os.path.isfile(p) for p in pngs)
     assert pngs[0] == str(tmp_path / ("da_" + os.path.splitext(os.path.basename(rows[0]["path"]))[0] + ".png"))
-    import matplotlib.image
-    assert matplotlib.image.imread(pngs[0]).shape[:2] == visualize.figure_pixels(visualize.da_figsize(2), 100)
+    assert matplotlib.image.imread(pngs[0]).shape[:2] == plots.figure_pixels(plots.da_figsize(2), 100)
 
 
 def test_da_png_of_a_model_without_pwtp_is_a_clear_error(checkpoint, synth_root, tmp_path):
