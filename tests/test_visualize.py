@@ -3,22 +3,23 @@ import csv
 import json
 import os
 
+import av
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
 
+import backbones
+import data
 import visualize
-from support import synthetic
-from support.runs import LOG_FIELDS
+from support import plots, synthetic
+from support.runlog import LOG_FIELDS
 
 SIZE, FRAMES = 48, 24
 
 
 def write_video(path, size=SIZE, frames=FRAMES, fps=12):
     """A red square sliding left to right over a fixed textured background (mpeg4, high quality)."""
-    import av
-
     yy, xx = np.mgrid[0:size, 0:size]
     bg = np.stack([128 + 60 * np.sin(xx / 3.0), 128 + 60 * np.cos(yy / 4.0),
                    128 + 40 * np.sin((xx + yy) / 5.0)], -1).clip(0, 255).astype(np.uint8)
@@ -47,7 +48,7 @@ def video(tmp_path_factory):
 def check_png(path, figsize, dpi):
     assert os.path.isfile(path) and os.path.getsize(path) > 1000
     img = mpimg.imread(path)
-    assert img.shape[:2] == visualize.figure_pixels(figsize, dpi)
+    assert img.shape[:2] == plots.figure_pixels(figsize, dpi)
     # Not a blank canvas: a readable figure has plenty of distinct pixel values.
     assert img[..., :3].std() > 0.05
 
@@ -80,8 +81,6 @@ def test_video_shorter_than_a_segment_still_gives_a_clip(tmp_path):
 def test_truncated_video_is_sampled_and_titled_by_its_decodable_frames(tmp_path, monkeypatch):
     # A truncated download: the header still says 60 frames, far fewer decode. Sampling from the header
     # would ask for frames that do not exist; `da` samples from the decodable count and says it.
-    import data
-
     path = str(tmp_path / "cut.avi")
     frames = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3)).astype(np.uint8)
     synthetic.write_video(path, frames, gop=10)
@@ -99,12 +98,10 @@ def test_truncated_video_is_sampled_and_titled_by_its_decodable_frames(tmp_path,
     visualize.main(["da", "--video", path, "--segments", "2", "--frames", "4", "--size", "32",
                     "--fit-steps", "1", "--dpi", "30", "--out", str(tmp_path / "cut.png")])
     assert f"{true} frames decode (the header says 60; sampled from {true})" in titles[0]
-    assert visualize.frame_count_text(24, 24) == "24 frames"
+    assert plots.frame_count_text(24, 24) == "24 frames"
 
 
 def test_normalisation_matches_the_training_loader(video):
-    import data
-
     clip = visualize.load_clip(video, segments=2, frames=4, size=32)[0]
     before = clip.clone()
     x = visualize.normalise(clip)
@@ -120,14 +117,14 @@ def test_da_without_checkpoint_writes_png(video, tmp_path):
     out = str(tmp_path / "da.png")
     visualize.main(["da", "--video", video, "--segments", "2", "--frames", "4", "--size", "32",
                     "--fit-steps", "3", "--dpi", "40", "--out", out])
-    check_png(out, visualize.da_figsize(2), 40)
+    check_png(out, plots.da_figsize(2), 40)
 
 
 def test_da_rgb_display_writes_png(video, tmp_path):
     out = str(tmp_path / "da_rgb.png")
     visualize.main(["da", "--video", video, "--segments", "3", "--frames", "4", "--size", "32",
                     "--fit-steps", "2", "--display", "rgb", "--dpi", "30", "--out", out])
-    check_png(out, visualize.da_figsize(3), 30)
+    check_png(out, plots.da_figsize(3), 30)
 
 
 def test_fit_lowers_enopr_and_da_lives_on_the_moving_square(video):
@@ -149,14 +146,13 @@ def test_fit_lowers_enopr_and_da_lives_on_the_moving_square(video):
 
 
 def test_da_with_checkpoint_writes_png(video, tmp_path):
-    backbones = pytest.importorskip("backbones")
     model = backbones.build_model("tsm", 3, input="da", segments=2, frames=4, small=True, crop_size=32)
     ckpt = str(tmp_path / "best.pt")
     torch.save({"model": model.state_dict(), "model_config": model.config}, ckpt)
     out = str(tmp_path / "da_ckpt.png")
     visualize.main(["da", "--video", video, "--checkpoint", ckpt, "--segments", "2", "--size", "32",
                     "--dpi", "40", "--out", out])
-    check_png(out, visualize.da_figsize(2), 40)
+    check_png(out, plots.da_figsize(2), 40)
     # The PWTP used is the checkpoint's: its weights equal the saved ones.
     pwtp, _ = visualize.pwtp_from_checkpoint(ckpt)
     for k, v in model.pwtp.state_dict().items():
@@ -164,7 +160,6 @@ def test_da_with_checkpoint_writes_png(video, tmp_path):
 
 
 def test_checkpoint_without_pwtp_is_a_clear_error(video, tmp_path):
-    backbones = pytest.importorskip("backbones")
     model = backbones.build_model("tsm", 3, input="rgb", segments=2, frames=4, small=True, crop_size=32)
     ckpt = str(tmp_path / "rgb.pt")
     torch.save({"model": model.state_dict(), "model_config": model.config}, ckpt)
@@ -210,15 +205,15 @@ def test_curves_writes_png(tmp_path, with_loss_p, with_metrics):
     fabricate_run(run, with_loss_p, with_metrics)
     out = str(tmp_path / "curves.png")
     visualize.main(["curves", "--run", run, "--dpi", "50", "--out", out])
-    check_png(out, visualize.CURVES_SIZE, 50)
+    check_png(out, plots.CURVES_SIZE, 50)
 
 
 def test_curves_draws_gradient_norms_on_a_log_scale_and_cos_with_alpha(tmp_path):
     run = str(tmp_path / "run")
     fabricate_run(run)
-    log = visualize.read_log(os.path.join(run, "log.csv"))
-    assert set(log) == set(LOG_FIELDS) | set(visualize.PLOTTED)
-    fig = visualize.plot_curves(log, visualize.read_metrics(os.path.join(run, "metrics.json")))
+    log = plots.read_log(os.path.join(run, "log.csv"))
+    assert set(log) == set(LOG_FIELDS) | set(plots.PLOTTED)
+    fig = visualize.plot_curves(log, plots.read_metrics(os.path.join(run, "metrics.json")))
     by_title = {ax.get_title(): ax for ax in fig.axes}
     norms = by_title["gradients on theta_p: ||g_c||, ||g_p|| (log scale)"]
     assert norms.get_yscale() == "log"
@@ -233,8 +228,8 @@ def test_curves_draws_gradient_norms_on_a_log_scale_and_cos_with_alpha(tmp_path)
 def test_curves_draws_the_dc_gain_per_step_and_per_epoch(tmp_path):
     run = str(tmp_path / "run")
     fabricate_run(run)
-    log = visualize.read_log(os.path.join(run, "log.csv"))
-    metrics = visualize.read_metrics(os.path.join(run, "metrics.json"))
+    log = plots.read_log(os.path.join(run, "log.csv"))
+    metrics = plots.read_metrics(os.path.join(run, "metrics.json"))
     fig = visualize.plot_curves(log, metrics)
     panel = {ax.get_title(): ax for ax in fig.axes}["DA's DC gain s: static colour leaking into DA"]
     lines = {ln.get_label(): ln for ln in panel.get_lines()}
@@ -249,12 +244,12 @@ def test_log_columns_come_from_the_files_own_header(tmp_path):
     # A column visualize.py does not know is read too; the panels' columns missing from the header are NaN.
     path = tmp_path / "log.csv"
     path.write_text("step,loss_c,extra\n1,2.0,7\n2,1.5,8\n")
-    log = visualize.read_log(str(path))
-    assert log["extra"].tolist() == [7.0, 8.0] and set(visualize.PLOTTED) <= set(log)
+    log = plots.read_log(str(path))
+    assert log["extra"].tolist() == [7.0, 8.0] and set(plots.PLOTTED) <= set(log)
     assert np.isnan(log["dc_gain"]).all()
     with pytest.raises(ValueError, match="lacks column"):
         path.write_text("when,what\n1,2\n")
-        visualize.read_log(str(path))
+        plots.read_log(str(path))
 
 
 def test_truncated_metrics_json_is_named(tmp_path):
@@ -270,14 +265,14 @@ def test_old_log_without_the_new_columns_reads_as_nan(tmp_path):
     # A log.csv written before phase / gc_norm / gp_norm / cos existed still draws (those are NaN).
     path = tmp_path / "log.csv"
     path.write_text("step,epoch,loss_c,loss_p,alpha,lam,lr,clips_per_s\n0,1,2.0,0.5,0.3,,0.01,5\n")
-    log = visualize.read_log(str(path))
+    log = plots.read_log(str(path))
     assert log["loss_c"].tolist() == [2.0] and np.isnan(log["gc_norm"]).all() and np.isnan(log["phase"]).all()
 
 
 def test_read_log_turns_empty_cells_into_nan(tmp_path):
     run = str(tmp_path / "run")
     fabricate_run(run, with_loss_p=False, with_metrics=False, rows=5)
-    log = visualize.read_log(os.path.join(run, "log.csv"))
+    log = plots.read_log(os.path.join(run, "log.csv"))
     assert np.isnan(log["loss_p"]).all() and np.isnan(log["lam"]).all()
     np.testing.assert_array_equal(log["step"], [0, 5, 10, 15, 20])
 
@@ -291,4 +286,4 @@ def test_schedule_writes_png(tmp_path):
     out = str(tmp_path / "schedule.png")
     visualize.main(["schedule", "--steps", "200", "--lam-min", "0.1", "--ab", "1,1", "0.5,2",
                     "--dpi", "50", "--out", out])
-    check_png(out, visualize.SCHEDULE_SIZE, 50)
+    check_png(out, plots.SCHEDULE_SIZE, 50)
