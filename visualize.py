@@ -204,7 +204,8 @@ def plot_curves(log, metrics, title="", dpi=100):
     step = log["step"]
     (ax_lc, ax_lp, ax_dc), (ax_weight, ax_grad, ax_cos), (ax_lr, ax_acc, ax_fig3) = axes
     plots.panel_series(ax_lc, step, log["loss_c"], "L_c (cross-entropy)", "C0", "recognition loss L_c", "no L_c logged")
-    plots.panel_series(ax_lp, step, log["loss_p"], "L_p", "C1", "projection loss L_p (ENoPR, Eq. 7-8)", "no L_p logged")
+    plots.panel_series(ax_lp, step, log["loss_p"], "L_p", "C1", "projection loss L_p (ENoPR, Eq. 7-8)",
+                       "no L_p logged\n(input without PWTP)")
     plots.panel_weight(ax_weight, step, log)            # alpha of Eq. 12 or lambda of Eq. 13
     panel_accuracy(ax_acc, metrics)
     # Fig. 3: L_c against L_p at every logged step, coloured by step. A positive correlation (points
