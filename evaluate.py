@@ -261,7 +261,7 @@ def top1_on(ctx, ds, what):
 
 def build_result(ctx, p, dataset, data_root, split, total, unreadable, elapsed):
     """The JSON record of one evaluation: what was tested, how, and the numbers of the tables."""
-    m = classification_metrics(p.scores, p.labels, p.scores.shape[1])
+    metrics = classification_metrics(p.scores, p.labels, p.scores.shape[1])
     flops = count_flops(ctx.model, ctx.segments, ctx.frames, ctx.crop_size, ctx.device)
     return {
         "checkpoint": os.path.abspath(ctx.args.checkpoint),
@@ -269,10 +269,10 @@ def build_result(ctx, p, dataset, data_root, split, total, unreadable, elapsed):
         "model_config": ctx.ckpt["model_config"],
         "videos_total": total, "videos": int(p.labels.numel()), "unreadable": unreadable,
         "clips": ctx.args.clips, "crops": ctx.args.crops, "views_per_video": p.views, "clips_forwarded": p.forwarded,
-        "top1": m["top1"], "top5": m["top5"], "mean_class_acc": m["mean_class_acc"],
+        "top1": metrics["top1"], "top5": metrics["top5"], "mean_class_acc": metrics["mean_class_acc"],
         "loss": mean_nll(p.scores, p.labels), "enopr": p.enopr,
-        "parameters": sum(q.numel() for q in ctx.model.parameters()),
-        "parameters_pwtp": sum(q.numel() for q in ctx.model.shared_parameters()),
+        "parameters": sum(w.numel() for w in ctx.model.parameters()),
+        "parameters_pwtp": sum(w.numel() for w in ctx.model.shared_parameters()),
         "flops_per_view": flops, "gflops_per_view": flops / 1e9, "gmacs_per_view": flops / 2e9,
         "flops_note": "FlopCounterMode: matmul/conv only, 1 multiply-add = 2 FLOPs; "
                       "gmacs_per_view (multiply-adds) is the number papers call FLOPs",

@@ -75,11 +75,11 @@ def predict_videos(ctx, dataset_class, dense_datasets, run, draw_da):
                 f"({', '.join(os.path.basename(e) for e in skipped[:5])}{', ...' if len(skipped) > 5 else ''})")
     k = min(args.topk, len(ds.classes))
     rows = []
-    for probs, index in sorted(zip(p.scores, p.labels.tolist()), key=lambda r: r[1]):
-        top = probs.topk(k)
-        rows.append(VideoPrediction(files[index], index, [ds.classes[c] for c in top.indices.tolist()],
-                                    top.values.tolist()))
-        ctx.log(f"{rows[-1].path}: " + ", ".join(f"{n} {q:.1%}" for n, q in zip(rows[-1].names, rows[-1].probs)))
+    for probs, index in sorted(zip(p.scores, p.labels.tolist()), key=lambda pair: pair[1]):   # --video order
+        top = probs.topk(k)                      # the label slot held the file's index (video_dataset)
+        row = VideoPrediction(files[index], index, [ds.classes[c] for c in top.indices.tolist()], top.values.tolist())
+        ctx.log(f"{row.path}: " + ", ".join(f"{name} {prob:.1%}" for name, prob in zip(row.names, row.probs)))
+        rows.append(row)
     for path in unreadable:
         ctx.log(f"{path}: unreadable, skipped (no prediction)")
     if csv_out:
@@ -92,27 +92,28 @@ def predict_videos(ctx, dataset_class, dense_datasets, run, draw_da):
 def write_predictions(path, rows, k):
     """path, class_1, prob_1, ..., class_k, prob_k: one row per readable video, atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_csv(path, ["path"] + [c for j in range(1, k + 1) for c in (f"class_{j}", f"prob_{j}")],
-               [[r.path] + [c for n, q in zip(r.names, r.probs) for c in (n, f"{q:.6f}")] for r in rows])
+    atomic_csv(path, ["path"] + [col for j in range(1, k + 1) for col in (f"class_{j}", f"prob_{j}")],
+               [[row.path] + [cell for name, prob in zip(row.names, row.probs) for cell in (name, f"{prob:.6f}")]
+                for row in rows])
 
 
 def save_da_pngs(ctx, ds, rows, out, draw_da):
     """For each predicted video, the DA picture (draw_da) of the view the model saw: the middle
     temporal clip, centre crop (view clips // 2, crop crops // 2), through the checkpoint's own
     PWTP. Returns the files written."""
-    S, T, a = ctx.segments, ctx.frames, ctx.args
+    S, T, args = ctx.segments, ctx.frames, ctx.args
     pwtp = copy.deepcopy(ctx.model.pwtp).cpu().eval()
-    c = a.clips // 2
-    view = c * a.crops + a.crops // 2
+    middle = args.clips // 2                                       # the middle temporal clip
+    view = middle * args.crops + args.crops // 2                   # its centre crop
     written = []
-    for r, png in zip(rows, png_names(out, [r.path for r in rows])):
-        clip, _ = ds[r.index]                                      # (V, S*T, C, H, W) normalised
-        starts = [int(i) for i in ds._indices(ds.num_frames(r.index), None, c).reshape(S, T)[:, 0]]
-        title = (f"{os.path.basename(r.path)}: predicted {r.names[0]} ({r.probs[0]:.1%}); view {view + 1} of "
-                 f"{a.clips * a.crops}, {S} segments x {T} frames, {clip.shape[-1]}x{clip.shape[-1]}; "
-                 f"PWTP from {a.checkpoint}")
+    for row, png in zip(rows, png_names(out, [row.path for row in rows])):
+        clip, _ = ds[row.index]                                    # (V, S*T, C, H, W) normalised
+        starts = [int(i) for i in ds._indices(ds.num_frames(row.index), None, middle).reshape(S, T)[:, 0]]
+        title = (f"{os.path.basename(row.path)}: predicted {row.names[0]} ({row.probs[0]:.1%}); view {view + 1} of "
+                 f"{args.clips * args.crops}, {S} segments x {T} frames, {clip.shape[-1]}x{clip.shape[-1]}; "
+                 f"PWTP from {args.checkpoint}")
         draw_da(clip[view].reshape(S, T, *clip.shape[-3:]), pwtp, starts, png, title=title)
-        ctx.log(f"wrote {png} (DA of {r.path})")
+        ctx.log(f"wrote {png} (DA of {row.path})")
         written.append(png)
     return written
 
