@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from support import layouts, prepare, synthetic  # the archives' layouts, fast input, the synthetic set
 # Not the paper: decoding with PyAV, true frame counts, unreadable videos, resumable and sharded samplers.
-from support.decode import ShortVideo, count_frames, decodable_frames, read_frames  # noqa: F401
+from support.decode import ShortVideo, count_frames, decodable_frames, open_video, read_frames  # noqa: F401
 from support.framecounts import FrameCounts, ShortVideoWarning, count_cache_path  # noqa: F401
 from support.loading import ResumableSampler, ShardSampler, SkipLog, SkippedVideoWarning, worker_init_fn  # noqa: F401
 
@@ -143,15 +143,16 @@ def eval_crop_boxes(h, w, crop_size, crops):
 
 def crop_resize(frames, box, size, flip=False):
     """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [0, 1]: crop `box`, bilinear resize, flip.
-    The resize runs on uint8 in channels-last layout (the permuted numpy array already is), where torch
-    has a vectorised antialiased kernel: ~20x faster than float for downscaling, same result to 1/255."""
+    Crop, resize and flip stay uint8 in channels-last layout (the permuted numpy view already is), where
+    torch has a vectorised antialiased kernel (much faster than float, same result to 1/255); one copy
+    then makes the layout (N, 3, size, size), before the float conversion."""
     y0, x0, ch, cw = box
-    x = torch.from_numpy(np.ascontiguousarray(frames[:, y0:y0 + ch, x0:x0 + cw])).permute(0, 3, 1, 2)  # (N, 3, ch, cw)
+    x = torch.from_numpy(frames[:, y0:y0 + ch, x0:x0 + cw]).permute(0, 3, 1, 2)  # (N, 3, ch, cw), a view
     if (ch, cw) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     if flip:
         x = x.flip(-1)
-    return x.float().div_(255.0).contiguous()  # (N, 3, size, size)
+    return x.contiguous().float().div_(255.0)  # (N, 3, size, size)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -215,30 +216,32 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def num_frames(self, index):
         """Frame count F of sample `index` (the decodable count once known, else the header's)."""
-        return self._counts[index]
+        return self._counts.get(index)
 
     def _indices(self, num, rng, clip=0):
         if self.dense:
             return dense_indices(num, self.segments * self.frames, self.train, rng, clip, self.clips)
         return sparse_indices(num, self.segments, self.frames, self.train, rng, clip, self.clips)
 
+    def _decode(self, index, rng):
+        """uint8 frames (clips*S*T, H, W, 3) of sample `index`, every temporal clip from one container open
+        (raises ShortVideo on a short video: the header over-counted)."""
+        with open_video(self.samples[index][0]) as video:  # PyAV or a frame folder (support/decode.py)
+            num = self._counts.get(index, video)  # F: the decodable count once learned, else the header's
+            if num < 1:
+                raise ValueError("the video has no frames")
+            return video.read(np.concatenate([self._indices(num, rng, c) for c in range(self.clips)]), num)
+
     def _clip(self, index, rng):
-        """Sample, decode and transform one clip of sample `index` (raises ShortVideo on a short video)."""
-        path = self.samples[index][0]
-        num = self.num_frames(index)
-        if num < 1:
-            raise ValueError("the video has no frames")
+        """Sample, decode and transform one clip of sample `index`."""
+        frames = self._decode(index, rng)  # (clips*S*T, H, W, 3) uint8; one clip in training
         if self.train:
-            frames = read_frames(path, self._indices(num, rng), num)  # (S*T, H, W, 3) uint8
             box = multiscale_crop_box(frames.shape[1], frames.shape[2], rng)
             flip = self.flip and bool(rng.integers(2))
             return normalize(crop_resize(frames, box, self.crop_size, flip))  # (S*T, 3, H, W)
-        # test: all temporal clips decoded in one pass, then every clip x crop view
-        per_clip = [self._indices(num, None, c) for c in range(self.clips)]
-        allf = read_frames(path, np.concatenate(per_clip), num)  # (clips*S*T, H, W, 3)
-        L = len(per_clip[0])
-        boxes = eval_crop_boxes(allf.shape[1], allf.shape[2], self.crop_size, self.crops)
-        views = [crop_resize(allf[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
+        L = self.segments * self.frames  # test: every clip x crop view
+        boxes = eval_crop_boxes(frames.shape[1], frames.shape[2], self.crop_size, self.crops)
+        views = [crop_resize(frames[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
         return normalize(torch.stack(views))  # (V, S*T, 3, H, W)
 
     def load(self, index, key=None):
@@ -336,7 +339,7 @@ def main(argv=None):
         elif args.cmd == "inspect":  # decodes every checked video; wrong header counts go into the cache
             layouts.inspect(args.dataset, args.data_root, args.split, args.limit)
         else:  # dense-encoded videos or frame folders: seeking costs at most gop - 1 frames per segment
-            prepare.prepare(args.data_root, args.out, args.frames, args.gop, args.workers)
+            prepare.main(args)  # exits non-zero, naming them, if any video failed
     except (FileNotFoundError, ValueError) as e:  # bad flags or layout problems: the message is the story
         raise SystemExit(f"{args.cmd}: {e}")
 

@@ -104,10 +104,12 @@ class FrameCounts:
         self.shared = torch.tensor(known_counts(cache, self.paths), dtype=torch.int64).share_memory_()
         self.warned = set()  # short videos already warned about in this process
 
-    def __getitem__(self, index):
+    def get(self, index, video=None):
+        """The count of video `index`: known, else the header's, read from `video` (an open
+        decode.Video or FrameFolder of that path; None: the file is opened for it)."""
         n = int(self.shared[index])
         if n < 0:
-            n = count_frames(self.paths[index])
+            n = video.frames if video is not None else count_frames(self.paths[index])
             self.shared[index] = n
         return n
 

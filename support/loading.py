@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import torch
 
+from support import decode
 from support.system import distributed, gather_objects
 
 
@@ -200,6 +201,7 @@ def _worker_init(worker_id, exiting, parent):
     np.random.seed(s)
     random.seed(s)
     torch.set_num_threads(1)
+    decode.THREADS = 1  # the workers decode several videos at once: one decoder thread each
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm(exiting, parent))
 

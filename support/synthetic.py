@@ -40,19 +40,36 @@ import math
 import os
 import shutil
 import tempfile
+from fractions import Fraction
 from typing import NamedTuple
 
 import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+from av.video.reformatter import VideoReformatter
+
+_YUV = VideoReformatter()  # one converter for re-encoded frames that are not yuv420p
+
+
+def encodable_rate(fps):
+    """`fps` as a Fraction whose time base 1/fps every encoder accepts: MPEG-4 part 2 stores the time base
+    in 16 bits, so a rate like 1000000/66667 (a real AVI's) is refused; its time base is then rescaled to
+    the nearest fraction with a denominator <= 65535 (15 fps for that one: a few parts in a million).
+    Common rates (25, 30000/1001) are unchanged."""
+    rate = Fraction(fps).limit_denominator(10 ** 9)
+    if rate <= 0:
+        raise ValueError(f"frame rate {fps}: must be > 0")
+    return rate if rate.numerator <= 65535 else 1 / (1 / rate).limit_denominator(65535)
+
 
 def write_video(path, frames, fps=25, codec="mpeg4", gop=12, bit_rate=None, options=None):
     """Encode `frames` into `path` with PyAV: uint8 arrays (H, W, 3) (an (N, H, W, 3) array is fine) or
-    decoded av.VideoFrames (re-encoding: their time stamps are dropped, so the output has one frame per
-    1/fps), H and W even. mpeg4 in .avi is what UCF101 ships; the default bit rate is generous so small
-    patterns survive; `options` (e.g. x264's {"crf": "18"}) replace the bit rate. A key frame every
-    `gop` frames. Single-threaded encoder so the same frames give the same bytes. Returns the count."""
+    decoded av.VideoFrames (re-encoding: frame n gets time stamp n/fps whatever it had, so the output has
+    one frame per 1/fps on a regular grid in every container), H and W even. mpeg4 in .avi is what UCF101
+    ships; the default bit rate is generous so small patterns survive; `options` (e.g. x264's
+    {"crf": "18"}) replace the bit rate. A key frame every `gop` frames. Single-threaded encoder so the
+    same frames give the same bytes. Returns the count."""
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
@@ -60,22 +77,23 @@ def write_video(path, frames, fps=25, codec="mpeg4", gop=12, bit_rate=None, opti
     h, w = (first.height, first.width) if isinstance(first, av.VideoFrame) else first.shape[:2]
     if h % 2 or w % 2:
         raise ValueError(f"frame size {w}x{h}: yuv420p needs even width and height")
-    n = 0
+    rate, n = encodable_rate(fps), 0
     with av.open(path, "w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.time_base = 1 / rate  # frame n at time stamp n: real, increasing time stamps
         if options:
             stream.options = dict(options)
         else:
-            stream.bit_rate = bit_rate or max(200_000, int(w * h * fps * 2))
+            stream.bit_rate = bit_rate or max(200_000, int(w * h * rate * 2))
         stream.codec_context.gop_size = gop
         stream.codec_context.thread_count = 1
         for f in itertools.chain([first], frames):
             if isinstance(f, av.VideoFrame):
-                f.pts = None
-                f = f if f.format.name == "yuv420p" else f.reformat(format="yuv420p")
+                f = f if f.format.name == "yuv420p" else _YUV.reformat(f, format="yuv420p", threads=1)
             else:
                 f = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            f.pts, f.time_base = n, 1 / rate
             for pkt in stream.encode(f):
                 container.mux(pkt)
             n += 1

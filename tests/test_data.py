@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import data
-from support import framecounts, layouts, synthetic
+from support import decode, framecounts, layouts, synthetic
 
 
 def level(i):
@@ -467,9 +467,9 @@ def test_synthetic_is_never_flipped_and_frame_counts_are_shared_by_workers(synth
     L.train_sampler.set_epoch(0)
     assert sum(x.shape[0] for x, _ in L.train) == len(ds)
     assert ds._counts.shared.tolist() == [12] * len(ds)   # found in the workers, seen here
-    def no_reopen(path):
-        raise AssertionError(f"{path}: frame count read twice")
-    monkeypatch.setattr(framecounts, "count_frames", no_reopen)   # forked workers inherit the patch
+    def no_reread(video):
+        raise AssertionError(f"{video.path}: frame count read twice")
+    monkeypatch.setattr(decode.Video, "frames", property(no_reread))   # forked workers inherit the patch
     L.train_sampler.set_epoch(1)
     assert sum(x.shape[0] for x, _ in L.train) == len(ds)
     assert not ds.skipped                                  # a reread would have failed -> skipped
@@ -591,8 +591,8 @@ def test_short_video_is_sampled_from_its_decodable_frames_and_the_count_is_cache
 
     cache = str(tmp_path / "counts.tsv")
     reads = []
-    real = data.read_frames
-    monkeypatch.setattr(data, "read_frames", lambda p, idx, n=None: reads.append(list(idx)) or real(p, idx, n))
+    real = decode.Video.read
+    monkeypatch.setattr(decode.Video, "read", lambda v, idx, n=None: reads.append(list(idx)) or real(v, idx, n))
     ds = data.VideoDataset([(path, 0)], ["a"], train=False, segments=4, frames=1, crop_size=16, count_cache=cache)
     with pytest.warns(data.ShortVideoWarning) as rec:
         clip, label = ds[0]
@@ -609,11 +609,11 @@ def test_short_video_is_sampled_from_its_decodable_frames_and_the_count_is_cache
     assert len(lines) == 1 and lines[0].split("\t")[0] == os.path.abspath(path) and lines[0].endswith(f"\t{true}")
 
     # a new dataset object starts from the cached count: no header read, one decode from the right count
-    header_count = data.count_frames
+    header_count = decode.Video.frames
 
-    def no_header(p):
+    def no_header(video):
         raise AssertionError("header read although the count is cached")
-    monkeypatch.setattr(framecounts, "count_frames", no_header)
+    monkeypatch.setattr(decode.Video, "frames", property(no_header))
     reads.clear()
     again = data.VideoDataset([(path, 0)], ["a"], train=False, segments=4, frames=1, crop_size=16, count_cache=cache)
     with warnings.catch_warnings():
@@ -624,7 +624,7 @@ def test_short_video_is_sampled_from_its_decodable_frames_and_the_count_is_cache
     with open(cache, "a") as f:
         f.write("garbage\tline\n\x00\n")
     write_numbered(path, 40)
-    monkeypatch.setattr(framecounts, "count_frames", header_count)
+    monkeypatch.setattr(decode.Video, "frames", header_count)
     fresh = data.VideoDataset([(path, 0)], ["a"], train=True, segments=2, frames=2, crop_size=16, count_cache=cache)
     assert int(fresh._counts.shared[0]) == -1 and fresh.num_frames(0) == 40
 

@@ -1,12 +1,14 @@
 """A frame index means the n-th decodable frame of a video, whatever its time stamps: read_frames on
 files with irregular time stamps (an AVI with empty chunks, whose header over-counts), variable frame
 rate (mp4, mkv) and regular ones, compared with a full decode. Frame folders read in numeric order."""
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
 
 import data
-from support import decode
+from support import decode, synthetic
 
 SIZE, BLOCK = 32, 8  # 4 x 4 blocks of 8 px: 16 bits of frame number per frame
 
@@ -24,16 +26,18 @@ def frame_ids(frames):
     return [int(sum(int(b) << k for k, b in enumerate(bl.reshape(-1)))) for bl in blocks]
 
 
-def write_timed(path, pts, codec="mpeg4", gop=12):
-    """Encode frame i (id_frame(i)) with presentation time pts[i] in the codec's time base (1/25 s)."""
+def write_timed(path, pts, codec="mpeg4", gop=12, rate=25):
+    """Encode frame i (id_frame(i)) with presentation time pts[i] in the codec's time base (1/rate s; any
+    rate, also one that write_video would rescale)."""
     with av.open(path, "w") as c:
-        st = c.add_stream(codec, rate=25)
+        st = c.add_stream(codec, rate=rate)
         st.width = st.height = SIZE
         st.pix_fmt = "yuv420p"
         st.codec_context.gop_size = gop
+        st.codec_context.time_base = 1 / Fraction(rate)
         for i, p in enumerate(pts):
             f = av.VideoFrame.from_ndarray(id_frame(i), format="rgb24")
-            f.pts = int(p)
+            f.pts, f.time_base = int(p), 1 / Fraction(rate)
             for pkt in st.encode(f):
                 c.mux(pkt)
         for pkt in st.encode():
@@ -84,14 +88,13 @@ def test_regular_files_seek_and_irregular_ones_count(timed):
     """Seeking is taken where the packets sit on a regular time grid (and then lands on the right frames);
     every irregular file has no grid and is read by counting."""
     name, path = timed
-    with av.open(path) as c:
-        stream = c.streams.video[0]
-        grid = decode._time_grid(c, stream)
+    with decode.open_video(path) as v:
+        grid = v.grid()
         if name not in ("avi-regular", "mp4-regular-h264"):
             assert grid is None, name
             return
-        assert grid[3] == N and len(grid[2]) > 2  # key frames to seek to
-        got = decode._decode_seeking(c, stream, [40, 41, 60, 75], grid)
+        assert grid.count == N and grid.k0 == 0 and len(grid.keys) > 2  # key frames to jump to
+        got = v._jumping([40, 41, 60, 75])
     assert sorted(got) == [40, 41, 60, 75] and frame_ids(np.stack([got[i] for i in sorted(got)])) == sorted(got)
 
 
@@ -135,3 +138,49 @@ def test_frame_folders_are_read_in_numeric_order(tmp_path):
     for i in range(12):
         Image.fromarray(id_frame(i)).save(str(other / f"img_{i + 1:05d}.png"))
     assert frame_ids(data.read_frames(str(other), [0, 5, 11])) == [0, 5, 11]
+
+
+def cut_mid_gop(src, dst, skip):
+    """Stream-copy `src` from its packet `skip` on (no re-encoding): a cut that starts mid-GOP, whose
+    leading packets reference frames it no longer holds and decode to nothing; the header still counts
+    them."""
+    with av.open(src) as i, av.open(dst, "w") as o:
+        s = i.streams.video[0]
+        t = o.add_stream_from_template(s)
+        for k, p in enumerate(x for x in i.demux(s) if x.size):
+            if k >= skip:
+                p.stream = t
+                o.mux(p)
+    return dst
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_a_cut_that_starts_mid_gop_gives_one_frame_per_index(tmp_path, monkeypatch, ext):
+    """H.264, key frames every 20 frames, cut at packet 5: 75 packets in the header, frames 20..79 (60)
+    decode. Index n is the n-th of those whatever else a call asks for, by jumping or by counting; an
+    index past them is a ShortVideo with the decodable count; the dataset learns it and samples from it."""
+    full = synthetic.write_video(str(tmp_path / f"full.{ext}"), np.stack([id_frame(i) for i in range(N)]),
+                                 codec="libx264", gop=20, options={"bf": "0", "sc_threshold": "0"}) and \
+        str(tmp_path / f"full.{ext}")
+    path = cut_mid_gop(full, str(tmp_path / f"cut.{ext}"), 5)
+    ids = full_decode(path)
+    n = len(ids)
+    assert data.count_frames(path) == N - 5 and ids == list(range(20, N)) and data.decodable_frames(path) == n
+    with decode.open_video(path) as v:
+        assert v.grid().k0 == 15  # the first frame that decodes sits in packet slot 15
+    for idx in [[40], [3, 40], [0, 1, 2, 3], [33, 34, 35, 36], [5, 45, 59], [59, 0, 52, 52, 40], [*range(16, 60, 3)]]:
+        assert frame_ids(data.read_frames(path, idx)) == [ids[i] for i in idx], idx
+    assert [frame_ids(data.read_frames(path, [i]))[0] for i in (17, 40, 50, 59)] == [ids[i] for i in (17, 40, 50, 59)]
+    for idx in ([70], [3, 70], [40, 41, 62]):  # past the decodable frames: short, from either path
+        with pytest.raises(data.ShortVideo) as e:
+            data.read_frames(path, idx, N - 5)  # (an mkv header has no count: count_frames counts packets)
+        assert (e.value.decoded, e.value.expected) == (n, N - 5)
+    ds = data.VideoDataset([(path, 0)], ["a"], train=False, segments=4, frames=4, crop_size=SIZE)
+    with pytest.warns(data.ShortVideoWarning):
+        clip, _ = ds[0]
+    raw = clip[0] * np.array(data.IMAGENET_STD).reshape(1, 3, 1, 1) + np.array(data.IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    got = frame_ids((raw.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8))
+    assert ds.num_frames(0) == n and got == [ids[i] for i in data.sparse_indices(n, 4, 4, False)]
+    # with the count learned, the frames come from jumping to key frames alone
+    monkeypatch.setattr(decode.Video, "_counting", lambda v, w: pytest.fail("counted from the start"))
+    assert frame_ids(data.read_frames(path, [2, 40, 41, 59], n)) == [ids[i] for i in (2, 40, 41, 59)]

@@ -1,15 +1,23 @@
 """`python data.py prepare`: re-encoded videos (key frame every --gop frames) and extracted frame folders
-hold the same frames as the originals, a dataset built on the prepared root yields clips, and a second
-run (or one after an interruption) finishes only what is missing."""
+hold the same frames as the originals, with real increasing time stamps in every container; a dataset
+built on the prepared root yields clips (its lists' absolute paths point at the copy); a second run (or
+one after an interruption) finishes only what is missing and tries every failure again; a failure is
+never counted as done, exits non-zero, and the pool workers end with their parent."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
 import data
-from support import layouts, prepare, synthetic
+from support import decode, layouts, prepare, synthetic
 from test_data_decoding import IRREGULAR, N, frame_ids, id_frame, write_timed
 
 
@@ -33,13 +41,14 @@ def source(tmp_path_factory):
 
 
 GOOD = ("vids/long.avi", "vids/h264.mp4", "vids/gaps.avi")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_reencoded_copy_keeps_every_frame_and_resumes(source, tmp_path):
     out = str(tmp_path / "dense")
     lines = []
-    counts = prepare.prepare(source, out, gop=4, log=lines.append)
-    assert counts == {"written": 3, "done": 0, "failed": 1}
+    counts, failed = prepare.prepare(source, out, gop=4, log=lines.append)
+    assert counts == {"written": 3, "done": 0, "failed": 1} and failed == [os.path.join(source, "vids", "broken.avi")]
     assert lines[-2].startswith("prepare: 4/4 videos (3 written, 0 already done, 1 failed)") and "ETA" in lines[-2]
     assert "broken.avi" in lines[-1] and "FAILED" in lines[-1]
     for rel in GOOD:
@@ -57,18 +66,19 @@ def test_reencoded_copy_keeps_every_frame_and_resumes(source, tmp_path):
     assert os.path.isfile(os.path.join(out, "vids", "broken.avi"))  # copied as it was: the loader skips it
 
     # resumable: nothing left to do; a lost output and a stale temporary file from a killed run
-    again = prepare.prepare(source, out, gop=4, log=lines.append)
-    assert again == {"written": 0, "done": 4, "failed": 0}
+    again, _ = prepare.prepare(source, out, gop=4, log=lines.append)
+    assert again == {"written": 0, "done": 3, "failed": 1}  # the failure is tried again
     os.remove(os.path.join(out, "vids", "h264.mp4"))
     with open(os.path.join(out, "vids", ".prepare-tmp-h264.mp4"), "wb") as f:
         f.write(b"partial")
-    assert prepare.prepare(source, out, gop=4, log=lines.append) == {"written": 1, "done": 3, "failed": 0}
-    assert sorted(os.listdir(os.path.join(out, "vids"))) == ["broken.avi", "gaps.avi", "h264.mp4", "long.avi"]
+    assert prepare.prepare(source, out, gop=4, log=lines.append)[0] == {"written": 1, "done": 2, "failed": 1}
+    assert sorted(os.listdir(os.path.join(out, "vids"))) == [".prepare-failed-broken.avi.txt", "broken.avi", "gaps.avi",
+                                                              "h264.mp4", "long.avi"]
 
 
 def test_frame_folders_read_like_the_videos(source, tmp_path):
     out = str(tmp_path / "frames")
-    assert prepare.prepare(source, out, frames=True, workers=2, log=lambda s: None)["written"] == 3
+    assert prepare.prepare(source, out, frames=True, workers=2, log=lambda s: None)[0]["written"] == 3
     folder = os.path.join(out, "vids", "gaps.avi")  # a folder carrying the video's name
     assert os.path.isdir(folder) and len(os.listdir(folder)) == N
     assert data.count_frames(folder) == N
@@ -85,13 +95,15 @@ def test_frame_folders_read_like_the_videos(source, tmp_path):
 def test_in_place_replaces_the_videos_once(source, tmp_path, capsys):
     root = str(tmp_path / "copy")
     shutil.copytree(source, root)
-    data.main(["prepare", "--data-root", root, "--gop", "8", "--workers", "1"])
+    with pytest.raises(SystemExit, match=r"prepare: 1 of 4 videos failed .*: .*broken\.avi$"):
+        data.main(["prepare", "--data-root", root, "--gop", "8", "--workers", "1"])
     assert "prepare: 4/4 videos (3 written, 0 already done, 1 failed)" in capsys.readouterr().out
     for rel in GOOD:
         assert prepare.key_interval(os.path.join(root, rel)) <= 8
         assert frame_ids(data.read_frames(os.path.join(root, rel), [5, 70], N)) == [5, 70]
     assert not [f for f in os.listdir(os.path.join(root, "vids")) if f.startswith(".")]
-    data.main(["prepare", "--data-root", root, "--gop", "8", "--workers", "1"])
+    with pytest.raises(SystemExit, match="1 of 4 videos failed"):
+        data.main(["prepare", "--data-root", root, "--gop", "8", "--workers", "1"])
     assert "(0 written, 3 already done, 1 failed)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--frames needs --out"):
         data.main(["prepare", "--data-root", root, "--frames"])
@@ -115,3 +127,172 @@ def test_synthetic_set_prepared_yields_the_same_clips_count(tmp_path):
     assert x.shape == (2, 4, 3, 16, 16)
     with av.open(os.path.join(out, "UCF-101", "MoveRight", "v_MoveRight_g01_c01.avi")) as c:
         assert c.streams.video[0].codec_context.name == "mpeg4"
+
+
+# ----------------------------------------------------------------------------------------------- every container
+
+def packet_times(path):
+    """(pts of the non-empty packets in file order, time base, average rate)."""
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        return [p.pts for p in c.demux(s) if p.size > 0], s.time_base, s.average_rate
+
+
+def no_counting(video, wanted):
+    raise AssertionError(f"{video.path}: counted from the start instead of jumping to a key frame")
+
+
+@pytest.mark.parametrize("ext,codec", [("mp4", "libx264"), ("mkv", "libx264"), ("webm", "libvpx"), ("avi", "mpeg4")])
+def test_prepared_videos_keep_real_increasing_time_stamps(tmp_path, monkeypatch, ext, codec):
+    """Every container: a frame every 1001/30000 s in the output, in order, on a grid that jumping
+    trusts (a millisecond time base rounds it), so the copy is read by jumping to key frames."""
+    root, out, n = tmp_path / "src", str(tmp_path / "out"), 40
+    root.mkdir()
+    write_timed(str(root / f"a.{ext}"), range(n), codec, 12, Fraction(30000, 1001))
+    assert prepare.prepare(str(root), out, gop=4, log=lambda s: None)[0]["written"] == 1
+    dst = os.path.join(out, f"a.{ext}")
+    pts, tb, rate = packet_times(dst)
+    assert len(pts) == n and all(b > a for a, b in zip(pts, pts[1:]))  # increasing, none repeated
+    assert abs(float((pts[-1] - pts[0]) * tb) - (n - 1) * 1001 / 30000) <= float(tb) + 1e-9
+    assert abs(float(rate) - 30000 / 1001) < 0.05
+    with decode.open_video(dst) as v:
+        assert v.grid() is not None and v.grid().count == n
+    monkeypatch.setattr(decode.Video, "_counting", no_counting)
+    idx = [1, 2, 19, 20, 38, 39]
+    assert frame_ids(data.read_frames(dst, idx, n)) == idx
+
+
+def test_a_frame_rate_the_encoder_refuses_is_rescaled(tmp_path):
+    """A real AVI at 1000000/66667 fps (mpeg4 stores its time base in 16 bits): re-encoded all the same,
+    every frame kept, the rate within 10 parts in a million."""
+    root, out = tmp_path / "src", str(tmp_path / "out")
+    root.mkdir()
+    write_timed(str(root / "tree.avi"), range(30), "libx264", 12, Fraction(1000000, 66667))
+    counts, failed = prepare.prepare(str(root), out, gop=4, log=lambda s: None)
+    assert counts["written"] == 1 and not failed
+    pts, _, rate = packet_times(os.path.join(out, "tree.avi"))
+    assert pts == list(range(30)) and abs(float(rate) / (1000000 / 66667) - 1) < 1e-5
+    assert frame_ids(data.read_frames(os.path.join(out, "tree.avi"), [0, 17, 29], 30)) == [0, 17, 29]
+
+
+# ----------------------------------------------------------------------------------------------- never a failure done
+
+def test_a_failure_is_never_counted_as_done(source, tmp_path, monkeypatch):
+    """A full disk breaks off the copy of a video that failed: no partial file is left, the failure is
+    marked, and every rerun tries it again, until it is fixed and written."""
+    root, out = str(tmp_path / "src"), str(tmp_path / "dense")
+    shutil.copytree(source, root)
+    broken = os.path.join(out, "vids", "broken.avi")
+
+    def full_disk(src, dst, **kw):
+        with open(dst, "wb") as f:
+            f.write(b"x" * 10)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(prepare.shutil, "copy2", full_disk)
+    counts, failed = prepare.prepare(root, out, gop=4, log=lambda s: None)
+    assert counts == {"written": 3, "done": 0, "failed": 1} and failed == [os.path.join(root, "vids", "broken.avi")]
+    names = os.listdir(os.path.join(out, "vids"))
+    assert "broken.avi" not in names and ".prepare-tmp-broken.avi" not in names  # no partial copy
+    monkeypatch.undo()
+    counts, failed = prepare.prepare(root, out, gop=4, log=lambda s: None)  # space again: still broken
+    assert counts == {"written": 0, "done": 3, "failed": 1} and len(failed) == 1
+    assert open(broken, "rb").read() == open(os.path.join(root, "vids", "broken.avi"), "rb").read()
+    assert prepare.prepare(root, out, gop=4, log=lambda s: None)[0]["failed"] == 1  # the copy is no success
+    synthetic.write_video(os.path.join(root, "vids", "broken.avi"), np.stack([id_frame(i) for i in range(12)]))
+    assert prepare.prepare(root, out, gop=4, log=lambda s: None)[0] == {"written": 1, "done": 3, "failed": 0}
+    assert decode.decodable_frames(broken) == 12 and not [f for f in os.listdir(os.path.join(out, "vids"))
+                                                           if f.startswith(".")]
+
+
+def test_an_output_cut_short_is_a_failure(source, tmp_path, monkeypatch):
+    """A write that fails quietly (a full disk under the muxer) leaves fewer frames than were encoded:
+    the output is not renamed into place."""
+    def short_write(path, frames, **kw):
+        synthetic.write_video(path, np.stack([id_frame(i) for i in range(5)]))
+        return N
+    monkeypatch.setattr(prepare, "write_video", short_write)
+    out = str(tmp_path / "dense")
+    counts, failed = prepare.prepare(source, out, gop=4, log=lambda s: None)
+    assert counts["failed"] == 4 and counts["written"] == 0
+    mark = open(os.path.join(out, "vids", ".prepare-failed-long.avi.txt")).read()
+    assert mark.startswith("OSError: the output holds 5 of the 80 frames written")
+    with pytest.raises(SystemExit, match=r"^prepare: 4 of 4 videos failed"):
+        data.main(["prepare", "--data-root", source, "--out", out, "--workers", "1"])
+
+
+def test_absolute_paths_in_lists_point_at_the_prepared_copy(source, tmp_path):
+    root, out, lines = str(tmp_path / "src"), str(tmp_path / "dense"), []
+    shutil.copytree(source, root)
+    elsewhere = synthetic.write_video(str(tmp_path / "elsewhere.avi"), np.stack([id_frame(i) for i in range(12)])) and \
+        str(tmp_path / "elsewhere.avi")
+    with open(os.path.join(root, "train.txt"), "w") as f:
+        f.write(f"{root}/vids/long.avi 0\n{root}/vids/h264.mp4 1\n{elsewhere} 1\n")
+    prepare.prepare(root, out, gop=4, log=lines.append)
+    want = f"{out}/vids/long.avi 0\n{out}/vids/h264.mp4 1\n{elsewhere} 1\n"
+    assert open(os.path.join(out, "train.txt")).read() == want
+    assert any("train.txt: 1 lines hold an absolute path outside --data-root" in ln for ln in lines)
+    _, train = layouts.parse_dataset("list", out, 1, True)
+    assert [p for p, _ in train] == [f"{out}/vids/long.avi", f"{out}/vids/h264.mp4", elsewhere]
+    assert prepare.key_interval(train[0][0]) <= 4
+
+
+# ----------------------------------------------------------------------------------------------- workers and signals
+
+def child_pids(pid):
+    """Live (not zombie) processes whose parent is `pid`."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(stat[1]) == pid and stat[0] != "Z":
+            out.append(int(d))
+    return out
+
+
+def alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_pool_workers_end_with_their_parent(tmp_path, sig):
+    """SIGKILL or SIGTERM to `prepare`: its pool workers are gone within seconds and write nothing more."""
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(6):
+        (root / f"v{i}.avi").write_bytes(b"x")
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {REPO!r})
+        from support import prepare
+        def slow(src, dst, frames, gop):
+            time.sleep(60)
+            open(dst, "w").write("late")
+            return "written"
+        prepare.prepare_one = slow
+        prepare.prepare({str(root)!r}, {str(tmp_path / "out")!r}, workers=2)
+        """)
+    proc, workers = subprocess.Popen([sys.executable, "-c", script]), []
+    try:
+        deadline = time.time() + 30
+        while len(child_pids(proc.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        workers = child_pids(proc.pid)
+        assert len(workers) == 2
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=20) in (-signal.SIGKILL, 128 + signal.SIGTERM)
+        deadline = time.time() + 10
+        while any(alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(w) for w in workers)
+        assert not [f for f in os.listdir(tmp_path / "out") if not f.startswith(".")]
+    finally:
+        for pid in [proc.pid] + workers:  # nothing left behind, even when the test fails
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
