@@ -268,6 +268,8 @@ def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, cr
     """The train or test split of dataset `name` read from its official layout at `data_root`.
     substitute: replace unreadable videos (training) or return them as (zeros, -1) (test protocol)."""
     classes, samples = layouts.parse_dataset(name, data_root, split, train)  # the archive's own layout
+    if not samples:
+        raise ValueError(f"{name} at {data_root}: split {split}'s {'training' if train else 'test'} list has no videos")
     root = data_root or synthetic.default_synthetic_root()  # only synthetic may come without a root
     return VideoDataset(samples, classes, train, segments, frames, crop_size, clips if not train else 1,
                         crops if not train else 1, seed, dense=name in DENSE_DATASETS, flip=name not in NO_FLIP,

@@ -1,6 +1,7 @@
 """train.py's run-management flags (what is run and how it is kept, never what is computed, but
 --amp's precision) and the range check of every flag. Not in the paper: train.py defines the
 paper's flags itself and adds these with one call, add_run_flags."""
+import math
 import os
 import time
 
@@ -83,6 +84,8 @@ def check_flags(args):
     ] + [(f"pwtp_{name}", getattr(args, f"pwtp_{name}", None) is None or getattr(args, f"pwtp_{name}") >= low,
           f">= {low}") for name, low in (("kernel", 1), ("stride", 1), ("channels", 1), ("expansion", 0.1),
                                           ("blocks", 0), ("bottleneck", 0.01))]
+    rules = [(k, math.isfinite(v), "a finite number") for k, v in sorted(vars(args).items())
+             if isinstance(v, float)] + rules + [("seed", 0 <= args.seed < 2 ** 32 - 1024, "in [0, 2^32 - 1024)")]
     for flag, ok, expected in rules:
         if not ok:
             raise SystemExit(f"train.py: --{flag.replace('_', '-')} must be {expected}, got {getattr(args, flag)}")

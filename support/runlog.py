@@ -1,7 +1,9 @@
 """What a training run says and records: log.csv (and TensorBoard), the progress line, metrics.json's
 epoch entries and the closing lines. Not in the paper; train.py calls each piece in one line."""
 import csv
+import glob
 import os
+import shlex
 import signal
 import time
 
@@ -36,10 +38,14 @@ def complete_log_rows(path, step, log):
     with open(path, newline="", errors="replace") as f:
         lines = f.read().splitlines(keepends=True)
     header = next(csv.reader(lines[:1]), [])
+    if "step" not in header:          # nothing of it can be read (all NUL bytes, say): start it anew
+        log(f"warning: {path} is unreadable (no header; {len(lines)} line(s), NUL bytes?); it is written anew "
+            "from this step on, and the steps logged before are lost from it (metrics.json keeps the epochs)")
+        return []
     rows, broken = [], []
     for n, line in enumerate(lines[1:], start=2):
         values = next(csv.reader([line]), [])
-        ok = "\x00" not in line and line.endswith("\n") and len(values) == len(header) and "step" in header
+        ok = "\x00" not in line and line.endswith("\n") and len(values) == len(header)
         if not (ok and values[header.index("step")].isdigit()):
             broken.append(n)
         elif int(values[header.index("step")]) <= step:
@@ -64,6 +70,8 @@ class LogWriter:
             self.tb = summary_writer_class()(os.path.join(run.run_dir, "tensorboard"), purge_step=step + 1)
         path = os.path.join(run.run_dir, "log.csv")
         rows = complete_log_rows(path, step, run.log) if os.path.exists(path) else []
+        for tmp in glob.glob(glob.escape(path) + ".tmp.*"):    # a rewrite a kill cut short (the run holds the lock)
+            os.remove(tmp)
 
         def fill(f):
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
@@ -197,11 +205,11 @@ def closing_lines(run, state, reason, signum):
     history, run_dir = state["history"], run.run_dir
     if reason == "signal":
         run.log(f"stopped by {signal.Signals(signum).name} at step {state['step']}; saved "
-                f"{run_dir}/last.pt. Continue with: python train.py --resume {run_dir}")
+                f"{run_dir}/last.pt. Continue with: python train.py --resume {shlex.quote(run_dir)}")
         raise SystemExit(128 + int(signum))
     if reason == "max_steps":
         run.log(f"stopped at --max-steps {run.args.max_steps} (step {state['step']} of {run.total_steps}); "
-                f"continue with: python train.py --resume {run_dir}")
+                f"continue with: python train.py --resume {shlex.quote(run_dir)}")
     last = next((h for h in reversed(history) if "val_top1" in h), None)    # --val-every may skip epochs
     if last is not None:
         enopr = f", ENoPR {last['val_enopr']:.4f}" if last["val_enopr"] is not None else ""
@@ -212,4 +220,5 @@ def closing_lines(run, state, reason, signum):
              if os.path.exists(os.path.join(run_dir, f))]       # best.pt may have been deleted
     test = "best.pt" if "best.pt" in files else "last.pt"
     run.log(f"files: {run_dir}/{', '.join(files)}; "
-            f"multi-view test: python evaluate.py --checkpoint {run_dir}/{test} --clips 2 --crops 3")
+            f"multi-view test: python evaluate.py --checkpoint {shlex.quote(os.path.join(run_dir, test))} "
+            "--clips 2 --crops 3")

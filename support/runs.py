@@ -21,6 +21,7 @@ import math
 import os
 import random
 import signal
+import shlex
 import socket
 import time
 from typing import NamedTuple, Optional
@@ -146,6 +147,19 @@ def _pid_alive(pid):
     return True
 
 
+def _started_after(pid, when):
+    """Whether process `pid` started after the time `when` (then it is not the one that wrote a lock
+    at `when`: the PID was reused). False where /proc cannot tell (not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])        # field 22: start time since boot
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > when + 2.0        # 2 s: btime is whole seconds
+
+
 class RunLock:
     """RUN_DIR/train.lock, created exclusively (O_EXCL) and holding "PID HOST": a second train.py
     on the same folder stops and names the holder. A lock whose process is gone (a killed run) is
@@ -176,10 +190,14 @@ class RunLock:
         if host and host != socket.gethostname():
             raise SystemExit(f"train.py: {os.path.dirname(path)} is in use by PID {pid} on {host} "
                              f"({path}); if no run is using it, delete that file")
-        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
-            raise SystemExit(f"train.py: {os.path.dirname(path)} is in use by another train.py, PID {pid} "
-                             f"({path}); two runs in one folder would overwrite each other's files. "
-                             "Wait for it, stop it, or choose another --out")
+        try:
+            written = os.path.getmtime(path)
+        except OSError:
+            return
+        if pid > 0 and pid != os.getpid() and _pid_alive(pid) and not _started_after(pid, written):
+            raise SystemExit(f"train.py: {os.path.dirname(path)} is in use by PID {pid}, which has run since it "
+                             f"took {path}: another train.py; two runs in one folder would overwrite each other's "
+                             "files. Wait for it, stop it, or choose another --out")
         stale = f"{path}.stale.{os.getpid()}"
         try:                                      # rename first: of two processes, one wins
             os.rename(path, stale)
@@ -189,7 +207,8 @@ class RunLock:
             os.replace(stale, path)
             return
         os.remove(stale)
-        log(f"warning: took over {path} left by PID {pid}, which is no longer running (a killed run)")
+        log(f"warning: took over {path} left by PID {pid}, which is no longer running (a killed run; "
+            "the PID may since belong to another program)")
 
     def release(self):
         if self.path is not None and _read(self.path) == self.mine:
@@ -423,24 +442,41 @@ def make_checkpoint(run, state):
 
 
 def save_checkpoint(run, state, best=False, ck=None):
-    """last.pt (and best.pt) on rank 0, from `ck` or a checkpoint made now; a failed write (a full
-    disk) stops the run with a clear message and the previous files intact (system.atomic_write)."""
+    """last.pt (then best.pt) on rank 0, from `ck` or a checkpoint made now. Weights that are not
+    finite are never saved (stop_if_diverged says what to do); a failed write (a full disk) stops
+    the run with the previous files intact (system.atomic_write) and a way on that works."""
     ck = make_checkpoint(run, state) if ck is None else ck    # collective: every rank takes part
+    if not finite_weights(ck["model"]):
+        stop_if_diverged(run, state["step"] - 1, weights=False)
     if run.rank != 0:
         return
+    last, had_last = os.path.join(run.run_dir, "last.pt"), os.path.isfile(os.path.join(run.run_dir, "last.pt"))
     try:
+        atomic_torch_save(ck, last)       # first: the file --resume continues from
         if best:
             atomic_torch_save(ck, os.path.join(run.run_dir, "best.pt"))
-        atomic_torch_save(ck, os.path.join(run.run_dir, "last.pt"))
         atomic_json(ck["history"], os.path.join(run.run_dir, "metrics.json"))
     except OSError as e:
-        raise SystemExit(f"train.py: {e.strerror or e}. Free some space, then continue with: "
-                         f"python train.py --resume {run.run_dir}") from None
+        saved = os.path.isfile(last) and (had_last or os.path.getmtime(last) >= time.time() - 60)
+        raise SystemExit(f"train.py: {e.strerror or e}. Free some space, then " + (
+            f"continue with: python train.py --resume {shlex.quote(run.run_dir)}" if saved else
+            f"start the run again with the same command: no checkpoint of it was written yet "
+            f"(its flags are in {shlex.quote(os.path.join(run.run_dir, 'args.json'))})")) from None
+
+
+def finite_weights(state_dict):
+    """Every floating-point tensor of a state dict is finite (a diverged step leaves NaN or inf)."""
+    return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
+               if torch.is_tensor(t) and t.is_floating_point())
 
 
 def restore(run, ckpt):
     """Load a checkpoint into the run's objects; returns its progress state."""
-    run.model.load_state_dict(ckpt["model"])
+    try:
+        run.model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:            # its flags (args) edited by hand, say
+        raise SystemExit(f"train.py: --resume {run.args.resume}: its weights do not fit the model its flags "
+                         f"describe: {str(e).splitlines()[0]}") from None
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     if run.scaler.is_enabled() and ckpt.get("scaler"):
@@ -464,36 +500,47 @@ def restore(run, ckpt):
     return {k: ckpt[k] for k in new_state()}
 
 
-def stop_if_diverged(run, step, losses=(), norm=None):
-    """A non-finite loss or gradient norm: stop before the model is updated, and say what to do."""
-    if all(math.isfinite(v) for v in losses) and (norm is None or bool(torch.isfinite(norm))):
+def stop_if_diverged(run, step, losses=(), norm=None, weights=True):
+    """A non-finite loss, gradient norm or weights (weights=False): stop, and say what to do. Every
+    checkpoint holds finite weights (save_checkpoint), so the advice always starts from one."""
+    if all(math.isfinite(v) for v in losses) and (norm is None or bool(torch.isfinite(norm))) and weights:
         return
-    what = (f"non-finite gradient norm at step {step + 1}" if norm is not None else
-            f"non-finite loss at step {step + 1}: L_c={losses[0]}, L_p={losses[1]}")
+    what = (f"non-finite gradient norm at step {step + 1}; stopped before updating the model" if norm is not None
+            else f"non-finite loss at step {step + 1}: L_c={losses[0]}, L_p={losses[1]}; stopped before "
+                 "updating the model" if weights else
+            f"the weights are no longer finite after step {step + 1} (an update overflowed); nothing was saved")
     last = os.path.join(run.run_dir, "last.pt") if run.run_dir else ""
     lower = f"{run.args.lr / 10:g}"
-    todo = (f"the last good checkpoint {last} is untouched; continue from it with a lower learning "
-            f"rate: python train.py --resume {run.run_dir} --lr {lower}" if last and os.path.exists(last) else
-            f"no checkpoint was written yet; start again with a lower --lr (e.g. {lower})")
-    raise SystemExit(f"train.py: {what}. Stopped before updating the model; {todo}.")
+    todo = (f"the last checkpoint {last} holds finite weights; continue from it with a lower learning "
+            f"rate: python train.py --resume {shlex.quote(run.run_dir)} --lr {lower}" if last and os.path.exists(last)
+            else f"no checkpoint was written yet; start again with a lower --lr (e.g. {lower})")
+    raise SystemExit(f"train.py: {what}. The learning rate {run.args.lr:g} is likely too large: {todo}.")
 
 
 # =============================================================================================
 # The end of an epoch: validation, metrics.json, checkpoints
 # =============================================================================================
-def validate_and_save(run, state, partial, validate, stop=None):
-    """Validate (unless --val-every skips this epoch), record metrics.json, save last.pt (and best.pt
-    when top-1 improved). `partial`: stopped mid-epoch; validate: train.validate. A signal during
-    validation saves the state from before it (--resume validates again) and returns False."""
-    t0, due = time.time(), partial or validation_due(run.args, state["epoch"])
+def validate_and_save(run, state, partial, validate, stop=None, force=False):
+    """Validate (unless --val-every skips this epoch and not `force`), record metrics.json, save
+    last.pt (and best.pt when top-1 improved). `partial`: stopped mid-epoch; validate:
+    train.validate. The training state is saved before validation starts, so that a signal, or a
+    validation that cannot run, keeps the epoch (--resume validates again); a signal returns False."""
+    t0, due = time.time(), partial or force or validation_due(run.args, state["epoch"])
     before = make_checkpoint(run, state) if due else None     # what a signal mid-validation saves
+    if due:
+        save_checkpoint(run, state, ck=before)                # finite weights only; the epoch is kept
     try:
         per_video = os.path.join(run.run_dir, "val_per_video.csv") if run.rank == 0 else None
         metrics = validate(run.model, run.loaders.val, run.device, run.amp, run.loaders.num_classes, stop,
                            per_video) if due else {}
     except Interrupted:
-        save_checkpoint(run, state, ck=before)
         return False
+    if due and not metrics["val_videos"]:
+        a = run.args
+        raise SystemExit(f"train.py: no validation video could be read: all {metrics['val_unreadable']} videos of "
+                         f"the validation list of {a.dataset} (split {a.split}) at {a.data_root or 'the default root'} "
+                         f"are unreadable. The epoch is saved: fix or replace those videos, then continue with: "
+                         f"python train.py --resume {shlex.quote(run.run_dir)}")
     entry = epoch_entry(run, state, metrics, partial)    # train loss / top-1 / DC gain of the epoch
     state["history"].append(entry)
     improved = due and metrics["val_top1"] > state["best_top1"]
@@ -510,7 +557,8 @@ def end_early(run, state, reason, validate, stop):
     """Stopped by a signal or --max-steps: at an epoch end the usual work, else the position (and,
     for --max-steps, a validation) so that --resume continues exactly here."""
     partial = state["batch_in_epoch"] < run.steps_per_epoch   # not with the epoch's last step
-    if reason == "max_steps" or not partial:
-        return reason if validate_and_save(run, state, partial, validate, stop) else "signal"
+    if reason == "max_steps" or not partial:      # --max-steps validates, whatever --val-every says
+        return reason if validate_and_save(run, state, partial, validate, stop, force=reason == "max_steps") \
+            else "signal"
     save_checkpoint(run, state)                          # mid-epoch signal: no validation
     return reason

@@ -113,7 +113,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over_with_a_warning(synth_root, tmp_
     try:                                                   # a live holder is never taken over
         (run / "train.lock").write_text(f"{alive.pid} {socket.gethostname()}\n")
         before = sha(run / "last.pt")
-        with pytest.raises(SystemExit, match=f"in use by another train.py, PID {alive.pid}"):
+        with pytest.raises(SystemExit, match=f"in use by PID {alive.pid}, which has run since"):
             train.main(["--resume", str(run)])
         assert sha(run / "last.pt") == before and (run / "train.lock").read_text().startswith(str(alive.pid))
     finally:
