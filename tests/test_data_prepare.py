@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import data
+from experiments import loader
 from support import decode, layouts, prepare, synthetic
 from test_data_decoding import IRREGULAR, N, frame_ids, id_frame, write_timed
 
@@ -296,3 +297,14 @@ def test_pool_workers_end_with_their_parent(tmp_path, sig):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_loader_benchmark_prints_every_row(capsys):
+    """`python bench.py loader` (experiments/loader.py) on a tiny temporary synthetic set: every row, per
+    worker, and the loader's share of raw decode."""
+    res = loader.main(["--videos", "4", "--clips", "8", "--batch-size", "4", "--segments", "2", "--frames", "2",
+                       "--crop-size", "16", "--workers", "0"])
+    out = capsys.readouterr().out
+    for row in ("plain", "prepared", "frames", "raw", "raw, one converter"):
+        assert res[row] > 0 and f"  {row} " in out
+    assert f"plain loader at {res['share']:.0f} % of raw decode per worker" in out
