@@ -13,6 +13,8 @@ set built to test them, and what reproducing the paper's tables would cost. One 
                                  # background belongs to another class, (c) joint beats separate
                                  # training, (d) MGDA >= constant lambda, (e) Fig. 3. -> claims.json + .png
     python bench.py claims --table claims.json     # its tables and verdicts again, no training
+    python bench.py loader       # the loader per worker against raw decoding of the same frames, plain,
+                                 # prepared and as frame folders (experiments/loader.py); --data-root DIR
     python bench.py reproduce    # REPRODUCE.md's tables: each paper table as train.py commands, with the
                                  # cost of each run estimated from a measured step (experiments/reproduce.py)
 
@@ -22,9 +24,9 @@ machines is in docs/SPEED.md and docs/CLAIMS.md.
 """
 import sys
 
-from experiments import claims, reproduce, speed
+from experiments import claims, loader, reproduce, speed
 
-COMMANDS = {"claims": claims.main, "reproduce": reproduce.main}
+COMMANDS = {"claims": claims.main, "loader": loader.main, "reproduce": reproduce.main}
 
 
 def main(argv=None):
