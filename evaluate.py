@@ -42,7 +42,7 @@ import visualize
 from support import evaluation, predict_videos, probe
 from support.checkpoints import result_path, write_results
 from support.loading import unreadable_over_ranks
-from support.system import Progress, autocast, close_distributed, gather_objects
+from support.system import Progress, autocast, close_distributed
 
 
 # ========== Multi-view testing (Appendix A) ======================================================
@@ -176,16 +176,7 @@ def predict(model, loader, device, amp=None, progress=None) -> Predictions:
 def gather_predictions(p: Predictions) -> Predictions:
     """Every rank's Predictions concatenated (rank order), on every rank; `p` itself when not
     distributed. The metrics do not depend on the order of the videos."""
-    parts = [Predictions(*q) for q in gather_objects(tuple(p))]
-    if len(parts) == 1:
-        return p
-    scores = [q.scores for q in parts if q.scores.numel()]
-    return Predictions(scores=torch.cat(scores) if scores else p.scores,
-                       labels=torch.cat([q.labels for q in parts]),
-                       enopr_sum=sum(q.enopr_sum for q in parts), enopr_count=sum(q.enopr_count for q in parts),
-                       views=next((q.views for q in parts if q.views is not None), None),
-                       forwarded=sum(q.forwarded for q in parts), unreadable=sum(q.unreadable for q in parts),
-                       index=torch.cat([q.index for q in parts]))
+    return evaluation.merge_over_ranks(p, first=("views",))   # torchrun plumbing, not the protocol
 
 
 def run_protocol(ctx, ds, what):

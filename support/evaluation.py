@@ -12,7 +12,7 @@ import torch
 from support import predict_videos, probe
 from support.checkpoints import class_list_error, export_weights, load_checkpoint
 from support.synthetic import default_synthetic_root
-from support.system import AMP_DTYPES, available_cores, resolve_device, setup_distributed
+from support.system import AMP_DTYPES, available_cores, gather_objects, resolve_device, setup_distributed
 
 
 def add_flags(flag):
@@ -103,6 +103,27 @@ def start(args, ckpt, model):
                    log=(lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None),
                    segments=cfg.get("segments", 8), frames=cfg.get("frames", 8),
                    crop_size=targs.get("crop_size") or cfg.get("crop_size", 224))
+
+
+def merge_over_ranks(p, first=()):
+    """Every rank's `p` (a NamedTuple of tensors and numbers) merged, on every rank: tensors
+    concatenated in rank order (a rank's empty one left out), numbers summed, and the fields named in
+    `first` taken from the first rank where they are not None. `p` itself when not distributed.
+    A collective: every rank calls it."""
+    parts = [type(p)(*q) for q in gather_objects(tuple(p))]
+    if len(parts) == 1:
+        return p
+    merged = {}
+    for name, mine in p._asdict().items():
+        values = [getattr(q, name) for q in parts]
+        if name in first:
+            merged[name] = next((v for v in values if v is not None), None)
+        elif isinstance(mine, torch.Tensor):
+            full = [v for v in values if v.numel()]
+            merged[name] = torch.cat(full) if full else mine
+        else:
+            merged[name] = sum(values)
+    return type(p)(**merged)
 
 
 def test_split_of(args, ckpt):

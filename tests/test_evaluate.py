@@ -1,7 +1,8 @@
 """evaluate.py: the metric functions against hand computations; predict's handling of unreadable
-videos; the static-bias probe's clip transforms and the algebra behind it; and, on a real checkpoint
-and real encoded videos, the multi-view protocol, unreadable videos left out and listed, output
-naming, predicting single videos and folders, --export, --static-probe and two gloo ranks."""
+videos; the static-bias probe's clip transforms (support/probe.py) and the algebra behind it; and, on
+a real checkpoint and real encoded videos, the multi-view protocol, unreadable videos left out and
+listed, output naming, predicting single videos and folders (support/predict_videos.py), --export,
+--static-probe and two gloo ranks."""
 import csv
 import json
 import math
