@@ -40,7 +40,7 @@ import backbones
 import data
 import visualize
 from support import evaluation, predict_videos, probe
-from support.checkpoints import result_path, write_results
+from support.checkpoints import result_path, write_per_video, write_results
 from support.loading import unreadable_over_ranks
 from support.system import Progress, autocast, close_distributed
 
@@ -177,6 +177,22 @@ def gather_predictions(p: Predictions) -> Predictions:
     """Every rank's Predictions concatenated (rank order), on every rank; `p` itself when not
     distributed. The metrics do not depend on the order of the videos."""
     return evaluation.merge_over_ranks(p, first=("views",))   # torchrun plumbing, not the protocol
+
+
+def validate(model, loader, device, amp, num_classes, stop=None, per_video=None):
+    """train.py's validation: the single-view test of this rank's shard, gathered over ranks (unreadable
+    videos counted, never scored); val_loss: held-out L_c, unsmoothed (Fig. 3). stop: a signal ends it
+    after the current batch; per_video: where to write one row per video."""
+    with torch.random.fork_rng(devices=[]):      # creating loader iterators draws from the RNG
+        p = gather_predictions(predict(model, loader, device, amp=amp, progress=stop and stop.check))
+    if not p.labels.numel():                     # every video unreadable: nothing to score
+        return {"val_videos": 0, "val_unreadable": p.unreadable}
+    if per_video:
+        write_per_video(per_video, loader.dataset.samples, loader.dataset.classes, p)
+    m = classification_metrics(p.scores, p.labels, num_classes)
+    return {"val_top1": m["top1"], "val_top5": m["top5"], "val_mean_class_acc": m["mean_class_acc"],
+            "val_loss": mean_nll(p.scores, p.labels), "val_enopr": p.enopr,
+            "val_videos": int(p.labels.numel()), "val_unreadable": p.unreadable}
 
 
 def run_protocol(ctx, ds, what):

@@ -523,7 +523,7 @@ def stop_if_diverged(run, step, losses=(), norm=None, weights=True):
 def validate_and_save(run, state, partial, validate, stop=None, force=False):
     """Validate (unless --val-every skips this epoch and not `force`), record metrics.json, save
     last.pt (and best.pt when top-1 improved). `partial`: stopped mid-epoch; validate:
-    train.validate. The training state is saved before validation starts, so that a signal, or a
+    evaluate.validate. The training state is saved before validation starts, so that a signal, or a
     validation that cannot run, keeps the epoch (--resume validates again); a signal returns False."""
     t0, due = time.time(), partial or force or validation_due(run.args, state["epoch"])
     before = make_checkpoint(run, state) if due else None     # what a signal mid-validation saves

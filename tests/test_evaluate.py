@@ -338,7 +338,7 @@ def test_validate_leaves_unreadable_out_and_reports_the_held_out_loss(checkpoint
     root, _ = broken_root
     ds = data.build_dataset("synthetic", root, 1, train=False, segments=2, frames=4, crop_size=32, substitute=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
-    m = train.validate(model, loader, torch.device("cpu"), None, 4)
+    m = evaluate.validate(model, loader, torch.device("cpu"), None, 4)
     assert m["val_unreadable"] == 1 and m["val_videos"] == 3
     p = evaluate.predict(model, loader, torch.device("cpu"))
     assert m["val_loss"] == pytest.approx(evaluate.mean_nll(p.scores, p.labels)) and m["val_loss"] > 0
