@@ -122,6 +122,12 @@ def write_per_video(path, samples, classes, p):
                [[samples[i][0], y, classes[y], k, classes[k], f"{c:.6f}"] for i, y, k, c in rows])
 
 
+def finite_weights(state_dict):
+    """Every floating-point tensor of a state dict is finite (a diverged step leaves NaN or inf)."""
+    return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
+               if torch.is_tensor(t) and t.is_floating_point())
+
+
 def model_state(ckpt):
     """The checkpoint's state dict without the key prefixes DistributedDataParallel ("module.") and
     torch.compile ("_orig_mod.") add to every key."""

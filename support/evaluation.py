@@ -10,7 +10,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from support import predict_videos, probe
-from support.checkpoints import class_list_error, export_weights, load_checkpoint
+from support.checkpoints import class_list_error, export_weights, finite_weights, load_checkpoint
 from support.synthetic import default_synthetic_root
 from support.system import AMP_DTYPES, available_cores, gather_objects, resolve_device, setup_distributed
 
@@ -66,6 +66,9 @@ def read_checkpoint(args):
         ckpt = load_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(str(e)) from None
+    if not finite_weights(ckpt["model"]):         # a diverged run's weights score nothing honestly
+        raise SystemExit(f"evaluate.py: --checkpoint {args.checkpoint} holds weights that are not finite (NaN or "
+                         "inf: a training run that diverged); test a checkpoint saved before it diverged")
     if args.da_png and ckpt["model_config"].get("input", "da") != "da":
         raise SystemExit(f"evaluate.py: --da-png needs a DA model, but --checkpoint {args.checkpoint} has "
                          f"input={ckpt['model_config'].get('input')!r}: no PWTP, no dynamic appearance to draw")

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from support import synthetic, weights as formats
-from support.checkpoints import class_list_error, load_checkpoint, read_torch_file
+from support.checkpoints import class_list_error, finite_weights, load_checkpoint, read_torch_file
 from support.flags import RESUME_OVERRIDABLE, check_flags
 from support.runlog import epoch_entry, epoch_line, report_skipped, summary_writer_class, validation_due
 from support.system import atomic_json, atomic_torch_save, rank_zero_first
@@ -463,11 +463,6 @@ def save_checkpoint(run, state, best=False, ck=None):
             f"start the run again with the same command: no checkpoint of it was written yet "
             f"(its flags are in {shlex.quote(os.path.join(run.run_dir, 'args.json'))})")) from None
 
-
-def finite_weights(state_dict):
-    """Every floating-point tensor of a state dict is finite (a diverged step leaves NaN or inf)."""
-    return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
-               if torch.is_tensor(t) and t.is_floating_point())
 
 
 def restore(run, ckpt):

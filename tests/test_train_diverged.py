@@ -13,13 +13,14 @@ import time
 import pytest
 import torch
 
+import evaluate
 import train
-from support import runs
+from support import checkpoints, runs
 from test_train_robustness import TINY, list_dataset, sha
 
 
 def finite(path):
-    return runs.finite_weights(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    return checkpoints.finite_weights(torch.load(path, map_location="cpu", weights_only=False)["model"])
 
 
 # --- a diverged model -----------------------------------------------------------------------------
@@ -164,3 +165,13 @@ def test_an_empty_split_is_named(tmp_path):
     with pytest.raises(SystemExit, match=rf"list at {tmp_path}: split 1's training list has no videos"):
         train.main(["--dataset", "list", "--data-root", str(tmp_path), "--pretrained", "none", "--small",
                     "--out", str(tmp_path / "run"), "--workers", "0"] + TINY)
+
+
+def test_evaluate_refuses_a_checkpoint_with_non_finite_weights(synth_root, tmp_path):
+    run = tmp_path / "run"
+    train.main(["--data-root", synth_root, "--out", str(run), "--max-steps", "1", "--workers", "0"] + TINY)
+    ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    next(iter(v for v in ckpt["model"].values() if v.is_floating_point())).fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "diverged.pt")
+    with pytest.raises(SystemExit, match="holds weights that are not finite"):
+        evaluate.main(["--checkpoint", str(tmp_path / "diverged.pt"), "--data-root", synth_root, "--workers", "0"])
