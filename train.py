@@ -26,83 +26,82 @@ import data
 import evaluate
 import mgda
 import pwtp
-from support import dryrun, flags, runlog, runs
+from support import dryrun, flags, recipes, runlog, runs
 from support import weights as weights_formats    # other codebases' checkpoints onto our names
 from support.checkpoints import write_per_video   # val_per_video.csv, in evaluate.py's columns
 from support.system import (AMP_DTYPES, any_rank, atomic_json, broadcast_buffers, close_distributed,
                             quiet_unless, setup_distributed, stop_workers, to_device)
 
 # ========== 1. The recipe and the flags =====================================================
-# Appendix A: SGD, momentum 0.9; linear warm-up, then cosine; label smoothing 0.1; clipping at 20;
-# dropout before the classifier, whose lr and weight decay are x5; UCF101/HMDB51 fine-tuning freezes
-# every BatchNorm but the first; ViT: no dropout, clipping or smoothing, PWTP lr x5. Unset flags come
-# from the recipe of the starting point (choose_recipe); lrs are for a total batch, scaled to yours.
-# The CPU quick start: a narrow TSM-R18, 64x64, S=4 x T=4, constant lambda = 30 (ours), which learns
-# the synthetic set in minutes; real data: MGDA with --mgda-normalize loss+ (ours; plain Eq. 12 is
-# --mgda-normalize none). Why these two defaults: docs/CLAIMS.md.
+# Unset flags come from the recipe of the starting point (choose_recipe), printed first with each
+# value marked paper, ours (the paper does not state it) or yours (a flag). The CPU quick start: a
+# narrow TSM-R18, 64x64, S=4 x T=4, constant lambda = 30 (ours), which learns the synthetic set in
+# minutes; real data: MGDA with --mgda-normalize loss+ (ours; plain Eq. 12 is --mgda-normalize none).
+# Why these two defaults: docs/CLAIMS.md.
 SYNTHETIC_DEFAULTS = dict(
-    backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64, joint="constant",
-    lam=30.0, epochs=30, batch_size=8, lr=0.005, weight_decay=1e-4, dropout=0.2, warmup_epochs=1,
-    freeze_bn=False, clip_grad=20.0, label_smoothing=0.1, pwtp_lr_mult=1.0, workers=2, log_every=5,
-)
+    backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64, joint="constant", lam=30.0, epochs=30,
+    batch_size=8, lr=0.005, weight_decay=1e-4, dropout=0.2, warmup_epochs=1, freeze_bn=False, clip_grad=20.0,
+    label_smoothing=0.1, pwtp_lr_mult=1.0, workers=2, log_every=5)
 
 # Frames the backbone itself sees (S segments -> S DA frames) and crop size (Appendix A).
 BACKBONE_DEFAULTS = {"tsm": dict(segments=8, crop_size=224), "x3d_xs": dict(segments=4, crop_size=160),
                      "x3d_m": dict(segments=16, crop_size=224), "vit_b16": dict(segments=8, crop_size=224)}
 
+# Appendix A's recipes (SGD, momentum 0.9, warm-up then cosine; the classifier's lr and weight decay x5):
+# lr for `total` clips, `per_gpu` on each GPU; `stated`: the family, datasets and start the paper gives
+# the row for, `ours`: what it does not state there. Used anywhere else a row is ours as a whole.
+FIELDS = ("lr", "global_batch", "batch_size", "epochs", "weight_decay", "dropout", "warmup_epochs", "stated", "ours")
+RECIPES = {name: dict(zip(FIELDS, row[:-1]), **row[-1]) for name, row in {
+    #                  lr   total per_gpu epochs wd  dropout warm-up  stated                         ours         also
+    "resnet-kinetics": (0.08, 512, 8, 100, 2e-4, 0.5, 7, ("ResNet", "kinetics400", "imagenet"), (), {}),
+    "resnet-sthv1": (0.12, 256, 8, 50, 8e-4, 0.8, 7, ("ResNet", "sthv1", "imagenet"), (), {}),
+    "x3d-kinetics": (0.4, 256, 8, 256, 5e-5, 0.5, 7, ("X3D", "kinetics400", "none"), ("warmup_epochs",), {}),
+    "x3d-sthv1": (0.12, 256, 8, 50, 4e-4, 0.8, 7, ("X3D", "sthv1", "kinetics"), ("warmup_epochs",), {}),
+    "fine-tune": (0.001, 64, 4, 10, 1e-4, 0.8, 0, ("ResNet", "ucf101/hmdb51", "kinetics"), ("warmup_epochs",),
+                  dict(freeze_bn=True)),                      # every BN but the first frozen (TSN's partial BN)
+    "vit": (0.004, 64, 2, 15, 1e-4, 0.0, 1, ("ViT", "sthv1/kinetics400", "imagenet"), ("warmup_epochs",),
+            dict(clip_grad=0.0, label_smoothing=0.0, pwtp_lr_mult=5.0)),   # from ImageNet-21K in the paper
+    "small-set": (0.01, 64, 8, 25, 5e-4, 0.8, 1, None, (), dict(freeze_bn=True, why="TSM's recipe for a small set "
+                  "(ours: lr 0.02 per 128 clips, dropout 0.8, wd 5e-4, partial BN; the paper only fine-tunes them)")),
+    "scratch": (0.04, 64, 8, 50, 1e-4, 0.3, 2, None, (), dict(why="trainable BatchNorm, warm-up, modest dropout, the "
+                "synthetic set's lr (ours: the paper starts from weights)")),
+}.items()}
+APPENDIX_A = dict(label_smoothing=0.1, clip_grad=20.0, pwtp_lr_mult=1.0, freeze_bn=False)   # every row but ViT
+RECIPE_KEYS = ("batch_size", "epochs", "weight_decay", "dropout", "warmup_epochs", "freeze_bn", "clip_grad",
+               "label_smoothing", "pwtp_lr_mult")
+OURS_IF_ELSEWHERE = ("lr", "batch_size", "epochs", "weight_decay", "dropout", "warmup_epochs", "freeze_bn")
+KINETICS, OWN_VIDEOS = ("kinetics400", "minikinetics"), ("list", "csv")
+STARTS = {"kinetics": ("fine-tuning a video (Kinetics) model", "a Kinetics model"),    # (the run, a recipe's)
+          "imagenet": ("from ImageNet weights", "ImageNet"), "none": ("from random weights", "scratch")}
 
-def paper_recipe(dataset, backbone):
-    """Appendix A's hyper-parameters: lr is for the paper's total batch `global_batch`;
-    `batch_size` is its per-GPU batch. Where the paper gives no value we say ours."""
+
+def paper_recipe(dataset, backbone, start="imagenet"):
+    """The RECIPES entry for the backbone's family, the dataset and the starting point, with its name.
+    The paper always starts from weights, except X3D on Kinetics; small sets it only fine-tunes."""
     family = "vit" if backbone.startswith("vit") else ("x3d" if backbone.startswith("x3d") else "resnet")
-    r = dict(label_smoothing=0.1, clip_grad=20.0, pwtp_lr_mult=1.0, freeze_bn=False, warmup_epochs=7)
-    if family == "vit":
-        # ImageNet-21K ViT: no dropout, no gradient clipping, no label smoothing, PWTP lr x5.
-        r.update(lr=0.004, global_batch=64, batch_size=2, epochs=15, weight_decay=1e-4, dropout=0.0,
-                 clip_grad=0.0, label_smoothing=0.0, pwtp_lr_mult=5.0,
-                 warmup_epochs=1)                       # ours: the paper gives no ViT warm-up
-    elif dataset in ("ucf101", "hmdb51"):
-        # Fine-tuning Kinetics models (the paper states it for ResNet; we use it for X3D too):
-        # every BN but the first frozen. Warm-up: ours (none; 10 epochs from a trained model).
-        r.update(lr=0.001, global_batch=64, batch_size=4, epochs=10, weight_decay=1e-4, dropout=0.8,
-                 freeze_bn=True, warmup_epochs=0)
-    elif dataset == "sthv1":
-        wd = 4e-4 if family == "x3d" else 8e-4
-        r.update(lr=0.12, global_batch=256, batch_size=8, epochs=50, weight_decay=wd, dropout=0.8)
-    elif family == "x3d":                               # kinetics400, minikinetics, list
-        r.update(lr=0.4, global_batch=256, batch_size=8, epochs=256, weight_decay=5e-5, dropout=0.5)
-    else:                                               # ResNet on kinetics400, minikinetics, list
-        r.update(lr=0.08, global_batch=512, batch_size=8, epochs=100, weight_decay=2e-4, dropout=0.5)
+    if start == "none" and not (family == "x3d" and dataset in KINETICS):
+        name = "scratch"
+    elif family == "vit" or dataset in KINETICS + ("sthv1",):
+        name = "vit" if family == "vit" else f"{family}-{'sthv1' if dataset == 'sthv1' else 'kinetics'}"
+    else:                                 # UCF101, HMDB51 and your own videos: a small set's recipe
+        name = "fine-tune" if start == "kinetics" else "small-set"
+    r = dict(APPENDIX_A, name=name, **RECIPES[name])
+    fam, sets, first = r["stated"] or ("", "", "")
+    if (fam.lower(), first) != (family, start) or dataset not in sets.split("/"):
+        r["ours"] = OURS_IF_ELSEWHERE
     return r
-
-
-def imagenet_recipe(dataset, backbone):
-    """From ImageNet weights: the paper's recipe (Kinetics, Something-Something, ViT), except for
-    UCF101/HMDB51, which the paper only fine-tunes from Kinetics: TSM's published small-set recipe
-    (lr 0.02 per 128 clips, dropout 0.8, wd 5e-4, partial BN), our cosine over 25 epochs, 1 warm-up."""
-    if backbone.startswith("vit") or dataset not in ("ucf101", "hmdb51"):
-        return paper_recipe(dataset, backbone)
-    return dict(label_smoothing=0.1, clip_grad=20.0, pwtp_lr_mult=1.0, freeze_bn=True, warmup_epochs=1,
-                lr=0.01, global_batch=64, batch_size=8, epochs=25, weight_decay=5e-4, dropout=0.8)
-
-
-def scratch_recipe(dataset, backbone):
-    """From random weights (ours: the paper never trains from scratch): every BatchNorm trains, a
-    2-epoch warm-up, modest dropout, the lr that learns the synthetic set, 50 epochs."""
-    return dict(label_smoothing=0.1, clip_grad=20.0, pwtp_lr_mult=1.0, freeze_bn=False, warmup_epochs=2,
-                lr=0.04, global_batch=64, batch_size=8, epochs=50, weight_decay=1e-4, dropout=0.3)
 
 
 def choose_recipe(args, start):
     """(recipe, why) for the starting point: "kinetics" (a video model), "imagenet" or "none"."""
-    if start == "kinetics":
-        return paper_recipe(args.dataset, args.backbone), "fine-tuning a video (Kinetics) model: the paper's recipe (Appendix A)"
-    if start == "imagenet":
-        small = args.dataset in ("ucf101", "hmdb51") and not args.backbone.startswith("vit")
-        return imagenet_recipe(args.dataset, args.backbone), "from ImageNet weights: " + (
-            "TSM's recipe for a small set" if small else "the paper's recipe (Appendix A)")
-    return scratch_recipe(args.dataset, args.backbone), ("from random weights: trainable BatchNorm, warm-up, "
-                                                         "modest dropout (ours: the paper's recipes assume weights)")
+    r = paper_recipe(args.dataset, args.backbone, start)
+    fam, sets, first = r["stated"] or ("", "", "none")
+    told = f"the paper's recipe for {fam} on {sets} from {STARTS[first][1]} (Appendix A)"
+    why = r.get("why") or (told if r["ours"] != OURS_IF_ELSEWHERE else
+                           f"ours: {told}; none for {args.backbone} on {args.dataset} from {STARTS[start][1]}")
+    if args.dataset in OWN_VIDEOS:        # a small set's recipe, never silently Kinetics' 100 epochs
+        why += "; your own videos take a small set's recipe (give --epochs, --lr ... for a Kinetics-sized set)"
+    return r, f"{STARTS[start][0]}: {why}"
 
 
 # --pwtp-NAME flag -> pwtp.PWTP argument, with what the paper calls it (defaults: Sec. 4, config #7).
@@ -117,9 +116,9 @@ PWTP_OPTIONS = (("kernel", int, "kernel_size: Eq. 2 conv kernel k (default 9)"),
 def build_parser():
     """The paper's flags, named like the paper (--segments S, --frames T, --proj-dim D, --lam);
     None = from the recipe (resolve_defaults). support/flags.py adds run management's own."""
-    p = argparse.ArgumentParser(description="Train a DA action-recognition model with joint training. Unset "
-                                "flags take the recipe of the --pretrained starting point; --dataset synthetic: "
-                                + ", ".join(f"{k}={v}" for k, v in SYNTHETIC_DEFAULTS.items()) + ".")
+    synthetic = ", ".join(f"{k}={v}" for k, v in SYNTHETIC_DEFAULTS.items())
+    p = argparse.ArgumentParser(description=f"Train a DA model with joint training. Unset flags: the recipe of "
+                                f"--pretrained; synthetic: {synthetic}")
     flag = p.add_argument
     flag("--dataset", default="synthetic", choices=data.DATASETS, help="dataset (default synthetic)")
     flag("--data-root", default=None, help="dataset folder (synthetic: written to a cache folder on first use)")
@@ -133,12 +132,12 @@ def build_parser():
     flag("--proj-dim", type=int, default=1, help="D, dimension of the per-pixel subspace (default 1)")
     for name, kind, paper in PWTP_OPTIONS:       # PWTP's shape: Table 4 (Eq. 2 conv), Table 8 (Eq. 4 MLP)
         flag(f"--pwtp-{name}", type=kind, default=None, help=f"PWTP {paper}")
-    flag("--joint", default=None, choices=mgda.STRATEGIES, help="joint training (Table 5; default mgda, synthetic constant)")
+    flag("--joint", default=None, choices=mgda.STRATEGIES, help="Table 5 (default mgda; synthetic constant)")
     flag("--mgda-normalize", default="loss+", choices=mgda.NORMALIZERS, help="divide g by 1, ||g||, L or L*||g|| "
          "before Eq. 12 (Sener & Koltun's normalisers; ours: default loss+; none = the paper's plain Eq. 12)")
     flag("--mgda-space", default="params", choices=mgda.SPACES, help="where Eq. 12 is solved: the PWTP "
          "parameters (Algorithm 1) or the per-pixel bases A (the MGDA-UB analogue, ours)")
-    flag("--lam", type=float, default=None, help="lambda of constant, lambda_max of scheduler (default 1; synthetic 30)")
+    flag("--lam", type=float, default=None, help="lambda; scheduler's lambda_max (default 1; synthetic 30)")
     flag("--lam-min", type=float, default=0.0, help="Eq. 13 floor lambda_min (default 0)")
     flag("--sched-a", type=float, default=1.0, help="Eq. 13: the fraction of training over which lambda decays, (0, 1]")
     flag("--sched-b", type=float, default=1.0, help="Eq. 13: the sharpness of the decay, > 0 (default 1)")
@@ -148,20 +147,16 @@ def build_parser():
     flag("--batch-size", type=int, default=None, help="clips per process per micro-batch")
     flag("--accum-steps", type=int, default=1, metavar="K", help="K micro-batches per optimiser step (MGDA "
          "derives alpha once, from the summed g_c and g_p), so 1-2 GPUs reach the paper's total batch")
-    flag("--lr", type=float, default=None, help="base learning rate (default: the recipe's, scaled linearly "
-         "to batch-size x accum-steps x processes)")
+    flag("--lr", type=float, default=None, help="base lr (default: the recipe's, scaled linearly to your total batch)")
     flag("--weight-decay", type=float, default=None)
     flag("--dropout", type=float, default=None, help="dropout before the classifier")
     flag("--warmup-epochs", type=float, default=None, help="linear warm-up (at most half the run, ours)")
     flag("--pwtp-lr-mult", type=float, default=None, help="PWTP learning-rate multiplier (ViT: 5)")
-    flag("--input-scale", type=float, default=1.0, help="fixed gain on the frames the backbone sees (ours; "
-         "default 1 = the paper's model)")
-    flag("--pretrained", default=None, metavar="{none,imagenet,PATH}", help="starting point, which also picks "
-         "the recipe: PATH = a Kinetics video model (TSM's, pytorchvideo's, or a train.py checkpoint/export) or "
-         "a torchvision state dict; imagenet = torchvision's ImageNet weights (downloaded once); none = random. "
-         "Default: imagenet for tsm/vit_b16 on real datasets, none for x3d, small models and synthetic")
-    flag("--freeze-bn", default=None, action=argparse.BooleanOptionalAction, help="freeze every BatchNorm "
-         "but the first (default: on when fine-tuning on ucf101/hmdb51, off from scratch)")
+    flag("--input-scale", type=float, default=1.0, help="fixed gain on the backbone's frames (ours; 1 = the paper)")
+    flag("--pretrained", default=None, metavar="{none,imagenet,PATH}", help="starting point, which picks the recipe: "
+         "PATH = a Kinetics video model (TSM's, pytorchvideo's, train.py's) or a torchvision state dict; imagenet = "
+         "torchvision's (downloaded once); none = random. Default: imagenet for full-size tsm/vit_b16 on real data")
+    flag("--freeze-bn", default=None, action=argparse.BooleanOptionalAction, help="freeze every BN but the first")
     flag("--clip-grad", type=float, default=None, help="gradient-norm clip, 0 = off (default 20)")
     flag("--label-smoothing", type=float, default=None, help="default 0.1")
     flags.add_run_flags(flag)             # support's own: --out, --resume, --seed, --amp, --dry-run, ...
@@ -170,25 +165,24 @@ def build_parser():
 
 def resolve_defaults(args, world_size, start):
     """Fill every flag left at None: the CPU configuration for synthetic; otherwise the recipe of
-    the starting point `start` (see choose_recipe)."""
-    workers_given = args.workers is not None
+    the starting point `start` (see choose_recipe). args.recipe: the recipe in words, as printed."""
+    workers_given, given = args.workers is not None, {k for k, v in vars(args).items() if v is not None}
     for k, v in (SYNTHETIC_DEFAULTS if args.dataset == "synthetic" else {}).items():
         setattr(args, k, v if getattr(args, k, None) is None else getattr(args, k))
     args.backbone, args.joint, args.small = args.backbone or "tsm", args.joint or "mgda", bool(args.small)
     r, why = choose_recipe(args, start)
-    args.recipe = "synthetic quick start (CPU-sized)" if args.dataset == "synthetic" else why
-    fill = dict(lam=1.0, depth=50, frames=8, **BACKBONE_DEFAULTS[args.backbone],
-                **{k: r[k] for k in ("epochs", "batch_size", "weight_decay", "dropout", "warmup_epochs",
-                                     "freeze_bn", "clip_grad", "label_smoothing", "pwtp_lr_mult")})
+    fill = dict(lam=1.0, depth=50, frames=8, **BACKBONE_DEFAULTS[args.backbone], **{k: r[k] for k in RECIPE_KEYS})
     for k, v in fill.items():
         if getattr(args, k) is None:      # `is None`, not falsy: --segments 0 is an error, not 8
             setattr(args, k, v)
     if args.lr is None:   # linear scaling rule: the recipe's lr is for its total batch
         args.lr = r["lr"] * args.batch_size * args.accum_steps * world_size / r["global_batch"]
-    if args.separate_epochs is None:
-        args.separate_epochs = max(args.epochs / 4, 1e-9)
+    args.separate_epochs = max(args.epochs / 4, 1e-9) if args.separate_epochs is None else args.separate_epochs
     flags.fill_run_defaults(args, workers_given)   # --workers (at most the cores), --log-every, --out
     flags.check_flags(args)                # every out-of-range flag, named
+    if args.dataset == "synthetic":       # the quick start's values are ours, not a recipe's
+        r, why = dict(r, ours=tuple(SYNTHETIC_DEFAULTS) + ("lr",)), "synthetic quick start (CPU-sized, ours)"
+    args.recipe = recipes.describe(args, r, why, given, world_size)   # each value: paper, ours or yours
     return args
 
 

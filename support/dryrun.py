@@ -4,6 +4,7 @@ counter, so what is timed is what a run does."""
 import contextlib
 import math
 import os
+import statistics
 import time
 from typing import NamedTuple
 
@@ -50,20 +51,27 @@ def steps_per_epoch(n_train, batch, world):
     return math.ceil(len(ResumableSampler(range(n_train), batch, rank=0, world_size=world)) / batch)
 
 
-def seconds_per_call(fn, device, budget_s=10.0, most=3, warmup=True):
-    """(mean seconds, calls timed): one untimed warm-up call (allocation, autotuning) unless
-    warmup=False, then up to `most` timed calls, fewer once `budget_s` is spent."""
+def seconds_per_call(fn, device, budget_s=60.0, most=3):
+    """(median seconds, calls timed): one untimed warm-up call (allocation, thread pools, autotuning),
+    then `most` timed calls, fewer once `budget_s` is spent (at least one). The median, not the
+    mean: a call slowed by another process on the machine moves it least."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if warmup:
-        fn(0)
-        sync()
+    fn(0)
+    sync()
     times = []
-    while len(times) < most and sum(times) < budget_s:
+    while len(times) < most and (not times or sum(times) < budget_s):
         t0 = time.perf_counter()
         fn(len(times) + 1)
         sync()
         times.append(time.perf_counter() - t0)
-    return sum(times) / len(times), len(times)
+    return statistics.median(times), len(times)
+
+
+def timed_clips(device, flops, batch, cpu_budget=20e9):
+    """Clips per timed step: the whole batch, but on a CPU at most what keeps one step near
+    `cpu_budget` FLOPs (forward + backward ~ 3 x the forward): a full step of a big model (TSM-R50
+    at 224^2, say) takes minutes there, while its time grows linearly with the clips."""
+    return batch if device.type != "cpu" else max(1, min(batch, int(cpu_budget // (3 * flops))))
 
 
 def dry_run(args, world, device, log, make_run, train_step, count_flops):
@@ -99,33 +107,30 @@ def dry_run(args, world, device, log, make_run, train_step, count_flops):
 
 
 def view_seconds(run, batch, flops, device):
-    """Seconds per validation view: a no-grad forward of a batch of random clips (one clip for a
-    big model on a CPU, as step_seconds), after one warm-up, divided by the clips."""
-    args = run.args
-    n = 1 if device.type == "cpu" and 3 * flops * batch > 20e9 else batch
+    """Seconds per validation view: a no-grad forward of random clips (timed_clips of them), after
+    one warm-up, divided by the clips."""
+    args, n = run.args, timed_clips(device, flops, batch)
     clip = torch.randn(n, args.segments * args.frames, 3, args.crop_size, args.crop_size, device=device)
     run.model.eval()
     with torch.no_grad(), autocast(device, run.amp):
-        seconds, _ = seconds_per_call(lambda i: run.model(clip), device, most=2, warmup=n > 1)
+        seconds, _ = seconds_per_call(lambda i: run.model(clip), device, most=2)
     return seconds / n
 
 
 def step_seconds(run, train_step, num_classes, batch, flops, device):
-    """(seconds per training step, how it was measured): train_step on random clips of the run's
-    shape, after one warm-up step. On a CPU the cost grows linearly with the clips and a big
-    model's full step takes minutes: above ~20 GFLOPs per step (forward + backward ~ 3 x the
-    forward) a single clip is timed once, without warm-up, and scaled to the batch."""
-    args = run.args
-    one = device.type == "cpu" and 3 * flops * batch > 20e9
-    shape = (1 if one else batch, args.segments * args.frames, 3, args.crop_size, args.crop_size)
+    """(seconds per training step, how it was measured): train_step itself on random clips of the
+    run's shape, the median of 3 timed steps after 1 warm-up step. Where the whole batch would take
+    minutes (timed_clips), a smaller batch is timed and scaled linearly to the batch, and said so."""
+    args, n = run.args, timed_clips(device, flops, batch)
+    shape = (n, args.segments * args.frames, 3, args.crop_size, args.crop_size)
     clip, labels = torch.randn(shape), torch.randint(0, num_classes, shape[:1])
     run.model.train()
-    with _fixed_accum(args, 1 if one else args.accum_steps):
-        seconds, n = seconds_per_call(lambda i: train_step(run, clip, labels, i), device,
-                                      most=1 if one else 3, warmup=not one)
-    if one:
-        return seconds * batch, f"1 timed step of one clip {tuple(shape)}, x {batch} clips"
-    return seconds, f"mean of {n} timed steps after 1 warm-up, random input {tuple(shape)}"
+    with _fixed_accum(args, args.accum_steps if n == batch else 1):
+        seconds, k = seconds_per_call(lambda i: train_step(run, clip, labels, i), device)
+    how = f"median of {k} timed steps after 1 warm-up, random input {tuple(shape)}"
+    if n == batch:
+        return seconds, how
+    return seconds * batch / n, f"{how}, scaled x {batch}/{n} clips: a full step would take minutes on this CPU"
 
 
 @contextlib.contextmanager

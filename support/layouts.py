@@ -11,6 +11,7 @@ folder is an error naming the file and the line.
 """
 import csv
 import io
+import math
 import os
 import re
 import warnings
@@ -52,6 +53,12 @@ ROOT/val_split<K>.txt (or test_split<K>.txt) for split K; optional ROOT/classes.
 label i). mmaction2-style lines "relative/path label" (video file or JPEG frame folder), or
 "relative/path num_frames label" for frame folders; paths relative to ROOT (or absolute), kept exactly
 as written (spaces and tabs inside a path included).""",
+    "csv": """a folder of videos (any sub-folders) and a CSV of labels: ROOT/labels.csv, or the only .csv file in
+ROOT. One row per video, "path,label", or a header row naming the columns path (or video, file, filename),
+label (or class) and optionally split (train, val or test); comma, semicolon or tab separated. Paths
+relative to ROOT (or absolute); labels are class names or numbers, classes = the distinct labels in
+sorted order. Without a split column, --split K (1-5) holds out every fifth video of each class
+(sorted by path), from its K-th, for validation.""",
     "synthetic": """the ucf101 layout, written by `python data.py synth --out ROOT` (or automatically on first use
 when ROOT does not exist; default ROOT = ~/.cache/dynamic-appearance/synth-v4), with splits K = 1..5:
 1-3 scene-balanced; 4 and 5 the static-bias split (same training list; testlist04 in-distribution,
@@ -510,9 +517,78 @@ def parse_list(root, split=1, train=True):
     return classes, _keep_existing(name, root, samples)
 
 
+CSV_COLUMNS = {"path": ("path", "video", "file", "filename"), "label": ("label", "class"), "split": ("split",)}
+CSV_SPLITS = {"train": True, "val": False, "validation": False, "test": False}
+
+
+def _csv_file(root):
+    """The labels CSV of the `csv` layout: ROOT/labels.csv, or the only .csv file in ROOT."""
+    _need_root("csv", root)
+    found = sorted(f for f in os.listdir(root) if f.lower().endswith(".csv") and os.path.isfile(os.path.join(root, f)))
+    if "labels.csv" not in found and len(found) != 1:
+        raise layout_error("csv", root, f"no labels.csv, and {len(found)} other .csv files: name yours labels.csv"
+                           if found else "no labels.csv")
+    return os.path.join(root, "labels.csv" if "labels.csv" in found else found[0])
+
+
+def _csv_rows(path):
+    """[(line, path, label, split or None)] of a labels CSV, its header (if any) read for the columns."""
+    text = read_text(path)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = [(n, [c.strip() for c in r]) for n, r in enumerate(csv.reader(io.StringIO(text), dialect), 1) if any(r)]
+    if not rows:
+        raise ValueError(f"{path}: no rows; expected one row per video, 'path,label'")
+    head = [c.lower() for c in rows[0][1]]
+    cols = {k: next((head.index(n) for n in names if n in head), None) for k, names in CSV_COLUMNS.items()}
+    if cols["path"] is None or cols["label"] is None:
+        cols, header = {"path": 0, "label": 1, "split": None}, False
+    else:
+        header = True
+    out = []
+    for n, r in rows[header:]:
+        if len(r) <= max(c for c in cols.values() if c is not None) or not r[cols["path"]] or not r[cols["label"]]:
+            raise _line_error(path, n, ",".join(r), "a video path and its label" + (", split" if cols["split"] else ""))
+        split = None if cols["split"] is None else r[cols["split"]].lower()
+        if split is not None and split not in CSV_SPLITS:
+            raise _line_error(path, n, ",".join(r), f"a split among {', '.join(CSV_SPLITS)}")
+        out.append((n, r[cols["path"]], r[cols["label"]], split))
+    return out
+
+
+def parse_csv(root, split=1, train=True):
+    """A folder of videos with a CSV of labels (LAYOUTS["csv"]): classes are the distinct labels, sorted
+    (numerically when they all are numbers); the split is the CSV's split column, or every fifth video
+    of each class from its `split`-th (1-5) held out for validation."""
+    name = "csv"
+    path = _csv_file(root)
+    rows = _csv_rows(path)
+    labels = sorted({lab for _, _, lab, _ in rows}, key=lambda s: (int(s), s) if s.isdigit() else (math.inf, s))
+    index = {lab: i for i, lab in enumerate(labels)}
+    if any(s is not None for *_, s in rows):
+        if split != 1:
+            raise ValueError(f"{path} has a split column: only --split 1 (its train and val/test rows), got {split}")
+        chosen = [(p, lab) for _, p, lab, s in rows if CSV_SPLITS[s] == train]
+    else:
+        if not 1 <= split <= 5:
+            raise ValueError(f"csv: --split must be 1-5 (the fifth of each class held out), got {split}")
+        by_class = {}
+        for _, p, lab, _ in sorted(rows, key=lambda r: r[1]):
+            by_class.setdefault(lab, []).append(p)
+        chosen = [(p, lab) for lab, ps in by_class.items() for i, p in enumerate(ps)
+                  if (len(ps) > 1 and i % 5 == split - 1) != train]
+    samples = [(os.path.join(root, p), index[lab]) for p, lab in chosen]     # an absolute p stays as it is
+    if not samples:
+        raise ValueError(f"{path}: no {'training' if train else 'validation'} video in split {split}")
+    return labels, _keep_existing(name, root, samples)
+
+
 # Named here, not looked up by name, so every parser's call site is found by a text search.
 PARSERS = {"ucf101": parse_ucf101, "hmdb51": parse_hmdb51, "sthv1": parse_sthv1,
-           "kinetics400": parse_kinetics400, "minikinetics": parse_minikinetics, "list": parse_list}
+           "kinetics400": parse_kinetics400, "minikinetics": parse_minikinetics, "list": parse_list,
+           "csv": parse_csv}
 
 
 def parse_dataset(name, data_root, split=1, train=True):

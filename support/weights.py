@@ -232,10 +232,35 @@ def load_starting_point(model: nn.Module, obj, where: str) -> dict:
         if cfg.get("backbone", model.backbone_name) != model.backbone_name:
             raise ValueError(f"{where}: this checkpoint's backbone is {cfg['backbone']!r}, the model's "
                              f"{model.backbone_name!r} (pick the matching --backbone)")
+        _check_pwtp_shape(cfg, model, sd, where)
         return _assign(model, [(original[k], k, v) for k, v in sd.items()], head, where, fmt)
     entries, gaps, notes = _backbone_entries(fmt, sd, model.net, where)
     entries = [(original[ck], None if o is None else "net." + o, v) for ck, o, v in entries]
     return _assign(model, entries, head, where, fmt, ["net." + g for g in gaps], notes)
+
+
+# What shapes PWTP's tensors (backbones.build_model's arguments, as model_config records them), by flag.
+PWTP_SHAPE = {"frames": "--frames", "proj_dim": "--proj-dim", "kernel_size": "--pwtp-kernel", "stride": "--pwtp-stride",
+              "channels": "--pwtp-channels", "expansion": "--pwtp-expansion", "blocks": "--pwtp-blocks",
+              "bottleneck_ratio": "--pwtp-bottleneck"}
+
+
+def _check_pwtp_shape(cfg: dict, model: nn.Module, sd: dict, where: str):
+    """A checkpoint's PWTP fits only a PWTP of the same T, D and --pwtp-* shape: its MLP reads the
+    T(T-1)/2 frame-pair relations of Eq. 3 and writes T*D values per pixel. Says which differ (a
+    checkpoint without model_config is left to _assign's shape check)."""
+    if model.pwtp is None or not any(k.startswith("pwtp.") for k in sd) or "frames" not in cfg:
+        return
+    own = model.config
+    differ = [f"{flag} {cfg.get(k, 'default')} (this model: {own.get(k, 'default')})"
+              for k, flag in PWTP_SHAPE.items() if cfg.get(k) != own.get(k)]
+    if differ:
+        t = cfg["frames"]
+        raise ValueError(f"{where}: its PWTP was trained with {', '.join(differ)}. PWTP's MLP takes the "
+                         f"T(T-1)/2 = {t * (t - 1) // 2} frame-pair relations of Eq. 3 at T = {t}, so these weights "
+                         "cannot fill this model's PWTP. Start from a model trained with the same flags (REPRODUCE.md: "
+                         "Table 3's source row trains the DA 8x16 Kinetics model its T = 16 rows start from), or "
+                         "build this one with the checkpoint's values")
 
 
 def load_pretrained(net: nn.Module, source, key=None) -> dict:

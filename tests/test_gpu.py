@@ -5,9 +5,9 @@ Designed for under 5 minutes on one GPU (small models; the bench row uses bench.
 sizes, TSM-R50 224^2 included):
   * DA-TSM (small) forward and backward on CUDA equal the CPU's, float32 with TF32 off;
   * one bf16 and one fp16 training step through train.py's own step, close to the float32 step;
-  * torchrun with the NCCL backend: an all-reduce and Algorithm 1 over ranks (2 ranks with >= 2
-    GPUs, else 1), and train.py itself under torchrun;
-  * the mixed process group train.py uses on GPUs (cpu:gloo,cuda:nccl) reducing a CPU and a CUDA tensor;
+  * torchrun with 2 ranks, also on one GPU (both ranks on it, over Gloo): all-reduces of CUDA and CPU
+    tensors and Algorithm 1 over the ranks equal to one process (NCCL and train.py's mixed group
+    cpu:gloo,cuda:nccl with >= 2 GPUs), and train.py itself with 2 ranks;
   * bench.py's rows on CUDA (PWTP's share of the step, MGDA vs constant, DA vs flow, loader vs
     step), its table printed.
 """
@@ -30,7 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA = torch.cuda.is_available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")]
 GPUS = torch.cuda.device_count() if CUDA else 0
-RANKS = min(2, GPUS)                       # torchrun's --nproc_per_node: 2 with >= 2 GPUs, else 1
 
 # Tolerance of the CUDA-vs-CPU check (ours): float32 with TF32 off, so the two differ only in the
 # order of their float32 sums (cuDNN's convolution algorithms, reduction trees). We allow, per
@@ -118,29 +117,48 @@ def test_mixed_precision_training_step(amp, no_tf32):
 
 
 # ---------------------------------------------------------------------------------------------
-# torchrun: NCCL, and the mixed gloo/NCCL group
+# torchrun: two ranks, so that every all-reduce path runs, also on a machine with one GPU
 # ---------------------------------------------------------------------------------------------
-WORKER = textwrap.dedent('''
-    """One torchrun rank: python worker.py BACKEND OUT (BACKEND: nccl or cpu:gloo,cuda:nccl)."""
+# With one GPU torchrun's world would be 1 and nothing distributed would run. So: always 2 ranks. With
+# >= 2 GPUs each rank has its own, over NCCL and over train.py's mixed group (cpu:gloo,cuda:nccl); with
+# one GPU both ranks share it, and the CUDA tensors go through Gloo (NCCL refuses two ranks on one
+# device; Gloo reduces CUDA tensors through host memory): the same collectives, on the same tensors.
+RANKS = 2
+BACKENDS = ["nccl", "cpu:gloo,cuda:nccl"] if GPUS >= 2 else ["gloo"]
+
+# Tolerances of "2 ranks = 1 process on the whole batch" (ours), float32 with TF32 off: each rank's
+# gradients are means over its half of the batch, averaged over the ranks, against one mean over the
+# whole batch: the same sums in another order, so ~1e-7 relative per element; 1e-4 (grads) leaves room
+# for cuDNN choosing other algorithms for the two batch sizes. alpha is Eq. 12 on inner products of those
+# gradients: 1e-5. The all-reduced integers and sums of small integers are exact.
+GRAD_RTOL, GRAD_ATOL, ALPHA_RTOL = 1e-4, 1e-6, 1e-5
+
+WORKER = textwrap.dedent(f'''
+    """One torchrun rank: python worker.py BACKEND OUT. Rank r runs on GPU r mod the GPUs."""
     import json, os, sys
     import torch, torch.distributed as dist, torch.nn.functional as F
     import backbones, mgda
+    from support.system import distributed
 
     backend, out = sys.argv[1], sys.argv[2]
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     torch.cuda.set_device(dev)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     dist.init_process_group(backend)
+    assert distributed() and world == 2, world
     total = world * (world + 1) / 2                                    # sum of rank + 1 over the ranks
     t = torch.full((3,), rank + 1.0, device=dev)
-    dist.all_reduce(t)                                                 # a CUDA tensor: NCCL
+    dist.all_reduce(t)                                                 # a CUDA tensor
     assert t.tolist() == [total] * 3, t
-    if backend != "nccl":                                              # the mixed group: CPU tensors via gloo
+    if backend != "nccl":                                              # a CPU tensor, through Gloo
         c = torch.full((2,), rank + 1.0, dtype=torch.float64)
         dist.all_reduce(c)
         assert c.tolist() == [total] * 2, c
-    # Algorithm 1 over the ranks: each rank holds 2 of the 2*world clips; the gradients are averaged
-    # over ranks BEFORE alpha, so alpha and every .grad equal one process on the whole batch.
+    # Algorithm 1 over the ranks: each rank holds 2 of the 2*world clips; JointTraining averages g_c,
+    # g_p and the backbone's gradient over the ranks BEFORE alpha (support.grads.reduce_over_ranks), so
+    # alpha and every .grad equal one process on the whole batch. Eval mode: BatchNorm uses its running
+    # statistics, so no clip's output depends on its batch-mates.
     torch.manual_seed(0)
     model = backbones.build_model("tsm", 3, segments=2, frames=4, depth=18, small=True, crop_size=32,
                                   dropout=0.0).to(dev).eval()
@@ -149,6 +167,7 @@ WORKER = textwrap.dedent('''
     labels = torch.randint(0, 3, (2 * world,), generator=g).to(dev)
 
     def step(x, y):
+        model.zero_grad(set_to_none=True)
         o = model(x)
         jt = mgda.JointTraining(model.shared_parameters(), model.recognition_parameters(), "mgda")
         info = jt.backward(F.cross_entropy(o.logits, y), o.pwtp.enopr.mean(), 0)
@@ -156,12 +175,26 @@ WORKER = textwrap.dedent('''
 
     alpha, grads = step(clip[2 * rank:2 * rank + 2], labels[2 * rank:2 * rank + 2])
     dist.destroy_process_group()
+    assert not distributed()
     whole_alpha, whole = step(clip, labels)                            # no process group: one process
-    assert abs(alpha - whole_alpha) <= 1e-5 * max(1.0, abs(whole_alpha)), (alpha, whole_alpha)
+    assert abs(alpha - whole_alpha) <= {ALPHA_RTOL} * max(1.0, abs(whole_alpha)), (alpha, whole_alpha)
+    assert len(grads) == len(whole) > 0
     for a, b in zip(grads, whole):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump({"rank": rank, "world": world, "alpha": alpha}, f)
+        torch.testing.assert_close(a, b, rtol={GRAD_RTOL}, atol={GRAD_ATOL})
+    with open(os.path.join(out, f"rank{{rank}}.json"), "w") as f:
+        json.dump({{"rank": rank, "world": world, "alpha": alpha, "device": str(dev)}}, f)
+''')
+
+# train.py itself under torchrun. On one GPU both ranks are given cuda:0 (--device), and the process
+# group train.py asks for (cpu:gloo,cuda:nccl) is swapped for Gloo, as in WORKER; nothing else changes.
+LAUNCHER = textwrap.dedent('''
+    import runpy, sys
+    import torch, torch.distributed as dist
+    if torch.cuda.device_count() < 2:                                  # two ranks share one GPU: Gloo only
+        init = dist.init_process_group
+        dist.init_process_group = lambda backend=None, **kw: init(backend="gloo", **kw)
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
 ''')
 
 
@@ -173,23 +206,27 @@ def torchrun(args, nproc, timeout=240):
     return p
 
 
-@pytest.mark.parametrize("backend", ["nccl", "cpu:gloo,cuda:nccl"])
-def test_torchrun_process_groups(tmp_path, backend):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_ranks_all_reduce_and_run_algorithm_1_as_one_process(tmp_path, backend):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     torchrun([str(script), backend, str(tmp_path)], RANKS)
     done = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(RANKS)]
     assert [d["world"] for d in done] == [RANKS] * RANKS
-    assert len({d["alpha"] for d in done}) == 1                          # the same alpha on every rank
+    assert len({d["alpha"] for d in done}) == 1                          # the same alpha on both ranks
+    assert len({d["device"] for d in done}) == min(RANKS, GPUS)          # one GPU each, or both on one
 
 
-def test_train_py_under_torchrun_on_cuda(synth_root, tmp_path):
-    # train.py itself: with >= 2 GPUs two ranks in the cpu:gloo,cuda:nccl group, else one CUDA process.
-    run_dir = tmp_path / "run"
-    torchrun([os.path.join(ROOT, "train.py"), "--dataset", "synthetic", "--data-root", synth_root,
-              "--epochs", "1", "--max-steps", "2", "--segments", "2", "--frames", "4", "--crop-size", "32",
-              "--batch-size", "2", "--workers", "0", "--joint", "mgda", "--device", "cuda",
-              "--out", str(run_dir)], RANKS)
+def test_train_py_with_two_ranks_on_cuda(synth_root, tmp_path):
+    # train.py: its all-reduces of g_c, g_p and the backbone's gradient, its buffer broadcast, the rank
+    # sums of the loss log and the gathered validation, with two ranks.
+    run_dir, launcher = tmp_path / "run", tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    p = torchrun([str(launcher), os.path.join(ROOT, "train.py"), "--dataset", "synthetic", "--data-root", synth_root,
+                  "--epochs", "1", "--max-steps", "2", "--segments", "2", "--frames", "4", "--crop-size", "32",
+                  "--batch-size", "2", "--workers", "0", "--joint", "mgda", "--out", str(run_dir),
+                  "--device", "cuda" if GPUS >= 2 else "cuda:0"], RANKS)
+    assert f"| {RANKS} x cuda" in p.stdout, p.stdout[-2000:]                   # rank 0's line: 2 processes
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics and (run_dir / "last.pt").exists()
     assert json.loads((run_dir / "args.json").read_text())["joint"] == "mgda"

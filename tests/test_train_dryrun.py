@@ -4,7 +4,11 @@ epoch-time estimate from a few timed steps, without training or writing anything
 import os
 import re
 
+import pytest
+import torch
+
 import train
+from support import dryrun
 
 TINY = ["--crop-size", "32", "--segments", "2", "--frames", "4", "--batch-size", "4"]
 
@@ -41,7 +45,7 @@ def test_dry_run_on_the_synthetic_set_writes_nothing(synth_root, tmp_path, capsy
     assert res["steps_per_epoch"] == 3 and res["total_steps"] == 3 * 30      # 12 videos / batch 4, 30 epochs
     assert "3 steps per epoch" in out and "90 steps in 30 epochs" in out
     assert res["parameters"] > 0 and res["flops_per_view"] > 0 and "GFLOPs" in out
-    assert re.search(r"\d+\.\d+ s per training step \(mean of [1-3] timed steps after 1 warm-up", out), out
+    assert re.search(r"\d+\.\d+ s per training step \(median of 3 timed steps after 1 warm-up", out), out
     assert res["seconds_per_epoch"] > 0 and "per epoch" in out and "recipe: synthetic quick start" in out
     assert tree(synth_root) == before and os.listdir(tmp_path) == []        # no run folder, no cache file
 
@@ -68,6 +72,40 @@ def test_dry_run_on_the_cards_command_reads_only_the_lists(tmp_path, capsys):
     assert res["steps_per_epoch"] == 3 and "3 steps per epoch" in out
     assert re.search(r"~\d+:\d\d:\d\d per epoch", out) and res["seconds_per_step"] > 0
     assert tree(root) == before and not os.path.exists(tmp_path / "run")
+
+
+def test_dry_run_prints_the_resolved_recipe_and_says_when_it_scales_a_smaller_batch(tmp_path, capsys, monkeypatch):
+    root = fake_ucf101(str(tmp_path / "ucf101"))
+    monkeypatch.setattr(dryrun, "timed_clips", lambda device, flops, batch: 2)    # as a big model on a CPU
+    res = train.main(["--dry-run", "--dataset", "ucf101", "--data-root", root, "--pretrained", "none", "--small",
+                      "--depth", "18", "--out", str(tmp_path / "run")] + TINY)
+    out = capsys.readouterr().out
+    recipe = out[out.index("recipe: "):out.index("ucf101, split 1")]
+    for said in ("lr 0.0025: 0.04 per 64 clips = 8 GPUs x 8 (ours)", "weight decay 0.0001 (ours)", "dropout 0.3 (ours)",
+                 "50 epochs (ours)", "warm-up 2 epochs (ours)", "batch 4 clips per process (yours)",
+                 "= 4 clips per step", "joint training: MGDA, Algorithm 1 (--mgda-normalize loss+, ours",
+                 "views: DA S x T = 2 x 4, D = 1 at 32^2; validation 1 clip x 1 centre crop"):
+        assert said in recipe, said
+    assert re.search(r"median of 3 timed steps after 1 warm-up, random input \(2, 8, 3, 32, 32\), scaled x 4/2 "
+                     r"clips: a full step would take minutes on this CPU", out), out
+    assert res["seconds_per_step"] > 0 and not os.path.exists(tmp_path / "run")
+
+
+def test_a_big_model_on_a_cpu_times_fewer_clips():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert dryrun.timed_clips(cpu, 66e9, 8) == 1 and dryrun.timed_clips(cuda, 66e9, 8) == 8   # TSM-R50 DA8x8, 224^2
+    assert dryrun.timed_clips(cpu, 0.1e9, 8) == 8 and dryrun.timed_clips(cpu, 2e9, 8) == 3
+
+
+@pytest.mark.slow
+def test_two_identical_dry_runs_of_the_cards_command_agree(tmp_path, capsys):
+    # The card's command at full size (TSM-R50, DA 8x8, 224^2, ImageNet recipe; no download in a dry run):
+    # one clip timed after a warm-up and scaled to the batch. Two runs agree within 1.5x.
+    root = fake_ucf101(str(tmp_path / "ucf101"))
+    argv = ["--dataset", "ucf101", "--data-root", root, "--backbone", "tsm", "--dry-run"]
+    first, second = (train.main(argv)["seconds_per_step"] for _ in range(2))
+    assert max(first, second) / min(first, second) <= 1.5, (first, second)
+    assert "scaled x 8/1 clips" in capsys.readouterr().out
 
 
 def test_dry_run_never_downloads_imagenet_weights(tmp_path, capsys, monkeypatch):
