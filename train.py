@@ -7,7 +7,7 @@
     python train.py --dataset ucf101 --data-root DIR --dry-run  # what the run would take; writes nothing
 
 In the order a run happens: 1. the recipe and the paper's flags; 2. the model, the optimiser and
-the schedule; 3. one training step (train_step); 4. validation; 5. the loop and main. Run
+the schedule; 3. one training step (train_step); 4. the loop (validation: evaluate.validate) and main. Run
 management lives in support/, one line per call. Several GPUs: torchrun, without DDP
 (mgda.JointTraining averages g_c and g_p over the ranks itself); rank 0 alone prints and writes.
 """
@@ -28,7 +28,6 @@ import mgda
 import pwtp
 from support import dryrun, flags, recipes, runlog, runs
 from support import weights as weights_formats    # other codebases' checkpoints onto our names
-from support.checkpoints import write_per_video   # val_per_video.csv, in evaluate.py's columns
 from support.system import (AMP_DTYPES, any_rank, atomic_json, broadcast_buffers, close_distributed,
                             quiet_unless, setup_distributed, stop_workers, to_device)
 
@@ -254,13 +253,13 @@ def make_run(args, model, steps_per_epoch, device, rank, world, log, **rest):
         m.requires_grad_(False)
     total, warmup = args.epochs * steps_per_epoch, warmup_steps(args, steps_per_epoch, log)
     optimizer = build_optimizer(model, args)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(warmup_cosine, warmup=warmup, total=total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(warmup_cosine, warmup=warmup,
+                                                                               total=total))
     joint = mgda.JointTraining(model.shared_parameters(), model.recognition_parameters(), args.joint, lam=args.lam,
                                total_steps=total, lam_min=args.lam_min, fraction=args.sched_a, sharpness=args.sched_b,
                                separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))),
                                normalize=args.mgda_normalize, space=args.mgda_space)
-    # fp16 has 5 exponent bits: small gradients underflow. The scaler multiplies the losses before
-    # backward and divides the gradients before the step; bf16 has float32's range: no scaler.
+    # fp16's 5 exponent bits underflow small gradients: scale the losses up (bf16 has float32's range).
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     return runs.Run(args, model, optimizer, scheduler, joint, scaler, frozen_bns, steps_per_epoch, device,
                AMP_DTYPES.get(args.amp), rank, world, log, **rest)
@@ -327,23 +326,7 @@ def train_step(run, clip, labels, step, log=False):
     return StepResult(info, correct, labels.numel(), lr, bases)
 
 
-# ========== 4. Validation ===================================================================
-def validate(model, loader, device, amp, num_classes, stop=None, per_video=None):
-    """Single-view test of this rank's shard, gathered over ranks (unreadable videos counted, never
-    scored); val_loss: held-out L_c, unsmoothed (Fig. 3). stop: a signal ends it after the batch."""
-    with torch.random.fork_rng(devices=[]):      # creating loader iterators draws from the RNG
-        p = evaluate.gather_predictions(evaluate.predict(model, loader, device, amp=amp,
-                                                         progress=stop and stop.check))
-    if per_video:
-        write_per_video(per_video, loader.dataset.samples, loader.dataset.classes, p)
-    m = evaluate.classification_metrics(p.scores, p.labels, num_classes)
-    return {"val_top1": m["top1"], "val_top5": m["top5"], "val_mean_class_acc": m["mean_class_acc"],
-            "val_loss": evaluate.mean_nll(p.scores, p.labels),
-            "val_enopr": p.enopr_sum / p.enopr_count if p.enopr_count else None,
-            "val_videos": int(p.labels.numel()), "val_unreadable": p.unreadable}
-
-
-# ========== 5. The loop and main ============================================================
+# ========== 4. The loop and main ============================================================
 def loop(run, state, stop):
     """The epochs and their batches. Returns why it ended: None (done), "signal" or "max_steps"."""
     args, writer, timer, batches = run.args, runlog.LogWriter(run, state["step"]), runlog.StepTimer(), None
@@ -362,11 +345,11 @@ def loop(run, state, stop):
                 if logged:
                     runlog.log_step(run, state, r, writer, timer(), dc_gain)
                 if any_rank(stop.signum is not None):       # a signal on any rank: stop after this step
-                    return runs.end_early(run, state, "signal", validate, stop)
+                    return runs.end_early(run, state, "signal", evaluate.validate, stop)
                 if args.max_steps is not None and args.max_steps <= state["step"] < run.total_steps:
-                    return runs.end_early(run, state, "max_steps", validate, stop)
+                    return runs.end_early(run, state, "max_steps", evaluate.validate, stop)
             batches = stop_workers(batches)      # before validation starts its own workers
-            if not runs.validate_and_save(run, state, False, validate, stop) or any_rank(stop.signum):
+            if not runs.validate_and_save(run, state, False, evaluate.validate, stop) or any_rank(stop.signum):
                 return "signal"
     finally:
         stop_workers(batches)    # now: at interpreter exit, joining workers that ignore SIGTERM hangs
