@@ -40,7 +40,7 @@ def dataset_counts(args):
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"train.py: {e}") from None
         n_train, n_val, n_classes = len(train), len(val), len(classes)
-        note = "read from the split lists; no video opened"
+        note = "read from the dataset's list files; no video opened"
     if args.subset or args.overfit:
         n_train = min(args.subset or args.overfit, n_train)
     return DatasetCounts(n_train, n_train if args.overfit else n_val, n_classes, note)
