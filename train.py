@@ -246,8 +246,7 @@ def warmup_steps(args, steps_per_epoch, log=None):
 
 
 def make_run(args, model, steps_per_epoch, device, rank, world, log, **rest):
-    """The run around a built model: frozen BNs, SGD, warm-up + cosine over --epochs, the joint
-    strategy and fp16's GradScaler (the dry run times this very run)."""
+    """The run around a built model: frozen BNs, SGD, warm-up + cosine, the joint strategy, fp16's scaler."""
     frozen_bns = frozen_batchnorms(model) if args.freeze_bn else []
     for m in frozen_bns:
         m.requires_grad_(False)
@@ -272,7 +271,10 @@ def build_run(args, rank, world, device, log, weights=None, resuming=False):
     model = build_model(args, loaders.num_classes, imagenet=args.pretrained == "imagenet" and not resuming)
     if weights is not None and not resuming:          # prints what was loaded and what was not
         with quiet_unless(rank == 0):
-            weights_formats.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
+            try:                                      # another T, D or PWTP shape: said, not a traceback
+                weights_formats.load_starting_point(model, weights, f"--pretrained {args.pretrained}")
+            except ValueError as e:
+                raise SystemExit(f"train.py: {e}") from None
     to_device(model, device)              # on CUDA, channels-last for the convolutions
     return make_run(args, model, len(loaders.train), device, rank, world, log, loaders=loaders, run_dir=args.out)
 
