@@ -450,16 +450,15 @@ def save_checkpoint(run, state, best=False, ck=None):
         stop_if_diverged(run, state["step"] - 1, weights=False)
     if run.rank != 0:
         return
-    last, had_last = os.path.join(run.run_dir, "last.pt"), os.path.isfile(os.path.join(run.run_dir, "last.pt"))
+    last = os.path.join(run.run_dir, "last.pt")
     try:
         atomic_torch_save(ck, last)       # first: the file --resume continues from
         if best:
             atomic_torch_save(ck, os.path.join(run.run_dir, "best.pt"))
         atomic_json(ck["history"], os.path.join(run.run_dir, "metrics.json"))
     except OSError as e:
-        saved = os.path.isfile(last) and (had_last or os.path.getmtime(last) >= time.time() - 60)
-        raise SystemExit(f"train.py: {e.strerror or e}. Free some space, then " + (
-            f"continue with: python train.py --resume {shlex.quote(run.run_dir)}" if saved else
+        raise SystemExit(f"train.py: {e.strerror or e}. Free some space, then " + (   # atomic: whole or absent
+            f"continue with: python train.py --resume {shlex.quote(run.run_dir)}" if os.path.isfile(last) else
             f"start the run again with the same command: no checkpoint of it was written yet "
             f"(its flags are in {shlex.quote(os.path.join(run.run_dir, 'args.json'))})")) from None
 
@@ -500,10 +499,12 @@ def stop_if_diverged(run, step, losses=(), norm=None, weights=True):
     checkpoint holds finite weights (save_checkpoint), so the advice always starts from one."""
     if all(math.isfinite(v) for v in losses) and (norm is None or bool(torch.isfinite(norm))) and weights:
         return
-    what = (f"non-finite gradient norm at step {step + 1}; stopped before updating the model" if norm is not None
-            else f"non-finite loss at step {step + 1}: L_c={losses[0]}, L_p={losses[1]}; stopped before "
-                 "updating the model" if weights else
-            f"the weights are no longer finite after step {step + 1} (an update overflowed); nothing was saved")
+    if not weights:
+        what = f"the weights are no longer finite after step {step + 1} (an update overflowed); nothing was saved"
+    elif norm is not None:
+        what = f"non-finite gradient norm at step {step + 1}; stopped before updating"
+    else:
+        what = f"non-finite loss at step {step + 1}: L_c={losses[0]}, L_p={losses[1]}; stopped before updating"
     last = os.path.join(run.run_dir, "last.pt") if run.run_dir else ""
     lower = f"{run.args.lr / 10:g}"
     todo = (f"the last checkpoint {last} holds finite weights; continue from it with a lower learning "
