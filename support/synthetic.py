@@ -30,14 +30,24 @@ representation is right at once, so the set would separate nothing):
     texture leaks into frame differences, as camera shake does in real videos.
 Everything a video shows besides its background and object look (object path, scale, timing, distractor
 path, jitter) comes from one generator seeded by (seed, class, video number), never from the background,
-so motion is drawn the same way whatever the cue. Same arguments -> byte-identical files.
+so motion is drawn the same way whatever the cue. Split 6's crossed videos come in motion groups: the
+`classes` videos of a group share one generator (the group's first video's number) and one object look,
+so they show the same motion and differ only in background; an aligned and a conflicting video of one
+group then differ in nothing but the cue. Same arguments -> byte-identical files.
 
-    python data.py synth --out DIR        (or automatically, on first use, at default_synthetic_root())
+Videos are mpeg4 .avi files, as UCF101 ships (lossy), or, with image_format="png", lossless frame folders
+that carry the video's file name (v_..._c01.avi/000001.png, ...; support/prepare.py's convention, which
+every layout reads like the video), so the lists and synth_meta.json name the same paths either way.
+regenerate_video redraws one written video with its actor and ring masks (what a pixel shows: the object,
+the distractor, or the background), e.g. to measure where a model looks.
+
+    python data.py synth --out DIR [--png]   (or automatically, on first use, at default_synthetic_root())
 """
 import itertools
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from fractions import Fraction
@@ -48,6 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from av.video.reformatter import VideoReformatter
+from PIL import Image  # Pillow: what support/decode.py reads frame images with (matplotlib depends on it)
 
 _YUV = VideoReformatter()  # one converter for re-encoded frames that are not yuv420p
 
@@ -100,6 +111,19 @@ def write_video(path, frames, fps=25, codec="mpeg4", gop=12, bit_rate=None, opti
         for pkt in stream.encode():
             container.mux(pkt)
     return n
+
+
+def write_frames(folder, frames):
+    """Each frame (uint8 (H, W, 3)) as folder/000001.png, 000002.png, ...: lossless, so decode.FrameFolder
+    (which reads the names in natural order) gives back exactly these arrays. Pillow writes no time stamp
+    into a PNG: the same frames give the same bytes. A folder already there is replaced, as write_video
+    replaces a file, so no frame of an older, longer video stays behind. Returns the count."""
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    for n, frame in enumerate(frames, 1):
+        Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(os.path.join(folder, f"{n:06d}.png"))
+    return len(frames)
 
 
 # Motion classes: (name, trajectory). A trajectory maps u in [0, 1] (progress of the motion) and per-video
@@ -172,7 +196,9 @@ def synthetic_pool(seed, canvas, backgrounds):
 
 def _paint(img, grid, look, x, y, r):
     """Paint `look` (shape 0 disk, 1 square, 2 diamond: filled with a darker core; 3: hollow ring) of
-    radius r px at (x, y) px into img (H, W, 3) in place; grid = (yy, xx) pixel coordinates."""
+    radius r px at (x, y) px into img (H, W, 3) in place; grid = (yy, xx) pixel coordinates. Returns the
+    painted pixels, bool (H, W): the masks come from the very test that paints, never from a second copy
+    of the geometry."""
     shape, colour = look
     dx, dy = grid[1] - x, grid[0] - y
     if shape == 1:
@@ -182,10 +208,19 @@ def _paint(img, grid, look, x, y, r):
     else:
         d = np.sqrt(dx ** 2 + dy ** 2)
     if shape == 3:
-        img[(d <= r) & (d >= r * 0.6)] = colour
-        return
-    img[d <= r] = colour
+        mask = (d <= r) & (d >= r * 0.6)
+        img[mask] = colour
+        return mask
+    mask = d <= r
+    img[mask] = colour
     img[d <= r * 0.45] = tuple(c // 2 for c in colour)
+    return mask
+
+
+def _margin(size):
+    """The jitter margin m (px): a video's canvas (and background) is size + 2m square, and its camera
+    window of size x size moves inside it."""
+    return max(2, size // 16)
 
 
 def _distractor_path(rng, size, frames, m, speed):
@@ -202,16 +237,19 @@ def _distractor_path(rng, size, frames, m, speed):
     return out
 
 
-def _synth_video(cls_name, bg, sprite, rng, size, frames, jitter=True):
+def _synth_video(cls_name, bg, sprite, rng, size, frames, jitter=True, scale=1.0, masks=False):
     """uint8 (frames, size, size, 3): the object (look `sprite`) moving by `cls_name` during [t0, t1] over
     `bg`, a distractor ring wandering at half its speed, and camera jitter (jitter=False: a still camera,
     centred; the jitter is drawn all the same, so both sets show the same motions). Every random draw
-    comes from `rng` in a fixed order, none from bg or sprite (motion is drawn the same whatever the cue)."""
-    m = max(2, size // 16)  # jitter margin: the canvas is size + 2m, the camera window moves inside it
+    comes from `rng` in a fixed order, none from bg or sprite (motion is drawn the same whatever the cue).
+    scale multiplies the radius of the object and of the ring (no draw depends on it: the same motions).
+    masks=True: (frames, actor, ring), the masks bool (frames, size, size): the object's pixels, and the
+    ring's pixels that show (the object is painted in front of it); the rest is background."""
+    m = _margin(size)
     p = {"x": rng.uniform(0.38, 0.62) * size + m, "y": rng.uniform(0.38, 0.62) * size + m,
          "s": rng.uniform(0.8, 1.2), "amp": rng.uniform(0.3, 0.45) * size, "phase": rng.uniform(0, 2 * math.pi)}
     t0, t1 = rng.uniform(0, 0.25), rng.uniform(0.75, 1.0)  # the motion happens between t0 and t1 only
-    radius = size / 10
+    radius = size / 10 * scale
     jit = np.cumsum(rng.integers(-1, 2, size=(frames, 2)), axis=0)  # camera random walk, same for all classes
     jit = np.clip(jit + rng.integers(-m, m + 1, size=2), -m, m)
     jit = jit if jitter else 0 * jit  # a still camera: drawn all the same, so the later draws agree
@@ -219,15 +257,16 @@ def _synth_video(cls_name, bg, sprite, rng, size, frames, jitter=True):
     dist = _distractor_path(rng, size, frames, m, DISTRACTOR_SPEED * speed)
     grid = np.mgrid[0:size + 2 * m, 0:size + 2 * m]
     out = np.empty((frames, size, size, 3), np.uint8)
+    actor, ring = np.zeros((2, frames, size, size), bool)
     for f in range(frames):
         u = min(max((f / max(frames - 1, 1) - t0) / (t1 - t0), 0.0), 1.0)
         x, y, s = _traj(cls_name, u, p)
         canvas = bg.copy()
-        _paint(canvas, grid, DISTRACTOR_LOOK, dist[f, 0], dist[f, 1], DISTRACTOR_SIZE * radius)
-        _paint(canvas, grid, sprite, x, y, radius * s)  # the actor in front
-        oy, ox = m + jit[f, 0], m + jit[f, 1]
-        out[f] = canvas[oy:oy + size, ox:ox + size]
-    return out
+        on_ring = _paint(canvas, grid, DISTRACTOR_LOOK, dist[f, 0], dist[f, 1], DISTRACTOR_SIZE * radius)
+        on_actor = _paint(canvas, grid, sprite, x, y, radius * s)  # the actor in front
+        window = np.s_[m + jit[f, 0]:m + jit[f, 0] + size, m + jit[f, 1]:m + jit[f, 1] + size]
+        out[f], actor[f], ring[f] = canvas[window], on_actor[window], (on_ring & ~on_actor)[window]
+    return (out, actor, ring) if masks else out
 
 
 def bias_cues(ci, n, classes, bias):
@@ -247,13 +286,17 @@ def bias_cues(ci, n, classes, bias):
 
 
 class SynthVideo(NamedTuple):
-    """One planned video of the synthetic set: class id, number within its class (its group is number+1
-    and its generator (seed, class, number)), background (= cue) and object look, and the lists it is in."""
+    """One planned video of the synthetic set: class id, number within its class (its file's gXX is
+    number+1), background (= cue) and object look, the lists it is in, `draw`: the video number whose
+    generator (seed, class, draw) draws its motion (its own number, except in split 6's crossed list),
+    and `group`: its motion group q in the crossed list (None elsewhere)."""
     ci: int
     number: int
     background: int
     sprite: int
     lists: tuple  # e.g. ("trainlist02.txt", "testlist01.txt", ...)
+    draw: int
+    group: object = None
 
 
 def synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias, crossed=0):
@@ -261,7 +304,10 @@ def synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias, cross
     then the static-bias training list (splits 4 and 5, and 6 when crossed > 0), the in-distribution
     test list (split 4), the bias-conflicting test list (split 5) and, when crossed > 0, split 6's test
     list: `crossed` videos of the class on every background (aligned: its own; conflicting: the others),
-    so both accuracies come from one list. Backgrounds and looks are fixed rules, not random draws."""
+    so both accuracies come from one list. That list comes in `crossed` motion groups per class: group q
+    is `classes` videos, one per background, that share the generator and the look of its first video,
+    so the aligned and the conflicting versions of one motion differ only in background. Backgrounds and
+    looks are fixed rules, not random draws."""
     plan = []
     for ci in range(classes):
         for i in range(videos_per_class):
@@ -270,20 +316,22 @@ def synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias, cross
             # training groups alike, so no background says "this class" or "not this class".
             j, r = divmod(i, 4)
             lists = tuple(f"testlist0{k}.txt" if r == k - 1 else f"trainlist0{k}.txt" for k in (1, 2, 3))
-            plan.append(SynthVideo(ci, i, (j + r + ci) % classes, (2 * j + r + ci) % SYNTH_SPRITES, lists))
+            plan.append(SynthVideo(ci, i, (j + r + ci) % classes, (2 * j + r + ci) % SYNTH_SPRITES, lists, i))
         number = videos_per_class
         train = ("trainlist04.txt", "trainlist05.txt") + (("trainlist06.txt",) if crossed else ())
         for lists, n, frac in ((train, bias_train, bias),
                                (("testlist04.txt",), bias_test, bias), (("testlist05.txt",), bias_test, 0.0)):
             for j, cue in enumerate(bias_cues(ci, n, classes, frac)):
-                plan.append(SynthVideo(ci, number, cue, (j + ci) % SYNTH_SPRITES, lists))
+                plan.append(SynthVideo(ci, number, cue, (j + ci) % SYNTH_SPRITES, lists, number))
                 number += 1
-        for j in range(crossed * classes):  # background j % classes, each `crossed` times
-            plan.append(SynthVideo(ci, number + j, j % classes, (j + ci) % SYNTH_SPRITES, ("testlist06.txt",)))
+        for q in range(crossed):  # motion group q: videos first + b on background b, all drawn like `first`
+            first = number + q * classes
+            plan += [SynthVideo(ci, first + b, b, (q + ci) % SYNTH_SPRITES, ("testlist06.txt",), first, q)
+                     for b in range(classes)]
     return plan
 
 
-def _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias, crossed):
+def _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias, crossed, image_format, scale):
     if not 2 <= classes <= len(MOTIONS):
         raise ValueError(f"--classes must be 2..{len(MOTIONS)} (motions: {MOTIONS}), got {classes}")
     if size % 2 or size < 16:
@@ -293,44 +341,69 @@ def _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias,
                          "--crossed >= 0")
     if not 0.0 <= bias <= 1.0:
         raise ValueError(f"--bias must be a fraction in [0, 1], got {bias}")
+    if image_format not in ("avi", "png"):
+        raise ValueError(f"image_format must be 'avi' or 'png' (--png), got {image_format!r}")
+    if not scale > 0:
+        raise ValueError(f"--object-scale must be > 0, got {scale}")
+
+
+# synth_meta.json keys written only where a set differs from these defaults, so that the default set's
+# meta stays byte-identical to what it was before they existed; readers take meta.get(key, default).
+META_DEFAULTS = {"jitter": True, "crossed": 0, "image_format": "avi", "object_scale": 1.0}
+
+
+def _video_meta(v, cname):
+    """synth_meta.json's entry of planned video v: class, background (its static cue), object look, lists;
+    in split 6's crossed list also "aligned" (its own background), its motion "group" ("<Class>/q": the
+    `classes` videos that show one motion on every background) and "draw" (the video number whose
+    generator drew it: the group's first)."""
+    entry = {"class": cname, "background": v.background, "sprite": v.sprite, "lists": list(v.lists)}
+    if v.group is not None:
+        entry.update(aligned=v.background == v.ci, group=f"{cname}/{v.group}", draw=v.draw)
+    return entry
 
 
 def write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, seed=0, bias_train=None,
-                    bias_test=None, bias=SYNTH_BIAS, jitter=True, crossed=0):
+                    bias_test=None, bias=SYNTH_BIAS, jitter=True, crossed=0, image_format="avi", object_scale=1.0):
     """Write the synthetic motion set in the official UCF101 layout under `out`:
     out/UCF-101/<Class>/v_<Class>_gXX_c01.avi, out/ucfTrainTestlist/{classInd.txt, trainlist0K.txt,
-    testlist0K.txt} for K = 1..5 (and 6, see below; CRLF, 1-based ids) and out/synth_meta.json (per
-    video: class, background = its static cue, object look, lists).
+    testlist0K.txt} for K = 1..5 (and 6, see below; CRLF, 1-based ids) and out/synth_meta.json (the set's
+    arguments; per video: class, background = its static cue, object look, lists).
     Splits 1-3: videos_per_class videos per class, scene-balanced; video i is tested in split (i % 4) + 1
     (a quarter each; i % 4 == 3 is always in training). Splits 4/5 (static-bias, see the top of this
     file): bias_train training videos per class (default 3/2 x videos_per_class), bias_test per class in
     each test list (default 3/4 x videos_per_class); `bias` (the cue strength rho) is the fraction showing
     the class's own background in the training and in-distribution lists. Defaults: 4 classes -> 160 +
     240 + 120 + 120 videos. jitter=False: a still camera. crossed=N > 0 adds split 6: split 4's training
-    list, tested on N videos of every class on every background, each marked "aligned" (its own
-    background) or not in synth_meta.json. Same arguments -> byte-identical files."""
+    list, tested on N motion groups per class, each shown on every background (synthetic_plan); each
+    video is marked "aligned" (its own background) or not, with its "group", in synth_meta.json.
+    image_format="png": each video a folder of lossless PNG frames under the .avi's name (write_frames),
+    which every reader takes for the video. object_scale multiplies the radius of the object and of the
+    ring. Same arguments -> byte-identical files."""
     bias_train = videos_per_class * 3 // 2 if bias_train is None else bias_train
     bias_test = max(1, videos_per_class * 3 // 4) if bias_test is None else bias_test
-    _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias, crossed)
-    m = max(2, size // 16)
-    bgs, sprites = synthetic_pool(seed, size + 2 * m, classes)
+    _check(classes, videos_per_class, size, frames, bias_train, bias_test, bias, crossed, image_format, object_scale)
+    bgs, sprites = synthetic_pool(seed, size + 2 * _margin(size), classes)
     names = MOTIONS[:classes]
     lines = {f"{w}list0{k}.txt": [] for k in SYNTH_SPLITS[:6 if crossed else 5] for w in ("train", "test")}
     meta = {"seed": seed, "size": size, "frames": frames, "classes": list(names), "backgrounds": classes,
             "sprites": SYNTH_SPRITES, "bias": bias, "videos": {},
             "cue": "background: background k is the cue of class k (classes[k]); splits 4/5 are static-bias"}
-    meta.update({} if jitter else {"jitter": False}, **({"crossed": crossed} if crossed else {}))
+    given = {"jitter": bool(jitter), "crossed": crossed, "image_format": image_format,
+             "object_scale": float(object_scale)}
+    meta.update({k: x for k, x in given.items() if x != META_DEFAULTS[k]})
     for v in synthetic_plan(classes, videos_per_class, bias_train, bias_test, bias, crossed):
         cname = names[v.ci]
         rel = f"{cname}/v_{cname}_g{v.number + 1:02d}_c01.avi"
         os.makedirs(os.path.join(out, "UCF-101", cname), exist_ok=True)
         video = _synth_video(cname, bgs[v.background], sprites[v.sprite],
-                             np.random.default_rng([seed, v.ci, v.number]), size, frames, jitter)
-        write_video(os.path.join(out, "UCF-101", cname, os.path.basename(rel)), video)
-        meta["videos"][rel] = {"class": cname, "background": v.background, "sprite": v.sprite,
-                               "lists": list(v.lists)}
-        if "testlist06.txt" in v.lists:
-            meta["videos"][rel]["aligned"] = v.background == v.ci
+                             np.random.default_rng([seed, v.ci, v.draw]), size, frames, jitter, object_scale)
+        path = os.path.join(out, "UCF-101", cname, os.path.basename(rel))
+        if image_format == "png":
+            write_frames(path, video)
+        else:
+            write_video(path, video)
+        meta["videos"][rel] = _video_meta(v, cname)
         for name in v.lists:
             lines[name].append(f"{rel} {v.ci + 1}" if name.startswith("train") else rel)
     lines["classInd.txt"] = [f"{i + 1} {c}" for i, c in enumerate(names)]
@@ -341,6 +414,38 @@ def write_synthetic(out, classes=4, videos_per_class=40, size=64, frames=32, see
     with open(os.path.join(out, "synth_meta.json"), "w") as f:  # written last: marks a complete set
         json.dump(meta, f, indent=1, sort_keys=True)
     return out
+
+
+class Regenerated(NamedTuple):
+    """regenerate_video's answer: one video's frames and what each pixel shows."""
+    frames: np.ndarray  # uint8 (F, H, W, 3): the video as written (a png set's frames exactly)
+    actor: np.ndarray   # bool (F, H, W): the moving object (the class's motion)
+    ring: np.ndarray    # bool (F, H, W): the distractor ring where it shows; neither mask: background
+
+
+def regenerate_video(root, rel):
+    """Video `rel` of the synthetic set at `root` (its synth_meta.json key, e.g.
+    "MoveLeft/v_MoveLeft_g05_c01.avi", or its path under root/UCF-101) drawn again, with its masks, from
+    what synth_meta.json records (seed, size, frames, jitter, object scale; the video's class,
+    background, look and generator: (seed, class, its "draw", else its number gXX - 1)) by the code that
+    wrote it (_synth_video), so the frames equal the written ones: exactly in a png set; in an avi set,
+    before the lossy encoding. Lets a benchmark score what a model attends to against the actor."""
+    meta_path = os.path.join(root, "synth_meta.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if os.path.isabs(rel):
+        rel = os.path.relpath(rel, os.path.join(root, "UCF-101"))
+    rel = rel.replace(os.sep, "/")
+    v, number = meta["videos"].get(rel), re.search(r"_g(\d+)_c01\.avi$", rel)
+    if v is None or number is None:
+        raise ValueError(f"{rel!r} is not a video of {meta_path} (expected a key like "
+                         f"{next(iter(meta['videos']))!r})")
+    size, opt = meta["size"], {k: meta.get(k, d) for k, d in META_DEFAULTS.items()}
+    bgs, sprites = synthetic_pool(meta["seed"], size + 2 * _margin(size), meta["backgrounds"])
+    rng = np.random.default_rng([meta["seed"], meta["classes"].index(v["class"]),
+                                 v.get("draw", int(number.group(1)) - 1)])
+    return Regenerated(*_synth_video(v["class"], bgs[v["background"]], sprites[v["sprite"]], rng, size,
+                                     meta["frames"], opt["jitter"], opt["object_scale"], masks=True))
 
 
 def static_cue_agreement(root, split, train):
@@ -404,14 +509,20 @@ def add_arguments(p):
                    help="videos per class in each static-bias test list (default 3/4 x --videos-per-class)")
     p.add_argument("--no-jitter", dest="jitter", action="store_false", help="a still camera (default: jitter)")
     p.add_argument("--crossed", type=int, default=0,
-                   help="add split 6: split 4's training list, tested on N videos of every class on every "
-                        "background (default 0: no split 6)")
+                   help="add split 6: split 4's training list, tested on N motion groups per class, each "
+                        "shown on every background (default 0: no split 6)")
+    p.add_argument("--png", dest="image_format", action="store_const", const="png", default="avi",
+                   help="write each video as a folder of lossless PNG frames (default: mpeg4 .avi files)")
+    p.add_argument("--object-scale", type=float, default=1.0,
+                   help="multiplies the radius of the moving object and of the distractor ring (default 1)")
 
 
 def main(args):
     """`python data.py synth`: write the set at args.out and say what was written."""
     write_synthetic(args.out, args.classes, args.videos_per_class, args.size, args.frames, args.seed,
-                    args.bias_train, args.bias_test, args.bias, args.jitter, args.crossed)
-    print(f"wrote {args.classes} classes ({args.size}px, {args.frames} frames) to {args.out}: splits 1-3 "
+                    args.bias_train, args.bias_test, args.bias, args.jitter, args.crossed, args.image_format,
+                    args.object_scale)
+    kind = "PNG frame folders" if args.image_format == "png" else "mpeg4 .avi"
+    print(f"wrote {args.classes} classes ({args.size}px, {args.frames} frames, {kind}) to {args.out}: splits 1-3 "
           f"{args.videos_per_class} videos per class, static-bias splits 4/5 (training cue agreement "
           f"{static_cue_agreement(args.out, 4, True):.2f})")
