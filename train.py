@@ -32,11 +32,10 @@ from support.system import (AMP_DTYPES, any_rank, atomic_json, broadcast_buffers
                             quiet_unless, setup_distributed, stop_workers, to_device)
 
 # ========== 1. The recipe and the flags =====================================================
-# Unset flags come from the recipe of the starting point (choose_recipe), printed first with each
-# value marked paper, ours (the paper does not state it) or yours (a flag). The CPU quick start: a
-# narrow TSM-R18, 64x64, S=4 x T=4, constant lambda = 30 (ours), which learns the synthetic set in
-# minutes; real data: MGDA with --mgda-normalize loss+ (ours; plain Eq. 12 is --mgda-normalize none).
-# Why these two defaults: docs/CLAIMS.md.
+# Unset flags come from the recipe of the starting point (choose_recipe), printed first with each value marked
+# paper, ours (the paper does not state it) or yours (a flag). The CPU quick start: a narrow TSM-R18, 64x64,
+# S=4 x T=4, constant lambda = 30 (ours), which learns the synthetic set in minutes; real data: MGDA with
+# --mgda-normalize loss+ (ours; plain Eq. 12 is --mgda-normalize none). Why these two defaults: docs/CLAIMS.md.
 SYNTHETIC_DEFAULTS = dict(
     backbone="tsm", depth=18, small=True, segments=4, frames=4, crop_size=64, joint="constant", lam=30.0, epochs=30,
     batch_size=8, lr=0.005, weight_decay=1e-4, dropout=0.2, warmup_epochs=1, freeze_bn=False, clip_grad=20.0,
@@ -156,7 +155,7 @@ def build_parser():
          "PATH = a Kinetics video model (TSM's, pytorchvideo's, train.py's) or a torchvision state dict; imagenet = "
          "torchvision's (downloaded once); none = random. Default: imagenet for full-size tsm/vit_b16 on real data")
     flag("--freeze-bn", default=None, action=argparse.BooleanOptionalAction, help="freeze every BN but the first")
-    flag("--clip-grad", type=float, default=None, help="gradient-norm clip, 0 = off (default 20)")
+    flag("--clip-grad", type=float, default=None, help="grad-norm clip per parameter group (PWTP, backbone), 0 = off")
     flag("--label-smoothing", type=float, default=None, help="default 0.1")
     flags.add_run_flags(flag)             # support's own: --out, --resume, --seed, --amp, --dry-run, ...
     return p
@@ -171,9 +170,7 @@ def resolve_defaults(args, world_size, start):
     args.backbone, args.joint, args.small = args.backbone or "tsm", args.joint or "mgda", bool(args.small)
     r, why = choose_recipe(args, start)
     fill = dict(lam=1.0, depth=50, frames=8, **BACKBONE_DEFAULTS[args.backbone], **{k: r[k] for k in RECIPE_KEYS})
-    for k, v in fill.items():
-        if getattr(args, k) is None:      # `is None`, not falsy: --segments 0 is an error, not 8
-            setattr(args, k, v)
+    vars(args).update({k: v for k, v in fill.items() if getattr(args, k) is None})   # is None: --segments 0 is an error
     if args.lr is None:   # linear scaling rule: the recipe's lr is for its total batch
         args.lr = r["lr"] * args.batch_size * args.accum_steps * world_size / r["global_batch"]
     args.separate_epochs = max(args.epochs / 4, 1e-9) if args.separate_epochs is None else args.separate_epochs
@@ -229,8 +226,11 @@ def build_optimizer(model, args):
                             for (m, wd), ps in sorted(groups.items())], lr=args.lr, momentum=0.9)
 
 
-def warmup_cosine(step, warmup, total):
-    """The learning rate's factor at `step`: linear warm-up to 1, then cosine annealing to 0."""
+def warmup_cosine(step, warmup, total, restart=0):
+    """The learning rate's factor at `step`: linear warm-up to 1, then cosine annealing to 0; anew at `restart`."""
+    if restart:                           # separate's two phases, each its own (ours; the paper does not say)
+        step, total = (step, restart) if step < restart else (step - restart, total - restart)
+    warmup = min(warmup, total // 2)      # at most half of its phase (one phase: warmup_steps did it already)
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
@@ -248,16 +248,15 @@ def warmup_steps(args, steps_per_epoch, log=None):
 def make_run(args, model, steps_per_epoch, device, rank, world, log, **rest):
     """The run around a built model: frozen BNs, SGD, warm-up + cosine, the joint strategy, fp16's scaler."""
     frozen_bns = frozen_batchnorms(model) if args.freeze_bn else []
-    for m in frozen_bns:
-        m.requires_grad_(False)
+    nn.ModuleList(frozen_bns).requires_grad_(False)           # out of SGD and of theta_c
     total, warmup = args.epochs * steps_per_epoch, warmup_steps(args, steps_per_epoch, log)
+    separate = max(1, int(round(args.separate_epochs * steps_per_epoch)))    # separate: steps of PWTP alone
     optimizer = build_optimizer(model, args)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(warmup_cosine, warmup=warmup,
-                                                                               total=total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(   # RGB: one phase for any --joint
+        warmup_cosine, warmup=warmup, total=total, restart=separate if args.joint == "separate" and model.pwtp else 0))
     joint = mgda.JointTraining(model.shared_parameters(), model.recognition_parameters(), args.joint, lam=args.lam,
                                total_steps=total, lam_min=args.lam_min, fraction=args.sched_a, sharpness=args.sched_b,
-                               separate_steps=max(1, int(round(args.separate_epochs * steps_per_epoch))),
-                               normalize=args.mgda_normalize, space=args.mgda_space)
+                               separate_steps=separate, normalize=args.mgda_normalize, space=args.mgda_space)
     # fp16's 5 exponent bits underflow small gradients: scale the losses up (bf16 has float32's range).
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     return runs.Run(args, model, optimizer, scheduler, joint, scaler, frozen_bns, steps_per_epoch, device,
@@ -316,11 +315,12 @@ def train_step(run, clip, labels, step, log=False):
     info = run.joint.step(step)       # Algorithm 1 (or Eq. 9 / 13): every .grad, averaged over ranks
     runs.stop_if_diverged(run, step, losses=(info["loss_c"], info["loss_p"] or 0.0))   # before any update
     scaler.unscale_(run.optimizer)    # true gradients before clipping (fp16; else a no-op)
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad or math.inf)   # Appendix A
+    # Appendix A's clip, per group (over what, it does not say; ours): a large lambda's g_p spares the backbone
+    norms = [torch.nn.utils.clip_grad_norm_(theta, args.clip_grad or math.inf)   # theta_p: PWTP (none in RGB);
+             for theta in (run.joint.theta_p, run.joint.theta_c) if theta]       # theta_c: backbone + head
     if not scaler.is_enabled():       # under fp16 an overflow is routine: the scaler skips that step
-        runs.stop_if_diverged(run, step, norm=norm)
-    group = run.optimizer.param_groups[0]
-    lr = group["lr"] / group["lr_mult"]                  # this step's base learning rate
+        runs.stop_if_diverged(run, step, norm=torch.stack(norms).double().norm())   # non-finite if any gradient is
+    lr = run.optimizer.param_groups[0]["lr"] / run.optimizer.param_groups[0]["lr_mult"]   # this step's base lr
     scaler.step(run.optimizer)        # SGD: optimizer.step(), or a skip of an fp16 overflow
     scaler.update()
     run.scheduler.step()              # warm-up, then cosine, per step
