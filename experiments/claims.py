@@ -1,27 +1,31 @@
-"""`python bench.py claims`: can the paper's claims fail here?
+"""`python bench.py claims`: can the paper's claims fail here, and which way do they go?
 
 Two tables, each row trained through `python train.py` (a subprocess: the code a user runs) and
 tested by its last validation (the single-view test of `python evaluate.py`, on the same list), on
-synthetic sets written for the purpose (support/synthetic.py; CONDITIONS): each set's training list
-shows a class on its own background for a fraction rho of its videos, and its test list crosses every
-class with every background, so one list gives aligned (own background) and conflicting top-1.
+synthetic sets written for the purpose (support/synthetic.py; SET, CONDITIONS): each set's training
+list shows a class on its own background for a fraction rho of its videos, and its test list crosses
+every class with every background in motion-matched groups, so one list gives aligned (own background)
+and conflicting top-1, and the share of predictions a background swap alone flips.
   scene-balanced table  rho = 1/4: no background says anything about the class. Claims (a) DA beats RGB,
                         (c) joint beats separate training, (d) MGDA >= constant lambda (non-inferiority),
                         (e) Fig. 3 (Spearman), on a row that learns.
-  static-bias table     rho = 0.9 with camera jitter, 0.9 with a still camera, and 0.7: claim (b), DA
-                        beats RGB on the conflicting videos, judged only in conditions where the positive
-                        control (RGB difference) reads motion and the negative control (RGB) does not.
+  static-bias table     rho = 0.95 with camera jitter: claim (b), DA beats RGB on the conflicting videos,
+                        judged only where the positive control (RGB difference) reads motion and the
+                        negative control (RGB) does not; and the dose-response over the weight on L_p
+                        (lambda = 0 ... 30, DOSES) with a trend test.
 A run either learns or stays near chance, so the endpoints (RULE, stated before a run) count successes:
 per row, the runs at >= SUCCESS % top-1 (conflicting top-1 under static bias), the median and the
 mean over successes; between rows, Fisher's exact test on those counts, or, where both rows succeed
 in >= 90 % of seeds, the paired t interval of their top-1; for each comparison the power to reach
 its verdict again, from resampling the observed per-seed outcomes. Beside them, per row: top-1,
-aligned and conflicting top-1, DA's final DC gain s, ENoPR and mean alpha, mean ± std over seeds.
-The statistics are experiments/stats.py. The results JSON records the machine (torch, threads,
-CPU) and a SHA-256 of each generated set.
-    python bench.py claims                                  # both tables, 3 seeds
-    python bench.py claims --tables static-bias --seeds 5   # one table, more seeds
-    python bench.py claims --conditions balanced --rows RGB --seeds 2 -- --workers 1
+aligned and conflicting top-1, the flips, the representation's energy on object against background
+pixels (experiments/scene.py), DA's DC gain s, ENoPR and mean alpha, mean ± std over seeds. The
+statistics are experiments/stats.py. The results JSON records the machine (torch, threads, CPU) and
+a SHA-256 of each generated set. Runs are small (32 px, S = 4, T = 4) and run --jobs at a time, each
+on one thread with no loader processes.
+    python bench.py claims                                  # both tables, 10 seeds
+    python bench.py claims --tables static-bias --seeds 5   # one table, fewer seeds
+    python bench.py claims --conditions balanced --rows RGB --seeds 2 -- --epochs 15
     python bench.py claims --table claims.json              # the tables and verdicts again, no training
     python bench.py claims --table a.json b.json --out all.json   # several claims runs as one report
     python bench.py claims --dry-run                        # the runs and their time here, from one run
@@ -30,6 +34,7 @@ time is recorded in claims.json, and the progress lines print an ETA from the ru
 runs cost on 2 CPU cores, and what they found, is in docs/CLAIMS.md.
 """
 import argparse
+import concurrent.futures
 import csv
 import hashlib
 import json
@@ -45,8 +50,10 @@ import time
 import torch
 
 import visualize                     # matplotlib (Agg) and its atomic save
+from experiments import scene
 from experiments.stats import (LEVEL, MIN_EFFECT, NI_MARGIN, binomial_se, fisher_exact, fisher_verdict, mean_std,
-                               noninferiority, paired_interval, resampled_power, spearman, successes, superiority)
+                               noninferiority, paired_interval, resampled_power, spearman, successes, superiority,
+                               trend_power, trend_test)
 from support import synthetic
 from support.framecounts import COUNT_CACHE_NAME
 from support.system import atomic_json, fmt_time
@@ -58,49 +65,56 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where tra
 # What is trained, and what is claimed
 # ---------------------------------------------------------------------------------------------
 # Rows: name -> train.py arguments. Between rows only the representation and the joint training
-# change; every other flag is train.py's synthetic default (SYNTHETIC_DEFAULTS: TSM-R18 small, S = 4,
-# T = 4, 64^2, batch 8), BUDGET's --epochs/--lr, and what follows `--`.
+# change; every other flag is train.py's synthetic default (TSM-R18 small, batch 8), RUN_FLAGS, BUDGET's
+# --epochs/--lr, and what follows `--`. The weight on L_p is the dose of DOSES: lambda = 0 is PWTP
+# trained by L_c alone (Fig. 3's model), then the constant lambdas of Eq. 9.
 ROWS = {
     "RGB": ["--input", "rgb"],
     "RGB difference": ["--input", "rgbdiff"],
-    "DA recognition": ["--input", "da", "--joint", "recognition"],          # L_c alone: Fig. 3
-    # PWTP first fitted to L_p alone (the paper's unsupervised use of PWTP), then frozen. run_one puts
-    # separate_epochs() epochs in front of the budget, so its backbone gets as many steps as any other's.
-    "DA separate": ["--input", "da", "--joint", "separate"],
-    **{f"DA constant {lam}": ["--input", "da", "--joint", "constant", "--lam", str(lam)] for lam in (1, 3, 10, 30)},
+    "DA recognition": ["--input", "da", "--joint", "recognition"],          # L_c alone: lambda = 0
+    **{f"DA constant {lam:g}": ["--input", "da", "--joint", "constant", "--lam", f"{lam:g}"]
+       for lam in (0.3, 1, 3, 10, 30)},
     "DA mgda": ["--input", "da", "--joint", "mgda", "--mgda-normalize", "none", "--mgda-space", "params"],
     "DA mgda loss+": ["--input", "da", "--joint", "mgda", "--mgda-normalize", "loss+", "--mgda-space", "params"],
+    # PWTP first fitted to L_p alone (the paper's unsupervised use of PWTP), then frozen. run_epochs puts
+    # separate_epochs() epochs in front of the budget, and train.py restarts the warm-up and cosine at
+    # the phase boundary, so its backbone gets the same steps and schedule as any other row's.
+    "DA separate": ["--input", "da", "--joint", "separate"],
 }
-# Conditions: one synthetic set each (support/synthetic.py), written once beside the runs. Every row
-# trains on its split-6 training list (SET["bias_train"] videos per class, a fraction rho of them on
-# the class's own background) and is tested on its split-6 crossed list (SET["crossed"] videos of every
-# class on every background: 4 x 4 x 15 = 240 videos, 60 aligned and 180 conflicting), so aligned and
-# conflicting top-1 come from the same videos. rho = 1/4 = 1/classes puts every background equally
-# often in every class: the scene-balanced condition. Splits 1-5 of these sets are kept minimal.
-SET = {"classes": 4, "videos_per_class": 4, "bias_train": 60, "bias_test": 1, "crossed": 15}
+DOSES = [("DA recognition", 0.0)] + [(f"DA constant {lam:g}", lam) for lam in (0.3, 1, 3, 10, 30)]
+# Every run is small and single-threaded, so that many seeds fit in 30 minutes on 2 cores: several
+# runs at once (--jobs), each one thread (OMP_NUM_THREADS=1) and no loader processes (ours).
+RUN_FLAGS = ["--crop-size", "32", "--segments", "4", "--frames", "4", "--workers", "0"]
+# Conditions: one synthetic set each (support/synthetic.py), written once beside the runs, as PNG
+# frame folders (lossless: every machine reads the same pixels). Every row trains on its split-6
+# training list (SET["bias_train"] videos per class, a fraction rho of them on the class's own
+# background) and is tested on its split-6 crossed list: SET["crossed"] groups per class, each the
+# same video on every background (4 x 4 x 15 = 240 videos, 60 aligned and 180 conflicting), so aligned
+# and conflicting top-1 come from the same videos and a background swap alone can flip a prediction.
+# rho = 1/4 = 1/classes puts every background equally often in every class: the scene-balanced
+# condition. 32 px frames with the object at three times its default size (at 32 px the default object is
+# 3 px across and RGB does not learn it in the budget: docs/CLAIMS.md, calibration).
+SET = {"classes": 4, "videos_per_class": 4, "bias_train": 60, "bias_test": 1, "crossed": 15,
+       "size": 32, "frames": 16, "object_scale": 3.0, "image_format": "png"}
 SPLIT = 6
 CONDITIONS = {
     "balanced": {"bias": 0.25, "jitter": True},
-    "bias 0.9": {"bias": 0.9, "jitter": True},
-    "bias 0.9 still": {"bias": 0.9, "jitter": False},     # a still camera: is the jitter what matters?
-    "bias 0.7": {"bias": 0.7, "jitter": True},            # a milder cue
+    "bias 0.95": {"bias": 0.95, "jitter": True},
 }
 TABLES = {
     "scene-balanced": {"conditions": ["balanced"],
-                       "rows": ["RGB", "RGB difference", "DA recognition", "DA separate", "DA constant 1",
-                                "DA constant 3", "DA constant 10", "DA constant 30", "DA mgda", "DA mgda loss+"]},
-    "static-bias": {"conditions": ["bias 0.9", "bias 0.9 still", "bias 0.7"],
-                    "rows": ["RGB", "RGB difference", "DA constant 1", "DA constant 3", "DA constant 10",
-                             "DA constant 30", "DA mgda loss+", "DA separate"]},
+                       "rows": ["RGB", "DA recognition", "DA separate", "DA constant 1", "DA mgda", "DA mgda loss+"]},
+    "static-bias": {"conditions": ["bias 0.95"],
+                    "rows": ["RGB", "RGB difference", *(r for r, _ in DOSES), "DA mgda", "DA mgda loss+",
+                             "DA separate"]},
 }
-# The budget (ours, not swept). At it the RGB difference reads motion in every condition and RGB does
-# not learn the balanced set; the budget at which RGB does, and what each costs, are in
-# docs/CLAIMS.md. Pass `-- --epochs N --lr X` for others (the results JSON records the budget run).
-BUDGET = {"epochs": 10, "lr": 0.01}
-DEFAULT_SEEDS = 3
+# The budget (ours), calibrated once (docs/CLAIMS.md): at it RGB learns the balanced set in most
+# seeds, and under static bias RGB takes the shortcut while the RGB difference reads the motion.
+BUDGET = {"epochs": 10, "lr": 0.005}
+DEFAULT_SEEDS = 10
 CONTROLS = ("RGB difference", "RGB")   # (positive, negative) control of every static-bias condition
-FIG3_ROW = "DA recognition"            # Fig. 3: PWTP trained with L_c only
-BIAS = ["bias 0.9", "bias 0.9 still", "bias 0.7"]
+FIG3_ROW, FIG3_CONDITION = "DA recognition", "balanced"   # Fig. 3: PWTP trained with L_c only, validated each epoch
+BIAS = ["bias 0.95"]
 # The claims, each judged on `metric` in its conditions by comparisons of two rows (RULE).
 CLAIMS = [
     {"id": "a", "claim": "DA beats RGB", "metric": "top1", "conditions": ["balanced"],
@@ -159,9 +173,12 @@ def read_json(path, what="bench.py claims"):
 
 
 def call(cmd, log_path):
-    """Run one command, its output into log_path; a failure stops the benchmark, saying where to look."""
+    """Run one command on one thread (OMP_NUM_THREADS=1: --jobs runs side by side, and one thread is
+    what makes a run's numbers the same on every machine of one torch version), its output into
+    log_path; a failure stops the benchmark, saying where to look."""
     with open(log_path, "w") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, text=True).returncode
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")).returncode
     if rc != 0:
         with open(log_path) as log:
             tail = log.read()[-3000:]
@@ -170,7 +187,7 @@ def call(cmd, log_path):
 
 def set_root(a, cond):
     """Where the synthetic set of a condition lives: OUT_DIR/sets/, named by the condition and its sizes."""
-    return os.path.join(a.out_dir, "sets", f"{slug(cond)}-train{a.set_train}-crossed{a.set_crossed}")
+    return os.path.join(a.out_dir, "sets", f"{slug(cond)}-{SET['size']}px-train{a.set_train}-crossed{a.set_crossed}")
 
 
 def condition_set(a, cond):
@@ -198,16 +215,20 @@ def set_sha256(root):
     return h.hexdigest()
 
 
-def machine():
-    """What the runs' numbers depend on besides the code and the set: torch's version, its thread
-    count (train.py's subprocesses inherit OMP_NUM_THREADS), the CPU and its cores."""
+def machine(jobs):
+    """What the runs' numbers depend on besides the code and the set: torch's version, the threads of
+    each run (call() gives every train.py OMP_NUM_THREADS=1) and how many ran at once, the CPU and its
+    cores, and the code's git commit where there is one."""
     cpu = platform.processor() or platform.machine()
     if os.path.isfile("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version()}
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"torch": torch.__version__, "threads": 1, "jobs": jobs, "omp_num_threads": "1", "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(), "commit": commit or None}
 
 
 def by_alignment(per_video_csv, root):
@@ -274,11 +295,13 @@ def run_epochs(a, name):
 
 def train_command(a, cond, name, seed, run_dir, root):
     """train.py's command line of one run; the `separate` row gets separate_epochs() more epochs.
-    Only FIG3_ROW validates after every epoch (Fig. 3 needs each epoch's held-out losses); the others
-    after the last only (--val-every 0, which leaves training unchanged), the test read_run reads."""
+    Only FIG3_ROW in FIG3_CONDITION validates after every epoch (Fig. 3 needs each epoch's held-out
+    losses); the others after the last only (--val-every 0, which leaves training unchanged), the
+    test read_run reads."""
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", "synthetic", "--data-root", root,
-           "--split", str(SPLIT), "--epochs", str(BUDGET["epochs"]), "--lr", str(BUDGET["lr"]), *ROWS[name],
-           "--seed", str(seed), "--out", run_dir, "--resume", "auto", "--val-every", "1" if name == FIG3_ROW else "0",
+           "--split", str(SPLIT), *RUN_FLAGS, "--epochs", str(BUDGET["epochs"]), "--lr", str(BUDGET["lr"]), *ROWS[name],
+           "--seed", str(seed), "--out", run_dir, "--resume", "auto",
+           "--val-every", "1" if (name, cond) == (FIG3_ROW, FIG3_CONDITION) else "0",
            *a.train_args]
     if "separate" in ROWS[name]:
         pwtp_epochs = separate_epochs(effective_budget(a.train_args)["epochs"])
@@ -315,12 +338,16 @@ def run_one(a, cond, name, seed):
     call(train_cmd, os.path.join(run_dir, "train.log"))
     rec = {"row": name, "condition": cond, "seed": seed, "run_dir": run_dir, "train_cmd": train_cmd,
            "train_s": time.time() - t0, **read_run(run_dir, root)}
+    # the mechanism where the scene is (experiments/scene.py): DA's energy on object and background
+    # pixels of the crossed list, and the predictions a background swap alone flips
+    rec.update(scene.scene_energy(os.path.join(run_dir, "last.pt"), root),
+               flips=scene.flips(os.path.join(run_dir, "val_per_video.csv"), root))
     atomic_json(dict(rec, done=True), record_path)
     return dict(rec, reused=False)
 
 
 # --- how the statistics decide (experiments/stats.py holds them) -------------------------------
-METRICS = ("top1", "aligned_top1", "conflict_top1", "dc_gain", "enopr", "mean_alpha")
+METRICS = ("top1", "aligned_top1", "conflict_top1", "flips", "dc_gain", "energy_ratio", "enopr", "mean_alpha")
 VIDEOS = {"top1": "videos", "aligned_top1": "aligned_videos", "conflict_top1": "conflict_videos"}
 # Fixed before the runs (ours): a run learns its task or stays near chance (docs/CLAIMS.md shows the
 # two clusters), so the endpoints count successes and compare top-1 itself only between reliable rows.
@@ -436,7 +463,7 @@ def fig3(runs):
     pairs, Spearman's rho per seed and pooled; a note instead where metrics.json has no val_loss."""
     out = {}
     for r in runs:
-        if r["row"] != FIG3_ROW:
+        if (r["row"], r["condition"]) != (FIG3_ROW, FIG3_CONDITION):
             continue
         f = out.setdefault(r["condition"], {"seeds": [], "note": None})
         pairs = [[l, e] for l, e in zip(r["val_loss"], r["val_enopr"]) if l is not None and e is not None]
@@ -463,6 +490,28 @@ def fig3_comparison(f):
     if iv is None:
         return {"verdict": "n/a", "why": "needs >= 2 seeds with a rho"}
     return dict(iv, verdict=superiority(iv, min_effect=0.0), diff=iv["mean"])
+
+
+def dose_response(runs):
+    """Per static-bias condition: does the outcome move with the weight on L_p (DOSES: lambda = 0 to
+    30)? For conflicting top-1 and for DA's object/background energy ratio, trend_test over every run
+    of the dose rows, its verdict and the resampled power to reach it (a trend in the direction seen,
+    or a rise where none was seen) at the seeds run and at PLANNED_SEEDS."""
+    out = {}
+    for cond in BIAS:
+        rows = [(row, lam) for row, lam in DOSES if values(runs, cond, row, "top1")]
+        if len(rows) < 3:
+            continue
+        out[cond] = {"doses": [lam for _, lam in rows]}
+        for metric in ("conflict_top1", "energy_ratio"):
+            groups = [(lam, values(runs, cond, row, metric)) for row, lam in rows]
+            t = trend_test(groups)
+            if t:
+                target = t["verdict"] if t["verdict"] != "no trend" else "rises"
+                t.update(target=target, power=trend_power(groups, target, trials=POWER_TRIALS),
+                         power_planned=trend_power(groups, target, PLANNED_SEEDS, POWER_TRIALS))
+            out[cond][metric] = t
+    return out
 
 
 def claim_verdict(verdicts):
@@ -506,7 +555,7 @@ def analyse(runs):
                               what=f"{A} - {B}") for A, B in c["pairs"]]
             claims.append({"id": c["id"], "claim": c["claim"], "metric": c["metric"], "condition": cond,
                            "verdict": claim_verdict([x["verdict"] for x in comps]), "comparisons": comps})
-    return {"summary": summary, "validity": valid, "fig3": figs, "claims": claims}
+    return {"summary": summary, "validity": valid, "fig3": figs, "claims": claims, "dose_response": dose_response(runs)}
 
 
 # --- the report: markdown tables, claims.png ---------------------------------------------------
@@ -552,12 +601,22 @@ def condition_table(runs, an, cond):
              f"{vids['conflict_top1'] or '?'} conflicting; successes: {on} >= {SUCCESS:g} %, with the median "
              f"and the mean over successes of {on})", "",
              "| row | successes | median | mean of successes | top-1 (%) | aligned top-1 | conflicting top-1 "
-             "| DC gain s | ENoPR | mean alpha |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| flips | energy object/background | DC gain s | ENoPR | mean alpha |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in ordered_rows(list(s)):
         m, w = s[row], s[row]["success"]
         lines.append(f"| {row} | {w['k']}/{w['n']} | {fmt_value(w['median'])} | {fmt_value(w['mean_success'])} | "
                      f"{fmt(m['top1'])} | {fmt(m['aligned_top1'])} | {fmt(m['conflict_top1'])} | "
+                     f"{fmt(m['flips'], 2)} | {fmt(m['energy_ratio'], 2)} | "
                      f"{fmt(m['dc_gain'], 3)} | {fmt(m['enopr'], 3)} | {fmt(m['mean_alpha'], 3)} |")
+    dr = an.get("dose_response", {}).get(cond)
+    for metric, what in (("conflict_top1", "conflicting top-1"), ("energy_ratio", "DA's energy ratio")):
+        t = dr and dr.get(metric)
+        if t:
+            lines += ["", f"Dose-response over lambda = {', '.join(f'{d:g}' for d in dr['doses'])} ({what}, "
+                          f"{t['n']} runs): Spearman rho {t['rho']:+.2f}, p = {t['p']:.2g}: **{t['verdict']}**; "
+                          f"P({t['target']}) {t['power']:.2f} at the seeds run, {t['power_planned']:.2f} at "
+                          f"{PLANNED_SEEDS} per dose"]
     if cond in an["validity"]:
         v = an["validity"][cond]
         state = {True: "valid", False: "NOT valid", None: "undecided"}[v["valid"]]
@@ -591,8 +650,10 @@ def records_line(result):
     m, sets = result.get("machine"), result.get("sets")
     if not m:
         return []
-    return ["", f"Made with torch {m['torch']}, {m['threads']} threads (OMP_NUM_THREADS "
-                f"{m['omp_num_threads'] or 'unset'}), {m['cpu']}; sets (SHA-256): "
+    runs = f"{m['jobs']} runs at a time" if m.get("jobs") else f"OMP_NUM_THREADS {m['omp_num_threads'] or 'unset'}"
+    return ["", f"Made with torch {m['torch']}, {m['threads']} thread per run ({runs}), {m['cpu']}, "
+                f"{m.get('cores', '?')} cores" + (f", commit {m['commit'][:10]}" if m.get("commit") else "")
+                + "; sets (SHA-256): "
                 + ", ".join(f"{c} {h[:12]}" for c, h in (sets or {}).items())]
 
 
@@ -631,7 +692,7 @@ def plot_claims(result, path, dpi=100):
     conds = [c for spec in TABLES.values() for c in spec["conditions"] if c in an["summary"]]
     extras = [panel for panel, has in (
         (lambda ax: plot_mechanism(ax, runs),
-         any(r["condition"] in BIAS and r.get("dc_gain") is not None for r in runs)),
+         any(r["condition"] in BIAS and r.get("energy_ratio") is not None for r in runs)),
         (lambda ax: plot_fig3(ax, an), any(s["pairs"] for f in an["fig3"].values() for s in f["seeds"])))
         if has]
     n_rows = max(len(v) for v in an["summary"].values())
@@ -663,20 +724,17 @@ def plot_claims(result, path, dpi=100):
 
 
 def plot_mechanism(ax, runs):
-    """Conflicting top-1 against the final DC gain s (the share of a pixel's static colour that passes
-    into DA), one point per static-bias DA run, coloured by row, marked by condition."""
-    rows = ordered_rows([r["row"] for r in runs if r["condition"] in BIAS and r.get("dc_gain") is not None])
-    for i, row in enumerate(rows):
-        for k, cond in enumerate(BIAS):
-            pts = [(r["dc_gain"], r["conflict_top1"]) for r in runs
-                   if r["row"] == row and r["condition"] == cond and r.get("dc_gain") is not None]
-            if pts:
-                x, y = zip(*pts)
-                ax.scatter(x, y, color=f"C{i}", marker="os^"[k % 3], label=f"{row}" if k == 0 else None)
+    """Conflicting top-1 against the representation's energy ratio on object and background pixels
+    (experiments/scene.py), one point per static-bias run of a DA row or the RGB difference, by row."""
+    has = lambda r: r["condition"] in BIAS and r.get("energy_ratio") is not None
+    for i, row in enumerate(ordered_rows([r["row"] for r in runs if has(r)])):
+        pts = [(r["energy_ratio"], r["conflict_top1"]) for r in runs if has(r) and r["row"] == row]
+        ax.scatter(*zip(*pts), color=f"C{i % 10}", marker="os^v"[i // 10 % 4], label=row)
     ax.set_xscale("log")
-    ax.legend(fontsize=7, title="marker: " + ", ".join(f"{m} {c}" for m, c in zip("os^", BIAS)), title_fontsize=7)
+    ax.legend(fontsize=7)
     ax.axhline(100.0 / SET["classes"], color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="final DC gain s of DA (log)", ylabel="conflicting top-1 (%)", title="DA's static leak")
+    ax.set(xlabel="energy per pixel, object / background (log)", ylabel="conflicting top-1 (%)",
+           title=f"Where the representation's energy is ({', '.join(BIAS)})")
     ax.grid(alpha=0.3)
 
 
@@ -711,20 +769,28 @@ def merge_results(paths):
 
 
 def run_jobs(a, jobs):
-    """Run (or reuse) every (condition, row, seed) of `jobs` in order, a progress line each with an ETA
-    from the runs trained so far; returns their records."""
-    t_start, fresh_s, fresh, runs = time.time(), 0.0, 0, []
-    print(f"bench.py claims: {len(jobs)} runs in {a.out_dir}", flush=True)
-    for i, (cond, row, seed) in enumerate(jobs):
-        t0 = time.time()
-        rec = run_one(a, cond, row, seed)
-        runs.append(rec)
-        if not rec["reused"]:
-            fresh_s, fresh = fresh_s + time.time() - t0, fresh + 1
-        eta = f"ETA {fmt_time(fresh_s / fresh * (len(jobs) - i - 1))}" if fresh else ""
-        print(f"  [{i + 1}/{len(jobs)}] {cond:14s} {row:15s} seed {seed}: top-1 {rec['top1']:5.1f} % | aligned "
-              f"{rec['aligned_top1']:5.1f} % | conflicting {rec['conflict_top1']:5.1f} % | "
-              + ("reused" if rec.pop("reused") else f"{rec['train_s']:.0f} s") + f" | {eta}", flush=True)
+    """Run (or reuse) every (condition, row, seed) of `jobs`, --jobs of them at once, a progress line
+    each as it ends with an ETA from the runs trained so far; returns their records in `jobs`' order."""
+    t_start, fresh_s, fresh, done = time.time(), 0.0, 0, {}
+    print(f"bench.py claims: {len(jobs)} runs in {a.out_dir}, {a.jobs} at a time", flush=True)
+    for job in dict.fromkeys((cond, None, None) for cond, _, _ in jobs):
+        condition_set(a, job[0])             # each set written once, before runs race for it
+    torch.set_num_threads(1)                 # the mechanism's forward passes run beside the runs
+    with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
+        started = {pool.submit(run_one, a, *job): (job, time.time()) for job in jobs}
+        for future in concurrent.futures.as_completed(started):
+            (cond, row, seed), t0 = started[future]
+            rec = done[(cond, row, seed)] = future.result()
+            if not rec["reused"]:
+                fresh_s, fresh = fresh_s + rec["train_s"], fresh + 1
+            left = len(jobs) - len(done)
+            eta = f"ETA {fmt_time(fresh_s / fresh * left / a.jobs)}" if fresh and left else ""
+            print(f"  [{len(done)}/{len(jobs)}] {cond:9s} {row:15s} seed {seed}: top-1 {rec['top1']:5.1f} % | "
+                  f"aligned {rec['aligned_top1']:5.1f} % | conflicting {rec['conflict_top1']:5.1f} % | "
+                  + ("reused" if rec["reused"] else f"{rec['train_s']:.0f} s") + f" | {eta}", flush=True)
+    runs = [done[j] for j in jobs]
+    for rec in runs:
+        rec.pop("reused")
     return runs, time.time() - t_start
 
 
@@ -732,7 +798,8 @@ def dry_run(a, jobs):
     """--dry-run: the runs the command would do and the time they would take on this machine, from one
     timed run: the first run still to do of a jointly trained DA row, as most rows are (else the first),
     trained for real and kept, so the command reuses it. Each other run is that run's time per epoch
-    times its epochs."""
+    times its epochs; --jobs of them run at once, each on one thread, so the total is their sum / --jobs.
+    Rows differ in cost (RGB less than DA, MGDA more than a constant lambda): an estimate, not a promise."""
     todo = [j for j in jobs if run_record(a, *j)[2] is None]
     typical = [j for j in todo if "da" in ROWS[j[1]] and j[1] != FIG3_ROW and "separate" not in ROWS[j[1]]]
     timed, estimate = (typical or todo or [None])[0], {}
@@ -744,10 +811,10 @@ def dry_run(a, jobs):
     for j in jobs:
         state = "timed now" if j == timed else f"~{fmt_time(estimate[j])}" if j in estimate else "done: reused"
         print(f"  {j[0]:14s} {j[1]:15s} seed {j[2]}: {run_epochs(a, j[1])} epochs, {state}")
-    total = sum(estimate.values())
-    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} done, {len(estimate)} still to do after the timed one: "
-          f"about {fmt_time(total)} on this machine (h:mm:ss; writing the sets and {FIG3_ROW}'s validation "
-          "after every epoch not counted)")
+    total = sum(estimate.values()) / a.jobs
+    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} done, {len(estimate)} still to do after the timed one, "
+          f"{a.jobs} at a time: about {fmt_time(total)} on this machine (h:mm:ss; writing the sets and "
+          f"{FIG3_ROW}'s validation after every epoch not counted)")
     return {"runs": [dict(zip(("condition", "row", "seed"), j), estimate_s=estimate.get(j)) for j in jobs],
             "timed": timed, "estimate_s": total}
 
@@ -763,8 +830,8 @@ def run_claims(a):
             save_result(result, a.out, an)
         print(format_tables(result, an))
         return result
-    if a.seeds < 1 or a.set_train < 1 or a.set_crossed < 1:
-        raise SystemExit("bench.py claims: --seeds, --set-train and --set-crossed must be >= 1")
+    if min(a.seeds, a.set_train, a.set_crossed, a.jobs) < 1:
+        raise SystemExit("bench.py claims: --seeds, --set-train, --set-crossed and --jobs must be >= 1")
     a.out_dir = a.out_dir or os.path.splitext(a.out)[0] + "_runs"
     jobs = [(cond, row, seed) for cond, row in select_runs(a) for seed in range(a.seeds)]
     if a.dry_run:
@@ -773,7 +840,7 @@ def run_claims(a):
     conds = list(dict.fromkeys(cond for cond, _, _ in jobs))
     result = {"command": a.command, "rule": RULE, "budget": effective_budget(a.train_args), "seeds": a.seeds,
               "train_args": a.train_args, "set": dict(SET, bias_train=a.set_train, crossed=a.set_crossed),
-              "conditions": CONDITIONS, "machine": machine(),
+              "conditions": CONDITIONS, "machine": machine(a.jobs),
               "sets": {cond: set_sha256(set_root(a, cond)) for cond in conds}, "total_s": total_s, "runs": runs}
     an = analyse(runs)
     png = save_result(result, a.out, an)
@@ -807,6 +874,8 @@ def build_parser():
     p.add_argument("--set-crossed", type=int, default=SET["crossed"],
                    help=f"test videos per class and background (default {SET['crossed']}: "
                         f"{SET['classes'] ** 2 * SET['crossed']} test videos)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="runs at once, each on one thread (default: the CPU cores, here %(default)s)")
     p.add_argument("--out-dir", default=None,
                    help="where the runs go (default: OUT without .json + _runs); rerunning continues it")
     p.add_argument("--dry-run", action="store_true",

@@ -150,3 +150,32 @@ def resampled_power(pairs, decide, target: str, seeds: int = 0, trials: int = 20
     rng = random.Random(seed)
     m = seeds or len(pairs)
     return sum(decide([rng.choice(pairs) for _ in range(m)]) == target for _ in range(trials)) / trials
+
+
+# --- a dose-response: does the outcome move with the dose? --------------------------------------
+def trend_test(groups, level: float = LEVEL):
+    """A trend over ordered doses: groups = [(dose, [outcomes of its runs])] in increasing dose.
+    Spearman's rho between each run's dose rank and its outcome, over all runs; its two-sided p from
+    the normal approximation z = rho sqrt(n - 1) (good from about 10 runs; the ties of the dose ranks
+    are in rho already). {"rho", "p", "n", "verdict": "rises" / "falls" / "no trend" at p < 1 - level};
+    None for fewer than 3 runs or outcomes that never vary."""
+    pairs = [(i, y) for i, (_, ys) in enumerate(groups) for y in ys if y is not None]
+    rho = spearman(pairs)
+    if rho is None:
+        return None
+    p = math.erfc(abs(rho) * math.sqrt(len(pairs) - 1) / math.sqrt(2))
+    verdict = "no trend" if p >= 1 - level else "rises" if rho > 0 else "falls"
+    return {"rho": rho, "p": p, "n": len(pairs), "verdict": verdict}
+
+
+def trend_power(groups, target: str, runs_per_dose: int = 0, trials: int = 2000, seed: int = 0) -> float:
+    """The share of `trials` simulated dose-responses in which trend_test's verdict is `target`; each
+    draws `runs_per_dose` runs (default: as many as observed) with replacement from each dose's own
+    observed outcomes (a bootstrap within each dose, not a Gaussian). Seeded."""
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(trials):
+        sample = [(d, [rng.choice(ys) for _ in range(runs_per_dose or len(ys))]) for d, ys in groups if ys]
+        t = trend_test(sample)
+        hits += (t["verdict"] if t else "no trend") == target
+    return hits / trials

@@ -61,25 +61,25 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch, capsys):
     # validation on the crossed list, numbers read back from its files.
     out = tmp_path / "claims.json"
     argv = ["claims", "--seeds", "1", "--conditions", "balanced", "--rows", "DA recognition", "--rows", "DA mgda",
-            "--set-train", "2", "--set-crossed", "1", "--out", str(out)] + TINY
+            "--set-train", "2", "--set-crossed", "1", "--jobs", "2", "--out", str(out)] + TINY
     # --dry-run trains one run (a DA row that validates once) to time the rest, writes no claims.json;
     # the command reuses that run
     plan = bench.main(argv[:1] + ["--dry-run"] + argv[1:])
     assert plan["timed"] == ("balanced", "DA mgda", 0) and not out.exists()
     assert [(r["row"], r["estimate_s"] is None) for r in plan["runs"]] == [("DA recognition", False), ("DA mgda", True)]
-    assert plan["estimate_s"] == plan["runs"][0]["estimate_s"] > 0
+    assert plan["estimate_s"] == pytest.approx(plan["runs"][0]["estimate_s"] / 2) and plan["estimate_s"] > 0
     assert "still to do after the timed one" in capsys.readouterr().out
     bench.main(argv)
     saved = json.loads(out.read_text())
-    root = tmp_path / "claims_runs" / "sets" / "balanced-train2-crossed1"
+    root = tmp_path / "claims_runs" / "sets" / "balanced-32px-train2-crossed1"
     assert saved["sets"] == {"balanced": claims.set_sha256(str(root))} and len(saved["sets"]["balanced"]) == 64
     # the hash is the generated set's: the same arguments written afresh, before any run added a file
     again = synthetic.ensure_synthetic(str(tmp_path / "again"), **dict(claims.SET, bias_train=2, crossed=1,
                                                                       **claims.CONDITIONS["balanced"]))
     assert claims.set_sha256(again) == saved["sets"]["balanced"]
     assert saved["budget"] == {"epochs": 1, "lr": claims.BUDGET["lr"]}                  # what the runs got
-    assert saved["machine"]["torch"] == torch.__version__ and saved["machine"]["threads"] >= 1
-    assert saved["machine"]["cpu"] and "omp_num_threads" in saved["machine"]
+    assert saved["machine"]["torch"] == torch.__version__ and saved["machine"]["threads"] == 1
+    assert saved["machine"]["jobs"] == 2 and saved["machine"]["cpu"] and len(saved["machine"]["commit"]) == 40
     assert [r["row"] for r in saved["runs"]] == ["DA recognition", "DA mgda"]   # exact name: not the variants
     for r in saved["runs"]:
         run = Path(r["run_dir"])
@@ -93,10 +93,14 @@ def test_claims_machinery_on_a_tiny_config(tmp_path, monkeypatch, capsys):
         assert r["aligned_top1"] * 4 + r["conflict_top1"] * 12 == pytest.approx(hits * 100)
         assert r["top1"] == pytest.approx(hits * 100 / 16)
         cmd = r["train_cmd"]
-        assert cmd[cmd.index("--split") + 1] == "6" and "balanced-train2-crossed1" in cmd[cmd.index("--data-root") + 1]
+        assert cmd[cmd.index("--split") + 1] == "6" and "balanced-32px-train2-crossed1" in cmd[cmd.index("--data-root") + 1]
         assert (r["epochs"], r["lr"]) == (1, claims.BUDGET["lr"])          # `--` flags override the budget's
         assert r["dc_gain"] == metrics[-1]["dc_gain"] and 0 < r["dc_gain"] < 2
         assert r["enopr"] == test["val_enopr"] and r["train_s"] > 0
+        # the mechanism, on the crossed list: DA's energy on object and background pixels, the flips
+        assert r["energy_object"] > 0 and r["energy_background"] > 0
+        assert r["energy_ratio"] == pytest.approx(r["energy_object"] / r["energy_background"])
+        assert 0.0 <= r["flips"] <= 1.0
         # the last validation is evaluate.py's single-view test of last.pt on split 6: same predictions
         evaluate.main(["--checkpoint", str(run / "last.pt"), "--split", "6", "--out", str(run / "test.json"),
                        "--workers", "0"])
@@ -137,11 +141,11 @@ def test_separate_gets_its_pwtp_epochs_on_top_of_the_budget():
 def test_rows_filter():
     assert claims.select_rows(["rgb"]) == ["RGB"]                          # exact name first
     assert claims.select_rows(["mgda"]) == ["DA mgda", "DA mgda loss+"]
-    assert len(claims.select_rows(["constant"])) == 4 and claims.select_rows(None) == list(claims.ROWS)
+    assert len(claims.select_rows(["constant"])) == 5 and claims.select_rows(None) == list(claims.ROWS)
     with pytest.raises(SystemExit, match="matches no row"):
         claims.select_rows(["nope"])
     a = argparse.Namespace(rows=["RGB"], tables=["static-bias"], conditions=None)
-    assert claims.select_runs(a) == [("bias 0.9", "RGB"), ("bias 0.9 still", "RGB"), ("bias 0.7", "RGB")]
+    assert claims.select_runs(a) == [("bias 0.95", "RGB")]
 
 
 def test_aligned_and_conflicting_from_the_per_video_csv(tmp_path):
@@ -249,11 +253,11 @@ def test_a_static_bias_condition_needs_both_controls():
         for r in rs:
             r["conflict_videos"] = 180
         return rs
-    assert claims.validity(condition("bias 0.9", 60.0, 1.0), "bias 0.9")["valid"] is True
-    no_motion = claims.validity(condition("bias 0.9", 25.0, 1.0), "bias 0.9")   # positive control at chance
+    assert claims.validity(condition("bias 0.95", 60.0, 1.0), "bias 0.95")["valid"] is True
+    no_motion = claims.validity(condition("bias 0.95", 25.0, 1.0), "bias 0.95")   # positive control at chance
     assert no_motion["valid"] is False and "(RGB difference) succeeds on the conflicting videos in 0/3" in no_motion["why"]
-    assert claims.validity(condition("bias 0.9", 60.0, 60.0), "bias 0.9")["valid"] is False  # no shortcut
-    assert claims.validity(condition("bias 0.9", 60.0, 1.0)[:4], "bias 0.9")["valid"] is None  # 1 seed of RGB
+    assert claims.validity(condition("bias 0.95", 60.0, 60.0), "bias 0.95")["valid"] is False  # no shortcut
+    assert claims.validity(condition("bias 0.95", 60.0, 1.0)[:4], "bias 0.95")["valid"] is None  # 1 seed of RGB
 
 
 def test_successes_median_and_mean_over_successes():
@@ -295,7 +299,7 @@ def test_resampled_power_is_a_bootstrap_of_the_outcomes():
 def test_effective_budget_is_what_the_runs_get():
     assert claims.effective_budget([]) == claims.BUDGET
     assert claims.effective_budget(["--epochs", "30", "--lr", "0.005"]) == {"epochs": 30, "lr": 0.005}
-    assert claims.effective_budget(["--epochs=8", "--frames", "8", "--epochs", "12"]) == {"epochs": 12, "lr": 0.01}
+    assert claims.effective_budget(["--epochs=8", "--frames", "8", "--epochs", "12"]) == {"epochs": 12, "lr": claims.BUDGET["lr"]}
 
 
 def test_spearman():
@@ -323,11 +327,12 @@ def test_false_positive_rate_of_the_paired_test(seeds, fp, power):
     assert share_holding(10.0) == pytest.approx(power, abs=0.04)
 
 
-def fake_run(row, cond, seed, top1, conflict, enopr=None, alpha=None, val_loss=(), val_enopr=(), dc_gain=None):
+def fake_run(row, cond, seed, top1, conflict, enopr=None, alpha=None, val_loss=(), val_enopr=(), dc_gain=None,
+             energy_ratio=None, flips=None):
     return {"row": row, "condition": cond, "seed": seed, "epochs": 10, "lr": 0.01, "classes": 4, "top1": top1,
             "aligned_top1": top1, "conflict_top1": conflict, "enopr": enopr, "mean_alpha": alpha,
             "dc_gain": dc_gain, "val_loss": list(val_loss), "val_enopr": list(val_enopr),
-            "train_s": 10.0}
+            "energy_ratio": energy_ratio, "flips": flips, "train_s": 10.0}
 
 
 def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
@@ -339,11 +344,16 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
                  fake_run("DA separate", "balanced", s, [24, 26, 25][s], [25, 25, 25][s], 0.15),
                  fake_run("DA recognition", "balanced", s, 90, 80, 0.5, None,
                           [2.0, 1.5, 1.0 + 0.1 * s, 0.8], [0.7, 0.6, 0.55, 0.5 + 0.01 * s])]
-        for cond, diff in (("bias 0.9", [60, 65, 70][s]), ("bias 0.7", [25, 26, 24][s])):  # 0.7: no motion read
-            runs += [fake_run("RGB", cond, s, 70, [1, 2, 0][s]), fake_run("RGB difference", cond, s, 80, diff),
-                     fake_run("DA constant 10", cond, s, 75, [70, 80, 75][s], dc_gain=0.02)]
-    runs += [fake_run("RGB", "bias 0.9", 3, 70, 0), fake_run("RGB difference", "bias 0.9", 3, 80, 62),  # a 4th seed
-             fake_run("DA constant 10", "bias 0.9", 3, 75, 72, dc_gain=0.02)]
+        runs += [fake_run("RGB", "bias 0.95", s, 70, [1, 2, 0][s], flips=0.9), fake_run("RGB difference", "bias 0.95", s, 80,
+                                                                                [60, 65, 70][s], energy_ratio=5.0),
+                 fake_run("DA constant 10", "bias 0.95", s, 75, [70, 80, 75][s], dc_gain=0.02, energy_ratio=[8, 9, 10][s],
+                          flips=0.1)]
+        # the dose-response: conflicting top-1 rising with lambda (DA constant 10 above is one dose)
+        runs += [fake_run(row, "bias 0.95", s, 60, c + s, energy_ratio=c / 10 + 1)
+                 for row, c in (("DA recognition", 2), ("DA constant 1", 20), ("DA constant 30", 90))]
+    runs += [fake_run("RGB", "bias 0.95", 3, 70, 0, flips=0.9), fake_run("RGB difference", "bias 0.95", 3, 80, 62,
+                                                                         energy_ratio=5.0),  # a 4th seed
+             fake_run("DA constant 10", "bias 0.95", 3, 75, 72, dc_gain=0.02, energy_ratio=11, flips=0.1)]
     runs += [fake_run("DA constant 1", "balanced", s, t, c, 0.16, dc_gain=0.01) for s, t, c in ((3, 98, 93), (4, 94, 89))]
     runs += [fake_run("DA separate", "balanced", s, t, t, 0.15) for s, t in ((3, 25), (4, 27))]
     path = tmp_path / "claims.json"
@@ -351,21 +361,26 @@ def test_table_and_verdicts_from_a_hand_made_claims_json(tmp_path, capsys):
     bench.main(["claims", "--table", str(path)])
     text = capsys.readouterr().out
     assert "### scene-balanced table" in text and "### static-bias table" in text
-    assert "**balanced: rho 0.25, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3-5 seeds; 5: DA separate, " \
-           "DA constant 1;" in text and "successes: top-1 >= 60 %" in text
+    assert "**balanced: rho 0.25, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3-5 seeds; 5: DA constant 1, " \
+           "DA separate;" in text and "successes: top-1 >= 60 %" in text
     # successes, median, mean of successes, then the means side by side
-    assert "| RGB | 3/3 | 81.0 | 81.0 | 81.0 ± 1.0 | 81.0 ± 1.0 | 42.3 ± 2.5 | – | – | – |" in text
-    assert "| DA constant 1 | 5/5 | 96.0 | 96.0 | 96.0 ± 1.6 | 96.0 ± 1.6 | 91.0 ± 1.6 | 0.010 ± 0.000 | 0.160 ± 0.000 | – |" in text
+    assert "| RGB | 3/3 | 81.0 | 81.0 | 81.0 ± 1.0 | 81.0 ± 1.0 | 42.3 ± 2.5 | – | – | – | – | – |" in text
+    assert "| DA constant 1 | 5/5 | 96.0 | 96.0 | 96.0 ± 1.6 | 96.0 ± 1.6 | 91.0 ± 1.6 | – | – | 0.010 ± 0.000 | " \
+           "0.160 ± 0.000 | – |" in text
+    # flips and the object/background energy ratio, per row
+    assert "| DA constant 10 | 4/4 | 73.5 | 74.2 | 75.0 ± 0.0 | 75.0 ± 0.0 | 74.2 ± 4.3 | 0.10 ± 0.00 | 9.50 ± 1.29 |" in text
+    # the dose-response over lambda = 0, 1, 10, 30 (DA constant 10 at 4 seeds, the others at 3)
+    assert "Dose-response over lambda = 0, 1, 10, 30 (conflicting top-1, 13 runs): Spearman rho +0.9" in text
+    assert "**rises**" in text
     assert "| DA separate | 0/5 | 25.0 | – | 25.4 ± 1.1 |" in text and "| DA mgda | 2/3 | 70.0 | 80.0 | 70.0 ± 20.0 |" in text
-    assert "**bias 0.9: rho 0.9, camera jitter; 10 epochs, lr 0.01** (mean ± std over 4 seeds;" in text
+    assert "**bias 0.95: rho 0.95, camera jitter; 10 epochs, lr 0.01** (mean ± std over 3-4 seeds; 4: RGB, RGB difference, " \
+           "DA constant 10;" in text
     assert "successes: conflicting top-1 >= 60 %" in text
     assert "Condition valid: positive control (RGB difference) succeeds on the conflicting videos in 4/4 seeds, " \
            "negative control (RGB) in 0/4." in text
-    assert "Condition NOT valid: positive control (RGB difference) succeeds on the conflicting videos in 0/3" in text
     verdicts = {tuple(ln.split(" | ")[:2]): ln.split(" | ")[2] for ln in text.splitlines() if ln.startswith("| (")}
     assert verdicts[("| (a) DA beats RGB", "balanced")] == "**partly (1 of 3)** |"   # mgda not shown, loss+ not run
-    assert verdicts[("| (b) DA beats RGB on conflicting videos (Sec. 1, static bias)", "bias 0.9")].startswith("**partly")
-    assert verdicts[("| (b) DA beats RGB on conflicting videos (Sec. 1, static bias)", "bias 0.7")] == "**n/a** |"
+    assert verdicts[("| (b) DA beats RGB on conflicting videos (Sec. 1, static bias)", "bias 0.95")].startswith("**partly")
     assert verdicts[("| (c) joint training beats separate training", "balanced")] == "**partly (1 of 3)** |"  # no gate
     assert verdicts[("| (e) Fig. 3: held-out L_c and L_p positively correlated (PWTP trained on L_c only)",
                      "balanced")] == "**holds** |"
