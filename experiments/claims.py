@@ -224,8 +224,10 @@ def machine(jobs):
         with open("/proc/cpuinfo") as f:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
+        git = subprocess.Popen(["git", "-C", ROOT, "rev-parse", "HEAD"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+        commit = git.communicate()[0].strip()
+    except OSError:                          # no git: the record says so
         commit = ""
     return {"torch": torch.__version__, "threads": 1, "jobs": jobs, "omp_num_threads": "1", "cpu": cpu,
             "cores": os.cpu_count(), "python": platform.python_version(), "commit": commit or None}
