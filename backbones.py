@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import baselines
+import data
 from pwtp import PWTP
 from support import checkpoints, weights
 
@@ -403,25 +404,19 @@ class DAModel(nn.Module):
                            frames=frames, proj_dim=proj_dim, depth=depth, dropout=dropout, pretrained=None,
                            small=small, crop_size=crop_size, input_scale=self.input_scale, **pwtp_kwargs)
 
-        self.pwtp = None
-        if input == "da":
-            self.pwtp = PWTP(frames=frames, proj_dim=proj_dim, **pwtp_kwargs)
-
+        self.pwtp = PWTP(frames=frames, proj_dim=proj_dim, **pwtp_kwargs) if input == "da" else None
+        # ImageNet's mean and std (data.py) on the model's device: forward normalises uint8 clips with them
+        self.register_buffer("pixel_mean", torch.tensor(data.IMAGENET_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(data.IMAGENET_STD).view(3, 1, 1), persistent=False)
         if backbone == "tsm":
             self.net = TSMResNet(num_classes, depth=depth, segments=segments, dropout=dropout,
                                  width=16 if small else 64)
-        elif backbone in ("x3d_xs", "x3d_m"):
-            if small:   # narrow and shallow; stage 3 has two blocks so a block without SE is exercised
-                self.net = X3D(num_classes, widths=(8, 16, 24, 32), depths=(1, 1, 2, 1), stem=8,
-                               head_inner=72, head_dim=128, dropout=dropout)
-            else:
-                self.net = X3D(num_classes, dropout=dropout)
+        elif backbone in ("x3d_xs", "x3d_m"):   # small: narrow, shallow; stage 3's 2nd block tests one without SE
+            narrow = dict(widths=(8, 16, 24, 32), depths=(1, 1, 2, 1), stem=8, head_inner=72, head_dim=128)
+            self.net = X3D(num_classes, dropout=dropout, **(narrow if small else {}))
         else:  # vit_b16
-            if small:
-                self.net = VideoViT(num_classes, image_size=crop_size, dim=64, depth=2, heads=2, mlp_dim=128,
-                                    head_dropout=dropout)
-            else:
-                self.net = VideoViT(num_classes, image_size=crop_size, head_dropout=dropout)
+            narrow = dict(dim=64, depth=2, heads=2, mlp_dim=128)
+            self.net = VideoViT(num_classes, image_size=crop_size, head_dropout=dropout, **(narrow if small else {}))
 
         if pretrained is not None:
             if small and pretrained == "imagenet":
@@ -448,10 +443,13 @@ class DAModel(nn.Module):
     # The RGB baseline sees the middle frame of each segment (for even T the later of the two
     # middle ones): S frames, exactly as many as the DA model, so both cost the same.
     def forward(self, clip):
-        """clip (B, S*T, C, H, W) -> ModelOutput: logits (B, classes), PWTPOutput or None."""
+        """clip (B, S*T, C, H, W), uint8 pixels (data.py's items) or float frames already normalised ->
+        ModelOutput: logits (B, classes), PWTPOutput or None."""
         if clip.dim() != 5 or clip.shape[1] != self.segments * self.frames:
             raise ValueError(f"DAModel: expected a clip (B, S*T={self.segments}*{self.frames}, C, H, W), "
                              f"got {tuple(clip.shape)}")
+        if clip.dtype == torch.uint8:   # to [0, 1], then ImageNet's mean and std, on this device (= data.normalize)
+            clip = clip.float().div_(255.0).sub_(self.pixel_mean).div_(self.pixel_std)
         (B, _, C, H, W), S, out = clip.shape, self.segments, None
         x = clip.reshape(B * S, self.frames, C, H, W)                # (B*S, T, C, H, W) one row per segment
         if self.input == "da":

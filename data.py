@@ -15,7 +15,8 @@ Beside the paper (equation and setting numbers as in EQUATIONS.md at the reposit
   Something-Something, whose labels have a direction (NO_FLIP).
 * Appendix A, testing: one clip x centre crop for ablations; 3 crops x N clips, softmax averaged, for
   accuracy (eval_crop_boxes; a test item carries every view, evaluate.py averages them).
-* The backbones start from ImageNet weights, so frames get ImageNet's mean and std (normalize).
+* The backbones start from ImageNet weights, so frames get ImageNet's mean and std (normalize), from the
+  model itself (DAModel.forward, on its device): items stay uint8, a quarter of float32's bytes to move.
 
 Reading order: sampling; transforms; VideoDataset; the loaders; the command line.
 Not the paper, kept in support/ (a reader may skip it): decoding the datasets' own video files with
@@ -26,8 +27,8 @@ the loader workers' signals (loading.py); the synthetic set (synthetic.py); `pre
 
 Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use):
   build_dataset(name, data_root, split, train, segments, frames, crop_size, clips, crops, seed, substitute)
-      -> VideoDataset: train item (clip float (S*T, C, H, W), label), test item (clip (V, S*T, C, H, W),
-      label) with V = clips x crops views; ImageNet-normalised; label -1: unreadable (test protocol)
+      -> VideoDataset: train item (clip uint8 (S*T, C, H, W), label), test item (clip uint8 (V, S*T, C, H, W),
+      label) with V = clips x crops views; pixels, normalised by the model; label -1: unreadable (test protocol)
   build_loaders(dataset, data_root, split, segments, frames, crop_size, batch_size, workers, subset,
                 overfit, seed, clips, crops) -> Loaders(train, val, num_classes, classes, train_sampler)
 CLI:
@@ -107,7 +108,7 @@ def dense_indices(num_frames, length, train, rng=None, clip=0, clips=1):
 
 
 # ========== Transforms ===========================================================================
-# uint8 frames (N, H, W, 3) -> float (N, 3, h, w). Every crop is one box for all frames of a clip
+# uint8 frames (N, H, W, 3) -> uint8 (N, 3, h, w). Every crop is one box for all frames of a clip
 # (the same spatial window in every frame, or the motion would be corrupted).
 def multiscale_crop_box(h, w, rng, scales=MULTISCALE, max_distort=1):
     """TSN multi-scale crop: side lengths from `scales` x short side (height and width at most
@@ -134,34 +135,34 @@ def eval_crop_boxes(h, w, crop_size, crops):
     if crops == 1:
         side = short * crop_size / round(crop_size * 256 / 224)  # crop side in original pixels
         return [(int(round((h - side) / 2)), int(round((w - side) / 2)), int(round(side)), int(round(side)))]
-    side = short
-    boxes = []
-    for pos in (0.0, 0.5, 1.0):
-        boxes.append((int(round((h - side) * pos)), int(round((w - side) * pos)), side, side))
-    return boxes
+    return [(int(round((h - short) * pos)), int(round((w - short) * pos)), short, short) for pos in (0.0, 0.5, 1.0)]
 
 
-def crop_resize(frames, box, size, flip=False):
-    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [0, 1]: crop `box`, bilinear resize, flip.
-    Crop, resize and flip stay uint8 in channels-last layout (the permuted numpy view already is), where
-    torch has a vectorised antialiased kernel (much faster than float, same result to 1/255); one copy
-    then makes the layout (N, 3, size, size), before the float conversion."""
+def crop_pixels(frames, box, size, flip=False):
+    """uint8 (N, H, W, 3) -> uint8 (N, 3, size, size): crop `box`, bilinear resize, flip, all in uint8 and
+    channels-last (the permuted numpy view already is), where torch has a vectorised antialiased kernel
+    (much faster than float, same result to 1/255); one copy then makes the layout (N, 3, size, size)."""
     y0, x0, ch, cw = box
     x = torch.from_numpy(frames[:, y0:y0 + ch, x0:x0 + cw]).permute(0, 3, 1, 2)  # (N, 3, ch, cw), a view
     if (ch, cw) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if flip:
-        x = x.flip(-1)
-    return x.contiguous().float().div_(255.0)  # (N, 3, size, size)
+    return x.contiguous().flip(-1) if flip else x.contiguous()  # (N, 3, size, size); flips fastest in this layout
 
 
-_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+def crop_resize(frames, box, size, flip=False):
+    """crop_pixels as float (N, 3, size, size) in [0, 1], for code that draws or mixes [0, 1] frames."""
+    return crop_pixels(frames, box, size, flip).float().div_(255.0)
+
+
+_MEAN, _STD = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def normalize(x):
-    """ImageNet mean/std normalisation of float frames (..., 3, H, W) in [0, 1] (in place)."""
-    return x.sub_(_MEAN).div_(_STD) if not x.requires_grad else (x - _MEAN) / _STD
+    """ImageNet mean/std normalisation of frames (..., 3, H, W) on x's device: uint8 pixels -> a new float
+    tensor (what DAModel.forward does to a clip); float frames in [0, 1] -> in place."""
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+    mean, std = _MEAN.to(x.device), _STD.to(x.device)
+    return x.sub_(mean).div_(std) if not x.requires_grad else (x - mean) / std
 
 
 # ========== The dataset ==========================================================================
@@ -238,11 +239,11 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.train:
             box = multiscale_crop_box(frames.shape[1], frames.shape[2], rng)
             flip = self.flip and bool(rng.integers(2))
-            return normalize(crop_resize(frames, box, self.crop_size, flip))  # (S*T, 3, H, W)
+            return crop_pixels(frames, box, self.crop_size, flip)  # (S*T, 3, H, W) uint8
         L = self.segments * self.frames  # test: every clip x crop view
         boxes = eval_crop_boxes(frames.shape[1], frames.shape[2], self.crop_size, self.crops)
-        views = [crop_resize(frames[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
-        return normalize(torch.stack(views))  # (V, S*T, 3, H, W)
+        views = [crop_pixels(frames[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
+        return torch.stack(views)  # (V, S*T, 3, H, W) uint8
 
     def load(self, index, key=None):
         """(clip, label) of sample `index` with randomness from (seed, epoch, key) (key: the item asked
@@ -260,7 +261,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _unreadable_item(self):
         L, c = self.segments * self.frames, self.crop_size
-        return torch.zeros((L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)), -1
+        return torch.zeros((L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c), dtype=torch.uint8), -1
 
 
 def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
@@ -310,10 +311,9 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
                                substitute=False)
         if val_ds.classes != classes:
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
-    pin = torch.cuda.is_available()
     sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
     init = worker_init_fn()  # seeded workers that outlive a scheduler's SIGTERM, never an exit
-    common = dict(num_workers=workers, pin_memory=pin, worker_init_fn=init,
+    common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), worker_init_fn=init,
                   persistent_workers=False, generator=torch.Generator().manual_seed(seed))
     train = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
     val = torch.utils.data.DataLoader(val_ds, batch_size=max(1, batch_size // (clips * crops)),

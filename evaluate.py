@@ -247,8 +247,10 @@ def evaluate_dataset(ctx):
     if p.labels.numel() == 0:
         raise SystemExit(f"evaluate.py: none of the {len(ds)} test videos of {dataset} at {data_root} could be "
                          f"read (e.g. {unreadable[:3]}); check them with `python data.py inspect`")
-    # --static-probe (not the paper, support/probe.py): top-1 again on motionless and on mixed clips
-    static = probe.static_probe(ds, args.probe_seed, functools.partial(top1_on, ctx)) if args.static_probe else None
+    # --static-probe (not the paper, support/probe.py): top-1 again on motionless and on mixed clips,
+    # mixed as the model sees them (data.normalize)
+    static = probe.static_probe(ds, args.probe_seed, functools.partial(top1_on, ctx), data.normalize) \
+        if args.static_probe else None
     if ctx.rank != 0:
         return None
     result = build_result(ctx, p, dataset, data_root, split, len(ds), unreadable, elapsed)

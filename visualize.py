@@ -142,7 +142,9 @@ def plot_da(clip01, reps, starts, display="diverging", title="", dpi=100):
 def draw_da(x, pwtp, starts, out, title="", display="diverging", dpi=100):
     """The one path that draws a DA picture (`da` here, evaluate.py --video --da-png): the clip's four
     rows through `pwtp`, plotted and saved. x: (S, T, 3, H, W) ImageNet-normalised, as the model
-    sees it; the mean row shows it back in [0, 1]. Returns the representations."""
+    sees it, or uint8 pixels (a dataset item), normalised here as the model does; the mean row shows it
+    back in [0, 1]. Returns the representations."""
+    x = data.normalize(x) if x.dtype == torch.uint8 else x
     mean = torch.tensor(data.IMAGENET_MEAN).view(1, 1, 3, 1, 1)
     std = torch.tensor(data.IMAGENET_STD).view(1, 1, 3, 1, 1)
     reps = representations(pwtp, x)

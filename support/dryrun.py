@@ -77,7 +77,7 @@ def timed_clips(device, flops, batch, cpu_budget=20e9):
 def dry_run(args, world, device, log, make_run, train_step, count_flops):
     """Print what the run would be and take, and return the numbers. make_run(classes, steps per
     epoch) is train.py's run with random weights (the same cost as the real one, no download);
-    train_step is the training step itself, timed on random clips of the run's shape; count_flops
+    train_step is the training step itself, timed on random uint8 clips of the run's shape; count_flops
     is evaluate.py's. Data loading is not included (bench.py's loader benchmark measures it)."""
     counts = dataset_counts(args)
     batch = args.batch_size * args.accum_steps
@@ -107,10 +107,11 @@ def dry_run(args, world, device, log, make_run, train_step, count_flops):
 
 
 def view_seconds(run, batch, flops, device):
-    """Seconds per validation view: a no-grad forward of random clips (timed_clips of them), after
-    one warm-up, divided by the clips."""
+    """Seconds per validation view: a no-grad forward of random uint8 clips (pixels, as the loader gives
+    them; timed_clips of them), after one warm-up, divided by the clips."""
     args, n = run.args, timed_clips(device, flops, batch)
-    clip = torch.randn(n, args.segments * args.frames, 3, args.crop_size, args.crop_size, device=device)
+    shape = (n, args.segments * args.frames, 3, args.crop_size, args.crop_size)
+    clip = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     run.model.eval()
     with torch.no_grad(), autocast(device, run.amp):
         seconds, _ = seconds_per_call(lambda i: run.model(clip), device, most=2)
@@ -118,12 +119,13 @@ def view_seconds(run, batch, flops, device):
 
 
 def step_seconds(run, train_step, num_classes, batch, flops, device):
-    """(seconds per training step, how it was measured): train_step itself on random clips of the
-    run's shape, the median of 3 timed steps after 1 warm-up step. Where the whole batch would take
-    minutes (timed_clips), a smaller batch is timed and scaled linearly to the batch, and said so."""
+    """(seconds per training step, how it was measured): train_step itself on random uint8 clips (pixels,
+    as the loader gives them) of the run's shape, the median of 3 timed steps after 1 warm-up step. Where
+    the whole batch would take minutes (timed_clips), a smaller batch is timed and scaled linearly to the
+    batch, and said so."""
     args, n = run.args, timed_clips(device, flops, batch)
     shape = (n, args.segments * args.frames, 3, args.crop_size, args.crop_size)
-    clip, labels = torch.randn(shape), torch.randint(0, num_classes, shape[:1])
+    clip, labels = torch.randint(0, 256, shape, dtype=torch.uint8), torch.randint(0, num_classes, shape[:1])
     run.model.train()
     with _fixed_accum(args, args.accum_steps if n == batch else 1):
         seconds, k = seconds_per_call(lambda i: train_step(run, clip, labels, i), device)

@@ -107,7 +107,7 @@ def save_da_pngs(ctx, ds, rows, out, draw_da):
     view = middle * args.crops + args.crops // 2                   # its centre crop
     written = []
     for row, png in zip(rows, png_names(out, [row.path for row in rows])):
-        clip, _ = ds[row.index]                                    # (V, S*T, C, H, W) normalised
+        clip, _ = ds[row.index]                                    # (V, S*T, C, H, W) uint8 pixels
         starts = [int(i) for i in ds._indices(ds.num_frames(row.index), None, middle).reshape(S, T)[:, 0]]
         title = (f"{os.path.basename(row.path)}: predicted {row.names[0]} ({row.probs[0]:.1%}); view {view + 1} of "
                  f"{args.clips * args.crops}, {S} segments x {T} frames, {clip.shape[-1]}x{clip.shape[-1]}; "

@@ -37,15 +37,20 @@ def frozen_clip(clip: torch.Tensor) -> torch.Tensor:
     return still_frame(clip).unsqueeze(-4).expand_as(clip).contiguous()
 
 
-def conflict_clip(clip: torch.Tensor, other_still: torch.Tensor) -> torch.Tensor:
+def conflict_clip(clip: torch.Tensor, other_still: torch.Tensor, normalize=None) -> torch.Tensor:
     """clip (..., S*T, C, H, W) and a still frame other_still (..., C, H, W) of a video of another
-    class -> 0.5 * clip + 0.5 * other_still on every frame (same shape as clip).
+    class -> 0.5 * clip + 0.5 * other_still on every frame (same shape as clip, float).
 
     Mixed in normalised space, which is the same as mixing the pixels: ImageNet normalisation is
-    affine and the two weights sum to 1."""
+    affine and the two weights sum to 1. uint8 pixels (the dataset's items) are normalised first by
+    `normalize` (the caller's: the model's own normalisation), since a half-half mix is no uint8 image."""
     if other_still.shape != clip.shape[:-4] + clip.shape[-3:]:
         raise ValueError(f"conflict_clip: the still must be (..., C, H, W) matching the clip "
                          f"{tuple(clip.shape)}, got {tuple(other_still.shape)}")
+    if clip.dtype == torch.uint8:
+        if normalize is None:
+            raise ValueError("conflict_clip: uint8 pixels need `normalize`, the model's normalisation")
+        clip, other_still = normalize(clip), normalize(other_still)
     return 0.5 * clip + 0.5 * other_still.unsqueeze(-4)
 
 
@@ -61,12 +66,13 @@ def partner_order(labels, index, seed=0):
 class StaticProbeDataset(torch.utils.data.Dataset):
     """The test set `ds` (items (clip (V, S*T, C, H, W), label), label -1 = unreadable) with every
     readable clip replaced by frozen_clip(clip) ("frozen") or by conflict_clip(clip, the still of
-    the same view of its partner video) ("conflict"; partner: partner_order over ds.samples' labels)."""
+    the same view of its partner video, normalize) ("conflict"; partner: partner_order over ds.samples'
+    labels)."""
 
-    def __init__(self, ds, mode, seed=0):
+    def __init__(self, ds, mode, seed=0, normalize=None):
         if mode not in ("frozen", "conflict"):
             raise ValueError(f"StaticProbeDataset: mode must be 'frozen' or 'conflict', got {mode!r}")
-        self.ds, self.mode, self.seed = ds, mode, seed
+        self.ds, self.mode, self.seed, self.normalize = ds, mode, seed, normalize
         self.labels = np.array([label for _, label in ds.samples])
 
     def __len__(self):
@@ -74,14 +80,14 @@ class StaticProbeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         clip, label = self.ds[index]
-        if label < 0:
-            return clip, label                          # unreadable: stays out of the probe too
+        if label < 0:   # unreadable: stays out of the probe too (float in "conflict", whose batches are float)
+            return (clip.float() if self.mode == "conflict" else clip), label
         if self.mode == "frozen":
             return frozen_clip(clip), label
         for j in partner_order(self.labels, index, self.seed):
             other, other_label = self.ds[j]
             if other_label >= 0:
-                return conflict_clip(clip, still_frame(other)), label
+                return conflict_clip(clip, still_frame(other), self.normalize), label
         raise RuntimeError(f"--static-probe: no readable video of a class other than "
                            f"{label} to mix into video {index}")
 
@@ -93,12 +99,14 @@ def check_classes(ds):
         raise SystemExit("evaluate.py: --static-probe needs test videos of at least two classes")
 
 
-def static_probe(ds, seed, top1):
+def static_probe(ds, seed, top1, normalize=None):
     """{frozen_top1, frozen_videos, conflict_top1, conflict_videos, frozen_rule, conflict_rule}.
-    top1(dataset, what) -> (top-1 %, readable videos): the caller's test protocol on a dataset."""
+    top1(dataset, what) -> (top-1 %, readable videos): the caller's test protocol on a dataset;
+    normalize: uint8 pixels -> the model's float input, for the conflict mix (see conflict_clip)."""
     res = {}
     for mode in ("frozen", "conflict"):
-        res[f"{mode}_top1"], res[f"{mode}_videos"] = top1(StaticProbeDataset(ds, mode, seed), f"static probe ({mode})")
+        probe = StaticProbeDataset(ds, mode, seed, normalize)
+        res[f"{mode}_top1"], res[f"{mode}_videos"] = top1(probe, f"static probe ({mode})")
     res["frozen_rule"] = "each clip replaced by its middle frame (index S*T//2) repeated over all S*T frames"
     res["conflict_rule"] = (f"each clip mixed 0.5/0.5 with the middle frame of the same view of another "
                             f"class's video: the first readable of partner_order(labels, index, "

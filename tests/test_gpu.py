@@ -4,6 +4,7 @@ with a GPU. Without CUDA every test here is skipped; the default `python -m pyte
 Designed for under 5 minutes on one GPU (small models; the bench row uses bench.py's default
 sizes, TSM-R50 224^2 included):
   * DA-TSM (small) forward and backward on CUDA equal the CPU's, float32 with TF32 off;
+  * a uint8 clip (the loader's items) normalised by the model on CUDA equals data.normalize's on the CPU;
   * one bf16 and one fp16 training step through train.py's own step, close to the float32 step;
   * torchrun with 2 ranks, also on one GPU (both ranks on it, over Gloo): all-reduces of CUDA and CPU
     tensors and Algorithm 1 over the ranks equal to one process (NCCL and train.py's mixed group
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 import backbones
 import bench
+import data
 import mgda
 from experiments import speed
 
@@ -60,6 +62,18 @@ def forward_backward(model, clip, labels):
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     return out, grads
+
+
+def test_uint8_clip_is_normalised_on_cuda_as_on_the_cpu():
+    """The loader's items are uint8; DAModel.forward normalises them on its device. What PWTP receives
+    on CUDA is data.normalize's result on the CPU, to 1e-6."""
+    model = backbones.build_model("tsm", 5, segments=4, frames=4, depth=18, small=True, crop_size=64).cuda().eval()
+    clip = torch.randint(0, 256, (2, 16, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    seen = []
+    model.pwtp.register_forward_pre_hook(lambda m, args: seen.append(args[0].cpu()))
+    with torch.no_grad():
+        model(clip.cuda())
+    assert (seen[0] - data.normalize(clip).view(8, 4, 3, 64, 64)).abs().max() <= 1e-6
 
 
 def test_da_tsm_forward_and_backward_on_cuda_equal_the_cpu(no_tf32):

@@ -52,8 +52,8 @@ def test_no_project_module_imported_inside_a_function():
 # One training step, traced
 # ---------------------------------------------------------------------------------------------
 # README's step: --dataset ucf101 --backbone tsm, i.e. DA-TSM-R50 with MGDA and --mgda-normalize
-# loss+; here a narrow R50 on random 32x32 clips, one process, float32, one micro-batch, a step
-# that writes no log line.
+# loss+; here a narrow R50 on random 32x32 uint8 clips (pixels, as the loader gives them), one
+# process, float32, one micro-batch, a step that writes no log line.
 FLAGS = ["--backbone", "tsm", "--depth", "50", "--small", "--joint", "mgda", "--segments", "2", "--frames", "4",
          "--crop-size", "32", "--batch-size", "2", "--out", "unused"]
 
@@ -70,7 +70,8 @@ def trace_one_step():
     torch.manual_seed(0)
     model = train.build_model(args, num_classes=5)
     run = train.make_run(args, model, 10, torch.device("cpu"), 0, 1, lambda *a: None)
-    clip, labels = torch.randn(2, args.segments * args.frames, 3, 32, 32), torch.tensor([0, 3])
+    clip = torch.randint(0, 256, (2, args.segments * args.frames, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 3])
     train.train_step(run, clip, labels, 0)                       # the first step builds lazily: untraced
     ran = set()
 
