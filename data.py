@@ -35,7 +35,7 @@ CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0
                                     --bias 0.9 --bias-train N --bias-test N --no-jitter --crossed N]
   python data.py inspect --dataset NAME --data-root DIR [--split K] [--limit N]
-  python data.py prepare --data-root DIR [--out DIR2] [--frames] [--gop 8] [--workers N]
+  python data.py prepare --data-root DIR [--out DIR2] [--frames [png|jpg]] [--gop 8] [--workers N]
 """
 import argparse
 from typing import NamedTuple

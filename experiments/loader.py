@@ -6,7 +6,7 @@ Rows, in clips/s per worker (clips/s of a DataLoader with --workers workers, div
   plain      data.VideoDataset's training items (sample, decode, multi-scale crop, flip, normalise) on the
              videos as they are
   prepared   the same on a copy made by `python data.py prepare --gop G` (a key frame every G frames)
-  frames     the same on a copy made by `python data.py prepare --frames` (JPEG frame folders)
+  frames     the same on a copy made by `python data.py prepare --frames` (PNG frame folders, lossless)
   raw        a bare PyAV loop over the same clips' frames of the plain videos: one process, one decoder
              thread, each video decoded from its start up to its last sampled frame, each sampled frame
              converted with PyAV's frame.to_ndarray(format="rgb24") (as a plain loop writes it: a new
@@ -141,7 +141,7 @@ def measure(args, tmp, log=print):
     root, linked = linked_copy(args, tmp)
     quiet = lambda *a: None  # noqa: E731
     prepare.prepare(root, os.path.join(tmp, "gop"), gop=args.gop, workers=1, log=quiet)
-    prepare.prepare(root, os.path.join(tmp, "frames"), frames=True, workers=1, log=quiet)
+    prepare.prepare(root, os.path.join(tmp, "frames"), frames="png", workers=1, log=quiet)
     items = order(len(linked), args.clips, args.batch_size)
     rates = {}
     for row in ("plain", "prepared", "frames"):

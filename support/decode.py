@@ -1,5 +1,5 @@
 """Decoding: the frames a clip needs, read from the datasets' own video files with PyAV (or from
-folders of JPEG frames), so nobody extracts frames before training. The paper says nothing about
+folders of frame images), so nobody extracts frames before training. The paper says nothing about
 decoding; data.py calls read_frames and count_frames and may skip this file.
 
 What a frame index means: index n is the n-th frame that decodes from the start of the file, always,
@@ -73,7 +73,7 @@ class FrameFolder:
         """uint8 (len(indices), H, W, 3); indices past the end clamped to the last image."""
         from PIL import Image  # matplotlib depends on Pillow, so it is installed
         if not self.files:
-            raise ValueError(f"{self.path}: no JPEG frames")
+            raise ValueError(f"{self.path}: no frame images ({', '.join(IMAGE_EXTS)})")
         cache = {}
         for w in set(int(i) for i in indices):
             with Image.open(self.files[min(w, len(self.files) - 1)]) as im:

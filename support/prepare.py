@@ -4,14 +4,16 @@ Decoding is most of a video loader's cost, and a decoder can only start at a key
 often keep key frames seconds apart, so reading S short segments of T frames means decoding nearly the
 whole video. Re-encoded with a key frame every `gop` frames ("dense encoding", as mmaction2 calls it),
 decode.read_frames jumps to each segment and decodes at most gop - 1 frames more than it needs. Frame
-folders (one JPEG per frame) need no video decoding at all, at the cost of disk space.
+folders (one image per frame) need no video decoding at all, at the cost of disk space.
 
-    python data.py prepare --data-root ROOT [--out NEW] [--frames] [--gop 8] [--workers N]
+    python data.py prepare --data-root ROOT [--out NEW] [--frames [png|jpg]] [--gop 8] [--workers N]
 
 What changes: frame n of a prepared video is frame n of the original (the n-th frame that decodes), so
 every clip takes the same frames; a re-encoded copy holds every decodable frame once, at time stamp n/fps
 (real, increasing time stamps in every container, so its header count is the truth and it can be jumped
-into), and is lossy (CODECS; docs/OPERATIONS.md gives the measured PSNR); --frames keeps JPEG frames.
+into), and is lossy (CODECS; docs/OPERATIONS.md gives the measured PSNR). --frames keeps every frame as
+it decodes: PNG, lossless, the default (the RGB frames read back equal the video's); --frames jpg: JPEG at
+quality 95, smaller and lossy (FRAME_FORMATS).
 
 With --out, NEW mirrors ROOT: every video re-encoded (or, with --frames, a folder of its frames that
 carries the video's file name, which every layout reads like the video), every other file (split lists,
@@ -45,13 +47,18 @@ X264 = ("libx264", {"crf": "18", "preset": "veryfast", "bf": "0", "tune": "fastd
 CODECS = {".avi": ("mpeg4", None), ".webm": ("libvpx", {"crf": "10", "b": "2M"}), ".3gp": ("mpeg4", None),
           ".mpg": ("mpeg4", None), ".mpeg": ("mpeg4", None)}
 LIST_EXTS = (".txt", ".csv", ".lst")  # text files whose lines may start with an absolute video path
+# --frames: the image format of a frame folder and its PIL options. PNG is lossless (zlib at PIL's default
+# level); JPEG keeps chroma at full resolution: the frames are already 4:2:0, and subsampling them again
+# loses much of the quality (docs/OPERATIONS.md).
+FRAME_FORMATS = {"png": {}, "jpg": {"quality": 95, "subsampling": 0}}
 
 
 def add_arguments(p):
     """`python data.py prepare`'s flags."""
     p.add_argument("--data-root", required=True)
     p.add_argument("--out", default=None, help="write a prepared copy of the dataset here (default: in place)")
-    p.add_argument("--frames", action="store_true", help="extract JPEG frame folders instead (needs --out)")
+    p.add_argument("--frames", nargs="?", const="png", default=None, choices=tuple(FRAME_FORMATS),
+                   help="extract frame folders instead (needs --out): png, lossless (the default), or jpg (quality 95)")
     p.add_argument("--gop", type=int, default=8, help="frames between key frames (our choice)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="videos prepared at once")
 
@@ -98,10 +105,9 @@ def reencode(src, dst, gop):
     return n
 
 
-def extract(src, folder):
-    """Every frame of `src` as folder/000001.jpg, 000002.jpg, ... (JPEG quality 95, chroma at full
-    resolution: the frames are already 4:2:0, and subsampling them again loses much of the quality, see
-    docs/OPERATIONS.md). Returns the count."""
+def extract(src, folder, kind="png"):
+    """Every frame of `src`, converted to RGB as the loader converts it, as folder/000001.png, 000002.png,
+    ... (`kind`: a FRAME_FORMATS key, also the extension). Returns the count."""
     os.makedirs(folder)
     n = 0
     with av.open(src) as container:
@@ -109,7 +115,7 @@ def extract(src, folder):
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             n += 1
-            frame.to_image().save(os.path.join(folder, f"{n:06d}.jpg"), quality=95, subsampling=0)
+            frame.to_image().save(os.path.join(folder, f"{n:06d}.{kind}"), **FRAME_FORMATS[kind])
     if n == 0:
         raise ValueError("no frames decode")
     return n
@@ -145,7 +151,8 @@ def write_atomic(dst, data=None, src=None):
 
 
 def prepare_one(src, dst, frames, gop):
-    """One video: 'written', 'done' (prepared before) or 'failed: why'. A failure is marked before the
+    """One video (frames: None to re-encode, else a FRAME_FORMATS key): 'written', 'done' (prepared
+    before) or 'failed: why'. A failure is marked before the
     original is copied to `dst`, and the mark goes only after a later success, so no kill can leave a
     failed video counted as done."""
     in_place = os.path.abspath(src) == os.path.abspath(dst)
@@ -154,7 +161,7 @@ def prepare_one(src, dst, frames, gop):
     try:
         if (key_interval(src) <= gop) if in_place else (os.path.lexists(dst) and not os.path.exists(mark)):
             return "done"
-        extract(src, tmp) if frames else reencode(src, tmp, gop)
+        extract(src, tmp, frames) if frames else reencode(src, tmp, gop)
         if os.path.exists(mark):
             _remove(dst)  # the original, copied by a run where this video failed
         os.replace(tmp, dst)
@@ -259,13 +266,17 @@ def run_jobs(jobs, workers):
         pool.join()
 
 
-def prepare(root, out=None, frames=False, gop=8, workers=1, log=print):
-    """Prepare every video under `root` (see the top of this file). Returns (counts of 'written', 'done'
-    and 'failed' videos, the failed videos' paths). Progress: one line every few seconds with an ETA."""
+def prepare(root, out=None, frames=None, gop=8, workers=1, log=print):
+    """Prepare every video under `root` (see the top of this file): re-encoded (frames None), or frame
+    folders ("png", "jpg"; True: "png"). Returns (counts of 'written', 'done' and 'failed' videos, the
+    failed videos' paths). Progress: one line every few seconds with an ETA."""
+    frames = "png" if frames is True else (frames or None)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"--data-root {root}: no such folder")
     if gop < 1:
         raise ValueError(f"--gop must be >= 1, got {gop}")
+    if frames is not None and frames not in FRAME_FORMATS:
+        raise ValueError(f"--frames must be one of {', '.join(FRAME_FORMATS)}, got {frames!r}")
     in_place = out is None or os.path.abspath(out) == os.path.abspath(root)
     if frames and in_place:
         raise ValueError("--frames needs --out: a frame folder takes its video's name, so it cannot sit beside it")

@@ -3,6 +3,7 @@ hold the same frames as the originals, with real increasing time stamps in every
 built on the prepared root yields clips (its lists' absolute paths point at the copy); a second run (or
 one after an interruption) finishes only what is missing and tries every failure again; a failure is
 never counted as done, exits non-zero, and the pool workers end with their parent."""
+import argparse
 import os
 import shutil
 import signal
@@ -82,6 +83,11 @@ def test_frame_folders_read_like_the_videos(source, tmp_path):
     assert prepare.prepare(source, out, frames=True, workers=2, log=lambda s: None)[0]["written"] == 3
     folder = os.path.join(out, "vids", "gaps.avi")  # a folder carrying the video's name
     assert os.path.isdir(folder) and len(os.listdir(folder)) == N
+    for rel in GOOD:  # PNG, lossless: every frame reads back exactly as the loader decodes the video
+        src, png = os.path.join(source, rel), os.path.join(out, rel)
+        assert sorted(os.listdir(png))[:2] == ["000001.png", "000002.png"]
+        n = data.decodable_frames(src)
+        assert np.array_equal(data.read_frames(png, range(n)), data.read_frames(src, range(n), n))
     assert data.count_frames(folder) == N
     idx = [0, 9, 10, 50, 79]
     assert frame_ids(data.read_frames(folder, idx)) == idx
@@ -91,6 +97,24 @@ def test_frame_folders_read_like_the_videos(source, tmp_path):
                                                               "vids/broken.avi")]
     ds = data.build_dataset("list", out, train=False, segments=2, frames=2, crop_size=16)
     assert ds[1][0].shape == (1, 4, 3, 16, 16)
+
+
+def test_frames_flag_picks_png_or_jpeg(source, tmp_path):
+    """--frames alone: PNG (lossless); --frames jpg: JPEG at quality 95, close to the frames, not equal."""
+    p = argparse.ArgumentParser()
+    prepare.add_arguments(p)
+    assert [p.parse_args(["--data-root", "r"] + a).frames for a in ([], ["--frames"], ["--frames", "jpg"])] == \
+        [None, "png", "jpg"]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--data-root", "r", "--frames", "bmp"])
+    with pytest.raises(ValueError, match="--frames must be one of png, jpg"):
+        prepare.prepare(source, str(tmp_path / "x"), frames="bmp")
+    out = str(tmp_path / "jpg")
+    assert prepare.prepare(source, out, frames="jpg", log=lambda s: None)[0]["written"] == 3
+    folder, src = os.path.join(out, "vids", "long.avi"), os.path.join(source, "vids", "long.avi")
+    assert sorted(os.listdir(folder))[0] == "000001.jpg" and data.count_frames(folder) == N
+    a, b = data.read_frames(folder, range(N)).astype(float), data.read_frames(src, range(N), N).astype(float)
+    assert 35 < 10 * np.log10(255 ** 2 / ((a - b) ** 2).mean()) < 99   # lossy, as said
 
 
 def test_in_place_replaces_the_videos_once(source, tmp_path, capsys):
