@@ -19,6 +19,7 @@ that flip when only the background changes, from the motion-matched groups of th
 Used by experiments/claims.py on every finished run.
 """
 import csv
+import functools
 import json
 import os
 
@@ -50,6 +51,7 @@ def representation(model, x):
     return None
 
 
+@functools.lru_cache(maxsize=None)     # the same clips for every run on a set: drawn once per process
 def masked_clip(root, rel, segments, frames, crop):
     """The test clip of one video and its masks, as data.py's single-view test samples it: frames
     (S, T, C, crop, crop) normalised, and bool (S, crop, crop) masks over each segment's T frames:
