@@ -10,8 +10,9 @@ set built to test them, and what reproducing the paper's tables would cost. One 
     python bench.py claims       # the paper's claims, each row a train.py run on synthetic sets whose
                                  # test list crosses every class with every background
                                  # (experiments/claims.py): (a) DA beats RGB, (b) also on videos whose
-                                 # background belongs to another class, (c) joint beats separate
-                                 # training, (d) MGDA >= constant lambda, (e) Fig. 3. -> claims.json + .png
+                                 # background belongs to another class, with the dose-response over
+                                 # lambda, (c) joint beats separate training, (d) MGDA >= constant
+                                 # lambda, (e) Fig. 3; 10 seeds. -> claims.json + .png
     python bench.py claims --table claims.json     # its tables and verdicts again, no training
     python bench.py loader       # the loader per worker against raw decoding of the same frames, plain,
                                  # prepared and as frame folders (experiments/loader.py); --data-root DIR

@@ -84,9 +84,9 @@ ROWS = {
 DOSES = [("DA recognition", 0.0)] + [(f"DA constant {lam:g}", lam) for lam in (0.3, 1, 3, 10, 30)]
 # Every run is small and single-threaded, so that many seeds fit in 30 minutes on 2 cores: several
 # runs at once (--jobs), each one thread (OMP_NUM_THREADS=1) and no loader processes (ours).
-# PWTP's learning rate x5 (as Appendix A gives ViT; ours here): at x1, lambda = 1 failed the balanced
-# set in 1 of 5 calibration seeds (docs/CLAIMS.md), and a row that does not learn the motion says
-# nothing about the scene.
+# PWTP's learning rate x5 (as Appendix A gives ViT; ours here, from the calibration in
+# docs/CLAIMS.md): a DA row that does not learn the motion on the balanced set says nothing about
+# the scene.
 RUN_FLAGS = ["--crop-size", "32", "--segments", "4", "--frames", "4", "--workers", "0", "--pwtp-lr-mult", "5"]
 # Conditions: one synthetic set each (support/synthetic.py), written once beside the runs, as PNG
 # frame folders (lossless: every machine reads the same pixels). Every row trains on its split-6
@@ -95,8 +95,8 @@ RUN_FLAGS = ["--crop-size", "32", "--segments", "4", "--frames", "4", "--workers
 # same video on every background (4 x 4 x 15 = 240 videos, 60 aligned and 180 conflicting), so aligned
 # and conflicting top-1 come from the same videos and a background swap alone can flip a prediction.
 # rho = 1/4 = 1/classes puts every background equally often in every class: the scene-balanced
-# condition. 32 px frames with the object at three times its default size (at 32 px the default object is
-# 3 px across and RGB does not learn it in the budget: docs/CLAIMS.md, calibration).
+# condition. 32 px frames with the object at three times its default size (smaller, RGB does not
+# learn it within the budget: docs/CLAIMS.md, calibration).
 SET = {"classes": 4, "videos_per_class": 4, "bias_train": 60, "bias_test": 1, "crossed": 15,
        "size": 32, "frames": 16, "object_scale": 3.0, "image_format": "png"}
 SPLIT = 6
@@ -106,7 +106,8 @@ CONDITIONS = {
 }
 TABLES = {
     "scene-balanced": {"conditions": ["balanced"],
-                       "rows": ["RGB", "DA recognition", "DA separate", "DA constant 1", "DA mgda", "DA mgda loss+"]},
+                       "rows": ["RGB", "DA recognition", "DA separate", "DA constant 1", "DA constant 30", "DA mgda",
+                                "DA mgda loss+"]},
     "static-bias": {"conditions": ["bias 0.95"],
                     "rows": ["RGB", "RGB difference", *(r for r, _ in DOSES), "DA mgda", "DA mgda loss+",
                              "DA separate"]},
@@ -176,9 +177,9 @@ def read_json(path, what="bench.py claims"):
 
 
 def call(cmd, log_path):
-    """Run one command on one thread (OMP_NUM_THREADS=1: --jobs runs side by side, and one thread is
-    what makes a run's numbers the same on every machine of one torch version), its output into
-    log_path; a failure stops the benchmark, saying where to look."""
+    """Run one command on one thread (OMP_NUM_THREADS=1: --jobs runs side by side, and the thread
+    count, which changes a run's numbers, is fixed), its output into log_path; a failure stops the
+    benchmark, saying where to look."""
     with open(log_path, "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")).returncode
@@ -516,6 +517,10 @@ def dose_response(runs):
                 t.update(target=target, power=trend_power(groups, target, trials=POWER_TRIALS),
                          power_planned=trend_power(groups, target, PLANNED_SEEDS, POWER_TRIALS))
             out[cond][metric] = t
+        # descriptive, not a verdict: does a run's conflicting top-1 follow its energy ratio?
+        pts = [(r["energy_ratio"], r["conflict_top1"]) for r in runs if r["condition"] == cond
+               and r["row"].startswith("DA") and r.get("energy_ratio") is not None]
+        out[cond]["ratio_vs_conflict"] = {"rho": spearman(pts), "n": len(pts)}
     return out
 
 
@@ -622,6 +627,10 @@ def condition_table(runs, an, cond):
                           f"{t['n']} runs): Spearman rho {t['rho']:+.2f}, p = {t['p']:.2g}: **{t['verdict']}**; "
                           f"P({t['target']}) {t['power']:.2f} at the seeds run, {t['power_planned']:.2f} at "
                           f"{PLANNED_SEEDS} per dose"]
+    link = dr and dr.get("ratio_vs_conflict")
+    if link and link["rho"] is not None:
+        lines += ["", f"Conflicting top-1 against DA's energy ratio over every DA run here ({link['n']} runs, "
+                      f"descriptive): Spearman rho {link['rho']:+.2f}"]
     if cond in an["validity"]:
         v = an["validity"][cond]
         state = {True: "valid", False: "NOT valid", None: "undecided"}[v["valid"]]

@@ -233,8 +233,8 @@ def test_a_row_at_chance_is_compared_by_its_successes():
     assert three["verdict"] == "not shown" and three["p"] == pytest.approx(0.1) and three["power_planned"] == 1.0
 
 
-def test_the_deciding_budget_decides_claim_c_by_fisher():
-    # assets/claims30b.json's per-seed top-1 (30 epochs, lr 0.005): constant 1 succeeds 5/5, separate
+def test_bimodal_outcomes_decide_by_fisher():
+    # per-seed top-1 of five runs per row at 64 px, 30 epochs: constant 1 succeeds 5/5, separate
     # 0/5 (Fisher p = 0.008: (c) holds); RGB 4/5, so (a) is Fisher's 5/5 against 4/5: not shown.
     top1 = {"DA constant 1": [98.3, 72.1, 99.2, 89.6, 97.9], "DA separate": [30.8, 27.9, 27.9, 42.9, 29.6],
             "RGB": [97.1, 95.4, 99.6, 99.2, 34.2]}
