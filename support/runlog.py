@@ -195,8 +195,9 @@ def describe(run, warmup):
             f"{' ' + a.amp if run.amp is not None else ''}")
     run.log(f"{a.epochs} epochs x {run.steps_per_epoch} steps, batch {a.batch_size}"
             f"{f' x {a.accum_steps} micro-batches' if a.accum_steps > 1 else ''} x {run.world}, "
-            f"lr {a.lr:g} (warm-up {warmup} steps, cosine), wd {a.weight_decay:g}, dropout {a.dropout}, "
-            f"label smoothing {a.label_smoothing}, clip {a.clip_grad}"
+            f"lr {a.lr:g} (warm-up {warmup} steps, cosine{', in each phase' if a.joint == 'separate' and n_pwtp else ''}), "
+            f"wd {a.weight_decay:g}, dropout {a.dropout}, label smoothing {a.label_smoothing}, "
+            f"clip {a.clip_grad} per group"
             f"{', frozen BN: ' + str(len(run.frozen_bns)) if run.frozen_bns else ''} -> {run.run_dir}")
 
 
