@@ -82,7 +82,7 @@ def test_an_error_in_the_step_with_two_workers_ends_the_process(synth_root, tmp_
 def test_a_second_run_in_the_same_folder_stops_and_names_the_first(synth_root, tmp_path):
     run = str(tmp_path / "run")
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--data-root", synth_root, "--out", run,
-           "--resume", "auto", "--epochs", "3", "--workers", "0", "--log-every", "1"] + TINY
+           "--resume", "auto", "--epochs", "200", "--workers", "0", "--log-every", "1"] + TINY
     first = start(cmd)
     try:
         for line in first.stdout:                          # its lock is taken before the first step
