@@ -787,13 +787,13 @@ def run_jobs(a, jobs):
     each as it ends with an ETA from the runs trained so far; returns their records in `jobs`' order."""
     t_start, fresh_s, fresh, done = time.time(), 0.0, 0, {}
     print(f"bench.py claims: {len(jobs)} runs in {a.out_dir}, {a.jobs} at a time", flush=True)
-    for job in dict.fromkeys((cond, None, None) for cond, _, _ in jobs):
-        condition_set(a, job[0])             # each set written once, before runs race for it
+    for cond in dict.fromkeys(cond for cond, _, _ in jobs):
+        condition_set(a, cond)               # each set written once, before runs race for it
     torch.set_num_threads(1)                 # the mechanism's forward passes run beside the runs
     with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
-        started = {pool.submit(run_one, a, *job): (job, time.time()) for job in jobs}
+        started = {pool.submit(run_one, a, *job): job for job in jobs}
         for future in concurrent.futures.as_completed(started):
-            (cond, row, seed), t0 = started[future]
+            cond, row, seed = started[future]
             rec = done[(cond, row, seed)] = future.result()
             if not rec["reused"]:
                 fresh_s, fresh = fresh_s + rec["train_s"], fresh + 1
