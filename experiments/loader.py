@@ -3,8 +3,8 @@ the same frames. The measured table, with its conditions, is in docs/OPERATIONS.
 
 Rows, in clips/s per worker (clips/s of a DataLoader with --workers workers, divided by their number;
 --workers 0: in this process, set up as a worker is: one torch thread, one decoder thread):
-  plain      data.VideoDataset's training items (sample, decode, multi-scale crop, flip, normalise) on the
-             videos as they are
+  plain      data.VideoDataset's training items (sample, decode, multi-scale crop, flip: uint8 clips, which
+             the model normalises on its device) on the videos as they are
   prepared   the same on a copy made by `python data.py prepare --gop G` (a key frame every G frames)
   frames     the same on a copy made by `python data.py prepare --frames` (PNG frame folders, lossless)
   raw        a bare PyAV loop over the same clips' frames of the plain videos: one process, one decoder

@@ -50,7 +50,7 @@ ROOT/train_ytid_list.txt and ROOT/val_ytid_list.txt (one YouTube id per line; al
 ROOT/minikinetics/ and ROOT/annotations/). Classes = the labels left after filtering (200).""",
     "list": """ROOT/train.txt and ROOT/val.txt (split 1; also test.txt), or ROOT/train_split<K>.txt and
 ROOT/val_split<K>.txt (or test_split<K>.txt) for split K; optional ROOT/classes.txt (line i = name of
-label i). mmaction2-style lines "relative/path label" (video file or JPEG frame folder), or
+label i). mmaction2-style lines "relative/path label" (video file or folder of JPEG/PNG frames), or
 "relative/path num_frames label" for frame folders; paths relative to ROOT (or absolute), kept exactly
 as written (spaces and tabs inside a path included).""",
     "csv": """a folder of videos (any sub-folders) and a CSV of labels: ROOT/labels.csv, or the only .csv file in
