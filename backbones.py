@@ -449,7 +449,7 @@ class DAModel(nn.Module):
             raise ValueError(f"DAModel: expected a clip (B, S*T={self.segments}*{self.frames}, C, H, W), "
                              f"got {tuple(clip.shape)}")
         if clip.dtype == torch.uint8:   # to [0, 1], then ImageNet's mean and std, on this device (= data.normalize)
-            clip = clip.float().div_(255.0).sub_(self.pixel_mean).div_(self.pixel_std)
+            clip = clip.contiguous().float().div_(255.0).sub_(self.pixel_mean).div_(self.pixel_std)  # items are channels-last
         (B, _, C, H, W), S, out = clip.shape, self.segments, None
         x = clip.reshape(B * S, self.frames, C, H, W)                # (B*S, T, C, H, W) one row per segment
         if self.input == "da":

@@ -48,7 +48,7 @@ from support import layouts, prepare, synthetic  # the archives' layouts, fast i
 # Not the paper: decoding with PyAV, true frame counts, unreadable videos, resumable and sharded samplers.
 from support.decode import ShortVideo, count_frames, decodable_frames, open_video, read_frames  # noqa: F401
 from support.framecounts import FrameCounts, ShortVideoWarning, count_cache_path  # noqa: F401
-from support.loading import ResumableSampler, ShardSampler, SkipLog, SkippedVideoWarning, worker_init_fn  # noqa: F401
+from support.loading import ResumableSampler, ShardSampler, SkipLog, SkippedVideoWarning, data_loader  # noqa: F401
 
 # ImageNet statistics: the ResNet/TSM and ViT backbones are ImageNet-pretrained (Appendix A).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -141,17 +141,20 @@ def eval_crop_boxes(h, w, crop_size, crops):
 def crop_pixels(frames, box, size, flip=False):
     """uint8 (N, H, W, 3) -> uint8 (N, 3, size, size): crop `box`, bilinear resize, flip, all in uint8 and
     channels-last (the permuted numpy view already is), where torch has a vectorised antialiased kernel
-    (much faster than float, same result to 1/255); one copy then makes the layout (N, 3, size, size)."""
+    (much faster than float, same result to 1/255). The result stays channels-last in memory, the
+    decoder's own order: a transposing copy here would cost the loader as much as the resize, and the
+    model makes the clip contiguous on its device (DAModel.forward)."""
     y0, x0, ch, cw = box
     x = torch.from_numpy(frames[:, y0:y0 + ch, x0:x0 + cw]).permute(0, 3, 1, 2)  # (N, 3, ch, cw), a view
     if (ch, cw) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.contiguous().flip(-1) if flip else x.contiguous()  # (N, 3, size, size); flips fastest in this layout
+    x = x.flip(-1) if flip else x
+    return x.contiguous(memory_format=torch.channels_last)  # (N, 3, size, size); a copy only of a bare view
 
 
 def crop_resize(frames, box, size, flip=False):
-    """crop_pixels as float (N, 3, size, size) in [0, 1], for code that draws or mixes [0, 1] frames."""
-    return crop_pixels(frames, box, size, flip).float().div_(255.0)
+    """crop_pixels as float (N, 3, size, size) in [0, 1], contiguous, for code that draws or mixes frames."""
+    return crop_pixels(frames, box, size, flip).contiguous().float().div_(255.0)
 
 
 _MEAN, _STD = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -215,6 +218,12 @@ class VideoDataset(torch.utils.data.Dataset):
         """A one-line summary of skipped videos ('' if none), for train.py to print once per epoch."""
         return self._skips.report()
 
+    @property
+    def item_shape(self):
+        """A clip's shape: (S*T, 3, crop, crop) in training, (V, S*T, 3, crop, crop) at test."""
+        L, c = self.segments * self.frames, self.crop_size
+        return (L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)
+
     def num_frames(self, index):
         """Frame count F of sample `index` (the decodable count once known, else the header's)."""
         return self._counts.get(index)
@@ -243,7 +252,7 @@ class VideoDataset(torch.utils.data.Dataset):
         L = self.segments * self.frames  # test: every clip x crop view
         boxes = eval_crop_boxes(frames.shape[1], frames.shape[2], self.crop_size, self.crops)
         views = [crop_pixels(frames[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
-        return torch.stack(views)  # (V, S*T, 3, H, W) uint8
+        return torch.stack([v.permute(0, 2, 3, 1) for v in views]).permute(0, 1, 4, 2, 3)  # (V, S*T, 3, H, W) uint8
 
     def load(self, index, key=None):
         """(clip, label) of sample `index` with randomness from (seed, epoch, key) (key: the item asked
@@ -260,8 +269,7 @@ class VideoDataset(torch.utils.data.Dataset):
         return self._skips.item(index, self.load, self.epoch, self._unreadable_item)
 
     def _unreadable_item(self):
-        L, c = self.segments * self.frames, self.crop_size
-        return torch.zeros((L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c), dtype=torch.uint8), -1
+        return torch.zeros(self.item_shape, dtype=torch.uint8), -1
 
 
 def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, crop_size=224, clips=1, crops=1,
@@ -312,12 +320,10 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
         if val_ds.classes != classes:
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
     sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
-    init = worker_init_fn()  # seeded workers that outlive a scheduler's SIGTERM, never an exit
-    common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), worker_init_fn=init,
-                  persistent_workers=False, generator=torch.Generator().manual_seed(seed))
-    train = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
-    val = torch.utils.data.DataLoader(val_ds, batch_size=max(1, batch_size // (clips * crops)),
-                                      sampler=ShardSampler(len(val_ds)), drop_last=False, **common)
+    # seeded workers that outlive a scheduler's SIGTERM and hand batches over through shared memory
+    train = data_loader(train_ds, batch_size, sampler, workers, train_ds.item_shape, torch.Generator().manual_seed(seed))
+    val = data_loader(val_ds, max(1, batch_size // (clips * crops)), ShardSampler(len(val_ds)), workers,
+                      val_ds.item_shape, torch.Generator().manual_seed(seed))
     return Loaders(train, val, len(classes), list(classes), sampler)
 
 

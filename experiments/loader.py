@@ -31,7 +31,6 @@ from av.video.reformatter import VideoReformatter
 
 import data
 from support import decode, layouts, prepare, synthetic
-from support.loading import worker_init_fn
 
 
 def parse_args(argv):
@@ -94,8 +93,7 @@ def loader_rate(ds, items, args):
         torch.set_num_threads(1)
         decode.THREADS = 1
     try:
-        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=items, num_workers=workers,
-                                             worker_init_fn=worker_init_fn() if workers else None)
+        loader = data.data_loader(ds, args.batch_size, items, workers, ds.item_shape)  # as train.py's
         it = iter(loader)
         next(it)
         t0, n = time.perf_counter(), 0

@@ -35,6 +35,10 @@ SEEK_MIN_SKIP = 16
 # Decoder and converter threads per video: 0 lets FFmpeg use every core (one process reading videos);
 # DataLoader workers set 1 (support/loading.py), since the workers already decode several videos at once.
 THREADS = 0
+# The demuxer each extension names. Opening a file with its demuxer named skips FFmpeg's format probe,
+# which runs every demuxer's test over the file's first bytes and costs as much as decoding a few small
+# frames; a file whose extension lies fails that open and is opened again with the probe.
+DEMUXERS = {".avi": "avi", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "matroska"}
 # One frame converter per process (it keeps its swscale context while the frame size and format stay);
 # per process because a converter's threads do not survive the fork that starts a DataLoader worker.
 _RGB = {}
@@ -121,7 +125,7 @@ class Video:
     of them); decoding starts at packet 0 (counting) or at a key frame's packet (jumping)."""
 
     def __init__(self, path):
-        self.path, self.container = path, av.open(path)
+        self.path, self.container = path, _open(path)
         if not self.container.streams.video:
             self.container.close()
             raise ValueError(f"{path}: no video stream")
@@ -299,6 +303,17 @@ class Video:
     def decodable(self):
         """How many frames really decode: a full decode (as long as playing the video through)."""
         return sum(1 for _ in self._decode(0))
+
+
+def _open(path):
+    """av.open(path), with the demuxer its extension names when there is one (DEMUXERS)."""
+    demuxer = DEMUXERS.get(os.path.splitext(path)[1].lower())
+    if demuxer is not None:
+        try:
+            return av.open(path, format=demuxer)
+        except av.error.FFmpegError:
+            pass  # not what its name says (or unreadable): let FFmpeg probe it, and raise its own error
+    return av.open(path)
 
 
 def open_video(path):

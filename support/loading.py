@@ -11,7 +11,9 @@ import multiprocessing.util  # noqa: F401 - its exit handler must be registered 
 import os
 import random
 import signal
+import uuid
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -170,6 +172,99 @@ class ShardSampler(_IndexSampler):
     def indices(self):
         rank, world = _rank_world(self.rank, self.world_size)
         return list(range(rank, self.n, world))
+
+
+# Batches through shared memory. DataLoader's own hand-over costs a worker as much as decoding a small
+# clip: each batch is stacked into freshly created shared memory (every page faulted in anew) and its
+# file descriptor passed to the parent over a socket. Here each worker owns a few batch slots of one
+# ring of shared memory made before the workers start: it copies its items into the next slot, in the
+# order the decoder left their pixels, and sends only the slot's number and the labels. The parent,
+# on receiving it (in the pin-memory thread when there is one), copies the slot out into a tensor of
+# its own (pinned when CUDA is there), so a batch never changes under whoever holds it.
+_RINGS = weakref.WeakValueDictionary()  # key -> SharedBatches, in the process that built the loader
+
+
+class SharedBatches:
+    """A DataLoader collate_fn for (clip, label) items whose clips are uint8 of `item_shape` (..., C, H,
+    W): in a worker process it fills the worker's next slot of the ring and returns a _Slot, which the
+    parent unpickles into (clips (n, *item_shape), labels (n,)); in the parent process (workers=0), or
+    for items of another shape, it is torch's default_collate.
+
+    Slot safety: worker w writes its batches into slots w*Q ... w*Q+Q-1 in turn, Q = prefetch + 1. A
+    worker holds at most `prefetch` batch indices, and each worker's batches reach the parent in order,
+    so its batch j has been received (and copied out) before its batch j+Q is asked for. A per-slot
+    stamp, set to -1 while a slot is written, catches what would break that (two iterators of one
+    loader running at once) with an error instead of a mixed batch."""
+
+    def __init__(self, item_shape, batch_size, workers, prefetch=2, pin=False):
+        *lead, c, h, w = item_shape
+        self.item_shape, self.batch_size, self.per_worker, self.pin = tuple(item_shape), batch_size, prefetch + 1, pin
+        slots = workers * self.per_worker
+        try:  # channels last: the order of the items' pixels, so a copy into a slot is a plain copy
+            self.ring = torch.empty((slots, batch_size, *lead, h, w, c), dtype=torch.uint8).share_memory_()
+        except RuntimeError as e:
+            raise RuntimeError(f"the data loader could not allocate {slots} batches of shared memory "
+                               f"({slots * batch_size * math.prod(item_shape) / 2 ** 20:.0f} MiB) for its "
+                               f"{workers} workers: {e}. Give /dev/shm more room (docker run --shm-size 8g) "
+                               "or pass fewer --workers or a smaller --batch-size") from e
+        self.stamps = torch.zeros(slots, dtype=torch.int64).share_memory_()
+        self.key, self.count = uuid.uuid4().hex, 0
+        _RINGS[self.key] = self
+
+
+    def __call__(self, batch):
+        info = torch.utils.data.get_worker_info()
+        clips, labels = zip(*batch)
+        fits = len(batch) <= self.batch_size and all(
+            isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and tuple(x.shape) == self.item_shape
+            for x in clips)
+        if info is None or not fits or info.id * self.per_worker >= len(self.stamps):
+            return torch.utils.data.default_collate(batch)
+        i = info.id * self.per_worker + self.count % self.per_worker
+        self.count += 1
+        stamp = (os.getpid() << 24) + self.count  # unique to this worker and batch
+        self.stamps[i] = -1
+        for j, x in enumerate(clips):  # (..., C, H, W) channels-last -> (..., H, W, C), a plain copy
+            self.ring[i, j].copy_(x.movedim(-3, -1))
+        self.stamps[i] = stamp
+        return _Slot(self.key, i, len(batch), np.asarray(labels, dtype=np.int64), stamp)
+
+    def receive(self, i, n, stamp):
+        """A copy of slot i's first n clips, checked against the stamp the worker sent."""
+        out = torch.empty((n, *self.ring.shape[2:]), dtype=torch.uint8, pin_memory=self.pin)
+        out.numpy()[:] = self.ring[i, :n].numpy()  # a plain copy on this thread (torch's would wake its pool)
+        if int(self.stamps[i]) != stamp:
+            raise RuntimeError("a shared batch was overwritten while it was read: is a second iterator of the "
+                               "same DataLoader running? (support/loading.py, SharedBatches)")
+        return out.movedim(-1, -3)  # (n, *item_shape), channels-last like the items
+
+
+class _Slot:
+    """What a worker sends for one batch: unpickled in the parent as (clips, labels), copied out of the ring."""
+
+    def __init__(self, key, i, n, labels, stamp):
+        self.key, self.i, self.n, self.labels, self.stamp = key, i, n, labels, stamp
+
+    def __reduce__(self):
+        return _received, (self.key, self.i, self.n, self.labels, self.stamp)
+
+
+def _received(key, i, n, labels, stamp):
+    ring = _RINGS.get(key)
+    if ring is None:
+        raise RuntimeError("a loader worker sent a shared batch its parent has no ring for "
+                           "(support/loading.py, SharedBatches)")
+    return ring.receive(i, n, stamp), torch.from_numpy(labels)
+
+
+def data_loader(ds, batch_size, sampler, workers, item_shape, generator=None):
+    """A DataLoader of (clip, label) items whose workers hand batches over through SharedBatches, seeded
+    (worker_init_fn) and pinned for CUDA; workers=0 loads in this process."""
+    pin = torch.cuda.is_available()
+    collate = SharedBatches(item_shape, batch_size, workers, pin=pin) if workers > 0 else None
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                       collate_fn=collate, pin_memory=pin, worker_init_fn=worker_init_fn(),
+                                       persistent_workers=False, generator=generator)
 
 
 # Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C

@@ -78,6 +78,11 @@ class StaticProbeDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.ds)
 
+    @property
+    def item_shape(self):
+        """The clips' shape, the test set's (a loader's shared batches are made for it)."""
+        return self.ds.item_shape
+
     def __getitem__(self, index):
         clip, label = self.ds[index]
         if label < 0:   # unreadable: stays out of the probe too (float in "conflict", whose batches are float)
