@@ -22,15 +22,15 @@ Reading order: sampling; transforms; VideoDataset; the loaders; the command line
 Not the paper, kept in support/ (a reader may skip it): decoding the datasets' own video files with
 PyAV, only the frames a clip needs (decode.py: read_frames, count_frames, and why a frame index always
 means the n-th decodable frame); the archives' layouts (layouts.py); the true frame counts of videos
-whose header over-counts (framecounts.py); unreadable videos, the resumable and sharded samplers and
-the loader workers' signals (loading.py); the synthetic set (synthetic.py); `prepare` (prepare.py).
+whose header over-counts (framecounts.py); unreadable videos, the resumable and sharded samplers, the
+workers' signals and their batches through shared memory (loading.py); the synthetic set; `prepare`.
 
 Public API (what train.py, evaluate.py, visualize.py, bench.py and the tests use):
   build_dataset(name, data_root, split, train, segments, frames, crop_size, clips, crops, seed, substitute)
       -> VideoDataset: train item (clip uint8 (S*T, C, H, W), label), test item (clip uint8 (V, S*T, C, H, W),
       label) with V = clips x crops views; pixels, normalised by the model; label -1: unreadable (test protocol)
-  build_loaders(dataset, data_root, split, segments, frames, crop_size, batch_size, workers, subset,
-                overfit, seed, clips, crops) -> Loaders(train, val, num_classes, classes, train_sampler)
+  build_loaders(dataset, data_root, split, segments, frames, crop_size, batch_size, workers, subset, overfit,
+                seed, clips, crops) -> Loaders(train, val, num_classes, classes, train_sampler)
 CLI:
   python data.py synth   --out DIR [--classes 4 --videos-per-class 40 --size 64 --frames 32 --seed 0
                                     --bias 0.9 --bias-train N --bias-test N --no-jitter --crossed N]
@@ -139,17 +139,15 @@ def eval_crop_boxes(h, w, crop_size, crops):
 
 
 def crop_pixels(frames, box, size, flip=False):
-    """uint8 (N, H, W, 3) -> uint8 (N, 3, size, size): crop `box`, bilinear resize, flip, all in uint8 and
-    channels-last (the permuted numpy view already is), where torch has a vectorised antialiased kernel
-    (much faster than float, same result to 1/255). The result stays channels-last in memory, the
-    decoder's own order: a transposing copy here would cost the loader as much as the resize, and the
-    model makes the clip contiguous on its device (DAModel.forward)."""
+    """uint8 (N, H, W, 3) -> uint8 (N, 3, size, size), channels-last in memory as the decoder left it:
+    crop `box`, bilinear resize (torch's vectorised antialiased uint8 kernel: much faster than float, same
+    result to 1/255), flip. No transposing copy: it would cost a loader worker as much as the resize,
+    and the model makes the clip contiguous on its own device (DAModel.forward)."""
     y0, x0, ch, cw = box
     x = torch.from_numpy(frames[:, y0:y0 + ch, x0:x0 + cw]).permute(0, 3, 1, 2)  # (N, 3, ch, cw), a view
     if (ch, cw) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    x = x.flip(-1) if flip else x
-    return x.contiguous(memory_format=torch.channels_last)  # (N, 3, size, size); a copy only of a bare view
+    return (x.flip(-1) if flip else x).contiguous(memory_format=torch.channels_last)  # copies only a bare view
 
 
 def crop_resize(frames, box, size, flip=False):
@@ -188,13 +186,11 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"{name}: the split has no videos")
         if train and (clips != 1 or crops != 1):
             raise ValueError("clips/crops are test-time views; training takes one random view")
-        self.samples = list(samples)
-        self.classes = list(classes)
+        self.samples, self.classes = list(samples), list(classes)
         self.train, self.segments, self.frames = train, segments, frames
         self.crop_size, self.clips, self.crops = crop_size, clips, crops
         self.seed, self.dense, self.flip, self.name = seed, dense, flip, name
-        self.substitute, self.count_cache = substitute, count_cache
-        self.epoch = 0
+        self.substitute, self.count_cache, self.epoch = substitute, count_cache, 0
         paths = [p for p, _ in self.samples]
         self._skips = SkipLog(paths, name, substitute, seed)  # unreadable videos, counted over all workers
         self._counts = FrameCounts(paths, count_cache, name)  # frame counts shared by all workers
@@ -219,8 +215,7 @@ class VideoDataset(torch.utils.data.Dataset):
         return self._skips.report()
 
     @property
-    def item_shape(self):
-        """A clip's shape: (S*T, 3, crop, crop) in training, (V, S*T, 3, crop, crop) at test."""
+    def item_shape(self):  # a clip's shape: (S*T, 3, crop, crop) in training, (V, S*T, 3, crop, crop) at test
         L, c = self.segments * self.frames, self.crop_size
         return (L, 3, c, c) if self.train else (self.clips * self.crops, L, 3, c, c)
 
@@ -252,7 +247,7 @@ class VideoDataset(torch.utils.data.Dataset):
         L = self.segments * self.frames  # test: every clip x crop view
         boxes = eval_crop_boxes(frames.shape[1], frames.shape[2], self.crop_size, self.crops)
         views = [crop_pixels(frames[c * L:(c + 1) * L], b, self.crop_size) for c in range(self.clips) for b in boxes]
-        return torch.stack([v.permute(0, 2, 3, 1) for v in views]).permute(0, 1, 4, 2, 3)  # (V, S*T, 3, H, W) uint8
+        return torch.stack([v.permute(0, 2, 3, 1) for v in views]).permute(0, 1, 4, 2, 3)  # (V, S*T, 3, H, W)
 
     def load(self, index, key=None):
         """(clip, label) of sample `index` with randomness from (seed, epoch, key) (key: the item asked
@@ -288,8 +283,8 @@ def build_dataset(name, data_root, split=1, train=True, segments=8, frames=8, cr
 
 # ========== Loaders ==============================================================================
 class Loaders(NamedTuple):
-    train: torch.utils.data.DataLoader
-    val: torch.utils.data.DataLoader
+    train: torch.utils.data.DataLoader  # batches (clip uint8 (B, S*T, C, H, W), label (B,))
+    val: torch.utils.data.DataLoader    # batches (clip uint8 (B, V, S*T, C, H, W), label (B,))
     num_classes: int
     classes: list
     train_sampler: ResumableSampler
@@ -301,9 +296,8 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
 
     subset=N: N training videos drawn at random (seeded); val stays the full test split.
     overfit=N: N training videos (seeded pick) for both train and val; val uses the test transforms.
-    Val batch size is max(1, batch_size // V) with V = clips*crops views per item, so a val batch holds
-    about as many clips as a train batch. Training replaces unreadable videos; validation follows the
-    test protocol (substitute=False: an unreadable video's item has label -1, see VideoDataset)."""
+    Val batches hold max(1, batch_size // V) items of V = clips*crops views (about a train batch's clips).
+    Training replaces unreadable videos; validation follows the test protocol (label -1, see VideoDataset)."""
     train_ds = build_dataset(dataset, data_root, split, True, segments, frames, crop_size, 1, 1, seed)
     classes = train_ds.classes
     kw = dict(segments=segments, frames=frames, crop_size=crop_size, seed=seed, dense=train_ds.dense,
@@ -321,9 +315,9 @@ def build_loaders(dataset, data_root, split=1, segments=8, frames=8, crop_size=2
             raise ValueError(f"{dataset}: the test split's classes differ from the training split's")
     sampler = ResumableSampler(train_ds, batch_size, seed=seed, shuffle=True, drop_last=True)
     # seeded workers that outlive a scheduler's SIGTERM and hand batches over through shared memory
-    train = data_loader(train_ds, batch_size, sampler, workers, train_ds.item_shape, torch.Generator().manual_seed(seed))
+    train = data_loader(train_ds, batch_size, sampler, workers, train_ds.item_shape, seed)
     val = data_loader(val_ds, max(1, batch_size // (clips * crops)), ShardSampler(len(val_ds)), workers,
-                      val_ds.item_shape, torch.Generator().manual_seed(seed))
+                      val_ds.item_shape, seed)
     return Loaders(train, val, len(classes), list(classes), sampler)
 
 

@@ -13,14 +13,20 @@ Rows, in clips/s per worker (clips/s of a DataLoader with --workers workers, div
              converter per frame, with the library's default threads), no transforms
   raw, one converter   the same loop converting with one reused one-thread converter, as decode.py does:
              what one worker could reach without jumping to key frames and without transforms
-and the plain loader's share of both raw rows, in %.
+and the plain loader's share of both raw rows, in %. Then where a plain clip's time goes (cProfile of
+the same items in this process, one thread; the profiler inflates Python-heavy stages a little): the
+container open, decoding with RGB conversion, the crop (crop, resize, flip), the rest of the item
+(sampling, random numbers, Python around it), and the hand-over to the training process (per worker
+against in this process: collating, the shared-memory ring, the queues).
 
 On the synthetic set (a fresh temporary one, 64^2, 32 frames per video, as the default set's videos), or
 on --videos videos of --dataset at --data-root (copied by links into a temporary `list` dataset, which
 is prepared in full).
 """
 import argparse
+import cProfile
 import os
+import pstats
 import tempfile
 import time
 
@@ -39,7 +45,7 @@ def parse_args(argv):
     p.add_argument("--data-root", default=None, help="default: a temporary synthetic set")
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--videos", type=int, default=40, help="videos of the training split taken (seeded)")
-    p.add_argument("--clips", type=int, default=160, help="clips timed per row (after the first batch)")
+    p.add_argument("--clips", type=int, default=480, help="clips timed per row (after the first batch)")
     p.add_argument("--segments", type=int, default=4)
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--crop-size", type=int, default=64)
@@ -153,7 +159,37 @@ def measure(args, tmp, log=print):
         raw_decode(clips, reuse)
         rates[row] = len(clips) / (time.perf_counter() - t0)
         log(f"  {row:9s} {rates[row]:7.1f} clips/s in one process")
-    return rates
+    rates["plain, in this process"] = loader_rate(ds, items, argparse.Namespace(**{**vars(args), "workers": 0}))
+    log(f"  plain, in this process {rates['plain, in this process']:7.1f} clips/s")
+    return rates, stages(ds, items[args.batch_size:], rates)
+
+
+# Where a clip's time goes: cumulative cProfile time of these functions, per clip.
+STAGES = {"open": ("decode.py", "_open"), "decode and convert": ("decode.py", "read"),
+          "crop, resize, flip": ("data.py", "crop_pixels"), "item": ("data.py", "__getitem__")}
+
+
+def stages(ds, items, rates):
+    """{stage: ms a clip}: STAGES from cProfile over ds[k] for `items` in this process (one torch and one
+    decoder thread, as a worker), "rest of the item" = item less the others, and "hand-over" = a worker's
+    time per clip (from the plain row) less this process's (from the in-process row)."""
+    torch.set_num_threads(1)
+    decode.THREADS = 1
+    prof = cProfile.Profile()
+    try:
+        prof.runcall(lambda: [ds[k] for k in items])
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+        decode.THREADS = 0
+    cum = {}
+    for (path, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
+        for stage, (file, fn) in STAGES.items():
+            if name == fn and path.endswith(file):
+                cum[stage] = cum.get(stage, 0.0) + 1000 * ct / len(items)
+    out = {k: cum.get(k, 0.0) for k in STAGES if k != "item"}
+    out["rest of the item"] = cum.get("item", 0.0) - sum(out.values())
+    out["hand-over"] = 1000 / rates["plain"] - 1000 / rates["plain, in this process"]
+    return out
 
 
 def main(argv=None):
@@ -163,13 +199,16 @@ def main(argv=None):
           f"{args.clips} clips per row, prepared with --gop {args.gop}; torch {torch.__version__}, PyAV "
           f"{av.__version__}, {os.cpu_count()} CPU cores")
     with tempfile.TemporaryDirectory() as tmp:
-        rates = measure(args, tmp)
+        rates, parts = measure(args, tmp)
+    raw = 1000 / rates["raw, one converter"]
+    print(f"  where a plain clip's time goes, ms (cProfile, one thread; raw with one converter: {raw:.3f}): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     share, strong = (100 * rates["plain"] / rates[row] for row in ("raw", "raw, one converter"))
     print(f"  plain loader at {share:.0f} % of raw decode per worker (goal >= 80 %: "
           f"{'met' if share >= 80 else 'NOT met'}); {strong:.0f} % of raw with one converter (goal "
           f"{'met' if strong >= 80 else 'NOT met'}); prepared {100 * rates['prepared'] / rates['raw']:.0f} %, "
           f"frame folders {100 * rates['frames'] / rates['raw']:.0f} % of raw")
-    return dict(rates, share=share, share_one_converter=strong)
+    return dict(rates, share=share, share_one_converter=strong, ms_per_clip=parts)
 
 
 if __name__ == "__main__":

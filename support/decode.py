@@ -10,9 +10,10 @@ mid-GOP has packets that decode to nothing): read_frames then raises ShortVideo 
 rather than pad a clip with copies of the last frame.
 
 Cost (where a loader's time goes, found with cProfile; figures in docs/OPERATIONS.md): one container
-open and one demux pass per clip, packets kept in memory, so jumping to a key frame is a decoder flush,
-not a container seek; frames converted to RGB by one reusable converter per video (VideoFrame.to_ndarray
-with a format builds a new swscale context for every frame, which costs more than decoding a small frame).
+open per clip (with the demuxer the extension names: no format probe) and one demux pass, packets kept
+in memory, so jumping to a key frame is a decoder flush, not a container seek; frames converted to RGB
+by one reusable converter per video (VideoFrame.to_ndarray with a format builds a new swscale context
+for every frame, which costs more than decoding a small frame).
 
     open_video(path) -> Video (or FrameFolder): .frames (the header's count), .read(indices, num_frames)
     read_frames(path, indices, num_frames=None) -> uint8 (N, H, W, 3)   (may raise ShortVideo)

@@ -1,8 +1,8 @@
-"""What keeps a long run's data loading alive, exact and honest, apart from the paper's pipeline in
+"""What keeps a long run's data loading alive, exact, honest and fast, apart from the paper's pipeline in
 data.py: unreadable videos counted across DataLoader worker processes, warned about once and replaced
 (training) or scored as unreadable (test protocol); the samplers that resume mid-epoch and shard over
-ranks; and worker processes that survive a scheduler's SIGTERM but never keep a finished process from
-exiting."""
+ranks; batches handed from the workers through a ring of shared memory (data_loader, SharedBatches);
+and worker processes that survive a scheduler's SIGTERM but never keep a finished process from exiting."""
 import atexit
 import collections
 import functools
@@ -257,14 +257,15 @@ def _received(key, i, n, labels, stamp):
     return ring.receive(i, n, stamp), torch.from_numpy(labels)
 
 
-def data_loader(ds, batch_size, sampler, workers, item_shape, generator=None):
-    """A DataLoader of (clip, label) items whose workers hand batches over through SharedBatches, seeded
-    (worker_init_fn) and pinned for CUDA; workers=0 loads in this process."""
+def data_loader(ds, batch_size, sampler, workers, item_shape, seed=0):
+    """A DataLoader of (clip, label) items (clips uint8 of `item_shape`) whose workers hand batches over
+    through SharedBatches, are seeded (worker_init_fn, and `seed` for the loader's own generator) and
+    outlive a scheduler's SIGTERM; pinned for CUDA. workers=0 loads in this process."""
     pin = torch.cuda.is_available()
     collate = SharedBatches(item_shape, batch_size, workers, pin=pin) if workers > 0 else None
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                        collate_fn=collate, pin_memory=pin, worker_init_fn=worker_init_fn(),
-                                       persistent_workers=False, generator=generator)
+                                       persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
 # Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C

@@ -5,6 +5,7 @@ Designed for under 5 minutes on one GPU (small models; the bench row uses bench.
 sizes, TSM-R50 224^2 included):
   * DA-TSM (small) forward and backward on CUDA equal the CPU's, float32 with TF32 off;
   * a uint8 clip (the loader's items) normalised by the model on CUDA equals data.normalize's on the CPU;
+  * loader workers' batches arrive pinned and equal to the items;
   * one bf16 and one fp16 training step through train.py's own step, close to the float32 step;
   * torchrun with 2 ranks, also on one GPU (both ranks on it, over Gloo): all-reduces of CUDA and CPU
     tensors and Algorithm 1 over the ranks equal to one process (NCCL and train.py's mixed group
@@ -27,6 +28,7 @@ import bench
 import data
 import mgda
 from experiments import speed
+from support import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA = torch.cuda.is_available()
@@ -74,6 +76,20 @@ def test_uint8_clip_is_normalised_on_cuda_as_on_the_cpu():
     with torch.no_grad():
         model(clip.cuda())
     assert (seen[0] - data.normalize(clip).view(8, 4, 3, 64, 64)).abs().max() <= 1e-6
+
+
+def test_worker_batches_arrive_pinned_and_equal_the_items(tmp_path):
+    """Loader workers hand batches over through shared memory (support/loading.py); with CUDA the parent
+    copies each into pinned memory, so the host-to-device copy can run asynchronously. The pixels that
+    reach the GPU are the items'."""
+    root = str(tmp_path / "set")
+    synthetic.write_synthetic(root, classes=2, videos_per_class=4, size=24, frames=10, seed=3)
+    ds = data.build_dataset("synthetic", root, segments=2, frames=2, crop_size=16)
+    order = [i % len(ds) for i in range(7)]
+    for k, (clip, label) in enumerate(data.data_loader(ds, 3, order, 2, ds.item_shape)):
+        assert clip.is_pinned() and label.tolist() == [ds[i][1] for i in order[3 * k:3 * k + 3]]
+        want = torch.stack([ds[i][0] for i in order[3 * k:3 * k + 3]])
+        assert torch.equal(clip.cuda(non_blocking=True).cpu(), want)
 
 
 def test_da_tsm_forward_and_backward_on_cuda_equal_the_cpu(no_tf32):
