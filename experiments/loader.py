@@ -13,20 +13,18 @@ Rows, in clips/s per worker (clips/s of a DataLoader with --workers workers, div
              converter per frame, with the library's default threads), no transforms
   raw, one converter   the same loop converting with one reused one-thread converter, as decode.py does:
              what one worker could reach without jumping to key frames and without transforms
-and the plain loader's share of both raw rows, in %. Then where a plain clip's time goes (cProfile of
-the same items in this process, one thread; the profiler inflates Python-heavy stages a little): the
-container open, decoding with RGB conversion, the crop (crop, resize, flip), the rest of the item
-(sampling, random numbers, Python around it), and the hand-over to the training process (per worker
-against in this process: collating, the shared-memory ring, the queues).
+and the plain loader's share of both raw rows, in %. Then where a plain clip's time goes, in ms, timed
+stage by stage over the same clips in this process (one thread, as a worker): decoding (container open,
+decode, RGB conversion), the crop (crop, resize, flip), the rest of the item (sampling, random numbers,
+bookkeeping), and the hand-over to the training process (a worker's time per clip less this process's:
+collating, the shared-memory ring, the queues).
 
 On the synthetic set (a fresh temporary one, 64^2, 32 frames per video, as the default set's videos), or
 on --videos videos of --dataset at --data-root (copied by links into a temporary `list` dataset, which
 is prepared in full).
 """
 import argparse
-import cProfile
 import os
-import pstats
 import tempfile
 import time
 
@@ -113,11 +111,12 @@ def loader_rate(ds, items, args):
 
 
 def clip_indices(ds, k):
-    """The frame indices VideoDataset's training item k samples (epoch 0)."""
+    """(indices, rng): the frame indices VideoDataset's training item k samples, and its random generator
+    after sampling them (the crop's box and flip are drawn next)."""
     rng, num = np.random.default_rng([ds.seed, ds.epoch, k]), ds.num_frames(k)
     if ds.dense:
-        return data.dense_indices(num, ds.segments * ds.frames, True, rng)
-    return data.sparse_indices(num, ds.segments, ds.frames, True, rng)
+        return data.dense_indices(num, ds.segments * ds.frames, True, rng), rng
+    return data.sparse_indices(num, ds.segments, ds.frames, True, rng), rng
 
 
 def raw_decode(clips, reuse=True):
@@ -153,7 +152,7 @@ def measure(args, tmp, log=print):
         rates[row] = loader_rate(ds, items, args)
         log(f"  {row:9s} {rates[row]:7.1f} clips/s per worker")
     ds = dataset(root, linked, args)
-    clips = [(ds.samples[k][0], clip_indices(ds, k)) for k in items[args.batch_size:]]
+    clips = [(ds.samples[k][0], clip_indices(ds, k)[0]) for k in items[args.batch_size:]]
     for row, reuse in (("raw", False), ("raw, one converter", True)):
         t0 = time.perf_counter()
         raw_decode(clips, reuse)
@@ -164,30 +163,34 @@ def measure(args, tmp, log=print):
     return rates, stages(ds, items[args.batch_size:], rates)
 
 
-# Where a clip's time goes: cumulative cProfile time of these functions, per clip.
-STAGES = {"open": ("decode.py", "_open"), "decode and convert": ("decode.py", "read"),
-          "crop, resize, flip": ("data.py", "crop_pixels"), "item": ("data.py", "__getitem__")}
-
-
 def stages(ds, items, rates):
-    """{stage: ms a clip}: STAGES from cProfile over ds[k] for `items` in this process (one torch and one
-    decoder thread, as a worker), "rest of the item" = item less the others, and "hand-over" = a worker's
-    time per clip (from the plain row) less this process's (from the in-process row)."""
+    """{stage: ms a clip} for `items`, timed in this process with one torch and one decoder thread (as a
+    worker): "decode" (decode.read_frames of the item's frames) and "crop" (data.crop_pixels with its box
+    and flip), each timed around itself clip by clip; "rest of the item" = ds[k]'s time (a loop of its
+    own) less those two; "hand-over" = a worker's time per clip (the plain row) less this process's."""
+    threads, clock, spent = torch.get_num_threads(), time.perf_counter, {"decode": 0.0, "crop": 0.0}
     torch.set_num_threads(1)
     decode.THREADS = 1
-    prof = cProfile.Profile()
     try:
-        prof.runcall(lambda: [ds[k] for k in items])
+        for k in items:
+            idx, rng = clip_indices(ds, k)
+            t0 = clock()
+            frames = decode.read_frames(ds.samples[k][0], idx, ds.num_frames(k))
+            t1 = clock()
+            box = data.multiscale_crop_box(frames.shape[1], frames.shape[2], rng)
+            flip = ds.flip and bool(rng.integers(2))
+            t2 = clock()
+            data.crop_pixels(frames, box, ds.crop_size, flip)
+            spent["decode"], spent["crop"] = spent["decode"] + t1 - t0, spent["crop"] + clock() - t2
+        t0 = clock()
+        for k in items:
+            ds[k]
+        item = clock() - t0
     finally:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(threads)
         decode.THREADS = 0
-    cum = {}
-    for (path, _, name), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
-        for stage, (file, fn) in STAGES.items():
-            if name == fn and path.endswith(file):
-                cum[stage] = cum.get(stage, 0.0) + 1000 * ct / len(items)
-    out = {k: cum.get(k, 0.0) for k in STAGES if k != "item"}
-    out["rest of the item"] = cum.get("item", 0.0) - sum(out.values())
+    out = {k: 1000 * v / len(items) for k, v in spent.items()}
+    out["rest of the item"] = 1000 * item / len(items) - out["decode"] - out["crop"]
     out["hand-over"] = 1000 / rates["plain"] - 1000 / rates["plain, in this process"]
     return out
 
@@ -201,7 +204,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         rates, parts = measure(args, tmp)
     raw = 1000 / rates["raw, one converter"]
-    print(f"  where a plain clip's time goes, ms (cProfile, one thread; raw with one converter: {raw:.3f}): "
+    print(f"  where a plain clip's time goes, ms (one thread; raw with one converter: {raw:.3f}): "
           + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     share, strong = (100 * rates["plain"] / rates[row] for row in ("raw", "raw, one converter"))
     print(f"  plain loader at {share:.0f} % of raw decode per worker (goal >= 80 %: "
