@@ -448,8 +448,9 @@ class DAModel(nn.Module):
         if clip.dim() != 5 or clip.shape[1] != self.segments * self.frames:
             raise ValueError(f"DAModel: expected a clip (B, S*T={self.segments}*{self.frames}, C, H, W), "
                              f"got {tuple(clip.shape)}")
-        if clip.dtype == torch.uint8:   # the loader's channels-last pixels -> contiguous, [0, 1], ImageNet's mean
-            clip = clip.contiguous().float().div_(255.0).sub_(self.pixel_mean).div_(self.pixel_std)  # and std, here
+        clip = clip.contiguous()        # the loader's clips are channels-last in memory (data.crop_pixels)
+        if clip.dtype == torch.uint8:   # pixels -> [0, 1], then ImageNet's mean and std, on this device (= data.normalize)
+            clip = clip.float().div_(255.0).sub_(self.pixel_mean).div_(self.pixel_std)
         (B, _, C, H, W), S, out = clip.shape, self.segments, None
         x = clip.reshape(B * S, self.frames, C, H, W)                # (B*S, T, C, H, W) one row per segment
         if self.input == "da":
