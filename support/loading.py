@@ -212,14 +212,18 @@ class SharedBatches:
         _RINGS[self.key] = self
 
 
+    def fits(self, batch):
+        """Whether `batch` is a list of at most batch_size (uint8 clip of item_shape, int label) items."""
+        return len(batch) <= self.batch_size and all(
+            isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], torch.Tensor)
+            and item[0].dtype == torch.uint8 and tuple(item[0].shape) == self.item_shape
+            and isinstance(item[1], (int, np.integer)) for item in batch)
+
     def __call__(self, batch):
         info = torch.utils.data.get_worker_info()
-        clips, labels = zip(*batch)
-        fits = len(batch) <= self.batch_size and all(
-            isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and tuple(x.shape) == self.item_shape
-            for x in clips)
-        if info is None or not fits or info.id * self.per_worker >= len(self.stamps):
+        if info is None or info.id * self.per_worker >= len(self.stamps) or not self.fits(batch):
             return torch.utils.data.default_collate(batch)
+        clips, labels = zip(*batch)
         i = info.id * self.per_worker + self.count % self.per_worker
         self.count += 1
         stamp = (os.getpid() << 24) + self.count  # unique to this worker and batch

@@ -50,12 +50,22 @@ class FloatItems(torch.utils.data.Dataset):
         return torch.full((2, 3, 4, 4), float(i)), i
 
 
+class Triples(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.full((2, 3, 4, 4), i, dtype=torch.uint8), i, f"v{i}"
+
+
 def test_items_of_another_kind_go_through_torch_collate():
-    loader = data.data_loader(FloatItems(), 2, list(range(5)), 2, (2, 3, 4, 4))
-    batches = list(loader)
+    batches = list(data.data_loader(FloatItems(), 2, list(range(5)), 2, (2, 3, 4, 4)))
     assert [x.dtype for x, _ in batches] == [torch.float32] * 3
     assert torch.cat([y for _, y in batches]).tolist() == [0, 1, 2, 3, 4]
     assert [float(x[0, 0, 0, 0, 0]) for x, _ in batches] == [0.0, 2.0, 4.0]
+    batches = list(data.data_loader(Triples(), 2, list(range(4)), 2, (2, 3, 4, 4)))   # a third field
+    assert [list(names) for _, _, names in batches] == [["v0", "v1"], ["v2", "v3"]]
+    assert torch.cat([x[:, 0, 0, 0, 0] for x, _, _ in batches]).tolist() == [0, 1, 2, 3]
 
 
 def test_a_slot_written_again_before_it_is_read_is_an_error(monkeypatch):
