@@ -198,7 +198,8 @@ def validate(model, loader, device, amp, num_classes, stop=None, per_video=None)
 def run_protocol(ctx, ds, what):
     """Every video of `ds` once over all ranks (each rank its shard), the predictions gathered."""
     sampler = data.ShardSampler(len(ds))
-    loader = data.data_loader(ds, ctx.args.batch_size, sampler, ctx.args.workers, ds.item_shape)
+    loader = data.data_loader(ds, ctx.args.batch_size, sampler, ctx.args.workers, ds.item_shape,
+                              pin=ctx.device.type == "cuda")
     progress = Progress(what, len(sampler), len(ds), ctx.log, ctx.args.log_every)   # rank 0's lines, with ETA
     return gather_predictions(predict(ctx.model, loader, ctx.device, ctx.amp, progress))
 

@@ -97,7 +97,7 @@ def loader_rate(ds, items, args):
         torch.set_num_threads(1)
         decode.THREADS = 1
     try:
-        loader = data.data_loader(ds, args.batch_size, items, workers, ds.item_shape)  # as train.py's
+        loader = data.data_loader(ds, args.batch_size, items, workers, ds.item_shape, pin=False)  # train.py's, CPU side
         it = iter(loader)
         next(it)
         t0, n = time.perf_counter(), 0
@@ -175,7 +175,10 @@ def stages(ds, items, rates):
         for k in items:
             idx, rng = clip_indices(ds, k)
             t0 = clock()
-            frames = decode.read_frames(ds.samples[k][0], idx, ds.num_frames(k))
+            try:
+                frames = decode.read_frames(ds.samples[k][0], idx, ds.num_frames(k))
+            except Exception:  # noqa: BLE001 - unreadable or short: the loader's own row replaced it
+                continue
             t1 = clock()
             box = data.multiscale_crop_box(frames.shape[1], frames.shape[2], rng)
             flip = ds.flip and bool(rng.integers(2))

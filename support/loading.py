@@ -17,6 +17,7 @@ import weakref
 
 import numpy as np
 import torch
+from torch._utils import ExceptionWrapper  # what DataLoader hands on for its loop to raise
 
 from support import decode
 from support.system import distributed, gather_objects
@@ -180,37 +181,38 @@ class ShardSampler(_IndexSampler):
 # ring of shared memory made before the workers start: it copies its items into the next slot, in the
 # order the decoder left their pixels, and sends only the slot's number and the labels. The parent,
 # on receiving it (in the pin-memory thread when there is one), copies the slot out into a tensor of
-# its own (pinned when CUDA is there), so a batch never changes under whoever holds it.
+# its own (pinned for CUDA), so a batch never changes under whoever holds it.
 _RINGS = weakref.WeakValueDictionary()  # key -> SharedBatches, in the process that built the loader
+PREFETCH = 2  # batches each worker works ahead (DataLoader's prefetch_factor, its default)
 
 
 class SharedBatches:
     """A DataLoader collate_fn for (clip, label) items whose clips are uint8 of `item_shape` (..., C, H,
     W): in a worker process it fills the worker's next slot of the ring and returns a _Slot, which the
     parent unpickles into (clips (n, *item_shape), labels (n,)); in the parent process (workers=0), or
-    for items of another shape, it is torch's default_collate.
+    for other items, it is torch's default_collate. Made for data_loader's loaders: a map-style
+    dataset, batches in order, prefetch_factor = `prefetch` (anything else may raise the error below).
 
-    Slot safety: worker w writes its batches into slots w*Q ... w*Q+Q-1 in turn, Q = prefetch + 1. A
-    worker holds at most `prefetch` batch indices, and each worker's batches reach the parent in order,
-    so its batch j has been received (and copied out) before its batch j+Q is asked for. A per-slot
-    stamp, set to -1 while a slot is written, catches what would break that (two iterators of one
-    loader running at once) with an error instead of a mixed batch."""
+    Slot safety: worker w writes its batches into slots w*Q ... w*Q+Q-1 in turn, Q = prefetch. Indices
+    go to the workers in turn, prefetch per worker ahead of the consumer, so worker w is given its
+    batch j+Q only after its batch j+1 was handed out, and its batches reach the parent in order: batch
+    j was received, and copied out, before. A per-slot stamp, set to -1 while a slot is written, turns
+    what would break that (two iterators of one loader at once) into an error, never a mixed batch."""
 
-    def __init__(self, item_shape, batch_size, workers, prefetch=2, pin=False):
+    def __init__(self, item_shape, batch_size, workers, prefetch=PREFETCH, pin=False):
         *lead, c, h, w = item_shape
-        self.item_shape, self.batch_size, self.per_worker, self.pin = tuple(item_shape), batch_size, prefetch + 1, pin
-        slots = workers * self.per_worker
+        self.item_shape, self.batch_size, self.per_worker, self.pin = tuple(item_shape), batch_size, prefetch, pin
+        slots = workers * prefetch
         try:  # channels last: the order of the items' pixels, so a copy into a slot is a plain copy
             self.ring = torch.empty((slots, batch_size, *lead, h, w, c), dtype=torch.uint8).share_memory_()
         except RuntimeError as e:
-            raise RuntimeError(f"the data loader could not allocate {slots} batches of shared memory "
-                               f"({slots * batch_size * math.prod(item_shape) / 2 ** 20:.0f} MiB) for its "
-                               f"{workers} workers: {e}. Give /dev/shm more room (docker run --shm-size 8g) "
-                               "or pass fewer --workers or a smaller --batch-size") from e
+            raise RuntimeError(f"the data loader could not take {slots} batches of shared memory "
+                               f"({slots * batch_size * math.prod(item_shape) / 2 ** 20:.0f} MiB, {prefetch} for "
+                               f"each of its {workers} workers) from /dev/shm: {e}. Give /dev/shm more room "
+                               "(docker run --shm-size ...), or pass fewer --workers or a smaller --batch-size") from e
         self.stamps = torch.zeros(slots, dtype=torch.int64).share_memory_()
         self.key, self.count = uuid.uuid4().hex, 0
         _RINGS[self.key] = self
-
 
     def fits(self, batch):
         """Whether `batch` is a list of at most batch_size (uint8 clip of item_shape, int label) items."""
@@ -254,22 +256,31 @@ class _Slot:
 
 
 def _received(key, i, n, labels, stamp):
-    ring = _RINGS.get(key)
-    if ring is None:
-        raise RuntimeError("a loader worker sent a shared batch its parent has no ring for "
-                           "(support/loading.py, SharedBatches)")
-    return ring.receive(i, n, stamp), torch.from_numpy(labels)
+    """(clips, labels) of a worker's batch; an error comes back as DataLoader's ExceptionWrapper, which the
+    loop raises in the training thread with its message (raised here, in the pin-memory thread, it would
+    only end that thread, and the loop would report "pin memory thread exited unexpectedly")."""
+    try:
+        ring = _RINGS.get(key)
+        if ring is None:
+            raise RuntimeError("a loader worker sent a shared batch its parent has no ring for "
+                               "(support/loading.py, SharedBatches)")
+        return ring.receive(i, n, stamp), torch.from_numpy(labels)
+    except Exception:  # noqa: BLE001 - any failure is handed to the loop, which raises it
+        return ExceptionWrapper(where="receiving a batch from a data loader worker")
 
 
-def data_loader(ds, batch_size, sampler, workers, item_shape, seed=0):
-    """A DataLoader of (clip, label) items (clips uint8 of `item_shape`) whose workers hand batches over
-    through SharedBatches, are seeded (worker_init_fn, and `seed` for the loader's own generator) and
-    outlive a scheduler's SIGTERM; pinned for CUDA. workers=0 loads in this process."""
-    pin = torch.cuda.is_available()
-    collate = SharedBatches(item_shape, batch_size, workers, pin=pin) if workers > 0 else None
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                       collate_fn=collate, pin_memory=pin, worker_init_fn=worker_init_fn(),
-                                       persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+def data_loader(ds, batch_size, sampler, workers, item_shape=None, seed=0, pin=None):
+    """A DataLoader of (clip, label) items whose workers hand batches over through SharedBatches (when
+    `item_shape`, the uint8 clips' shape, is given), are seeded (worker_init_fn, and `seed` for the
+    loader's own generator) and outlive a scheduler's SIGTERM; pinned when `pin` (default: when CUDA is
+    there). workers=0 loads in this process."""
+    pin = torch.cuda.is_available() if pin is None else pin
+    ring = workers > 0 and item_shape is not None
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin,
+        collate_fn=SharedBatches(item_shape, batch_size, workers, pin=pin) if ring else None,
+        prefetch_factor=PREFETCH if workers > 0 else None, worker_init_fn=worker_init_fn(),
+        persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
 # Worker shutdown. A scheduler (SLURM, Kubernetes) sends SIGTERM to every process of the job, and Ctrl-C

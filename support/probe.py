@@ -80,8 +80,9 @@ class StaticProbeDataset(torch.utils.data.Dataset):
 
     @property
     def item_shape(self):
-        """The clips' shape, the test set's (a loader's shared batches are made for it)."""
-        return self.ds.item_shape
+        """The uint8 clips' shape, the test set's ("frozen"), for a loader's shared batches; None for the
+        float clips of "conflict", which go through torch's own collate."""
+        return self.ds.item_shape if self.mode == "frozen" else None
 
     def __getitem__(self, index):
         clip, label = self.ds[index]

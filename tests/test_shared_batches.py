@@ -9,10 +9,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from torch._utils import ExceptionWrapper
 
 import backbones
 import data
-from support import decode, loading, synthetic
+from support import decode, loading, probe, synthetic
+from support.system import stop_workers
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +71,38 @@ def test_items_of_another_kind_go_through_torch_collate():
 
 
 def test_a_slot_written_again_before_it_is_read_is_an_error(monkeypatch):
-    ring = loading.SharedBatches((2, 3, 4, 4), batch_size=2, workers=1)   # worker 0: slots 0, 1, 2
+    ring = loading.SharedBatches((2, 3, 4, 4), batch_size=2, workers=1)   # worker 0: slots 0, 1
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: type("Info", (), {"id": 0})())
     batch = [(torch.full((2, 3, 4, 4), k, dtype=torch.uint8), k) for k in (7, 9)]
     sent = pickle.dumps(ring(batch))                 # what a worker puts in its queue
     clips, labels = pickle.loads(sent)               # what the parent gets: the batch, copied out
     assert clips[:, 0, 0, 0, 0].tolist() == [7, 9] and labels.tolist() == [7, 9]
-    for _ in range(3):                               # the worker comes round to slot 0 again
+    for _ in range(2):                               # the worker comes round to slot 0 again
         ring(batch)
+    late = pickle.loads(sent)                        # handed to the loop, which raises it in its own thread
+    assert isinstance(late, ExceptionWrapper)
     with pytest.raises(RuntimeError, match="overwritten"):
-        pickle.loads(sent)
+        late.reraise()
+
+
+def test_a_batch_that_cannot_be_received_raises_its_own_message_in_the_loop(tiny):
+    ds = data.build_dataset("synthetic", tiny, segments=2, frames=2, crop_size=16)
+    loader = data.data_loader(ds, 2, [0, 1, 2, 3], 1, ds.item_shape)
+    del loading._RINGS[loader.collate_fn.key]        # the parent has lost its ring
+    batches = iter(loader)
+    try:
+        with pytest.raises(RuntimeError, match="no ring for"):
+            next(batches)
+    finally:
+        stop_workers(batches)
+
+
+def test_float_probe_clips_take_no_ring(tiny):
+    ds = data.build_dataset("synthetic", tiny, train=False, segments=2, frames=2, crop_size=16)
+    assert probe.StaticProbeDataset(ds, "frozen").item_shape == ds.item_shape
+    conflict = probe.StaticProbeDataset(ds, "conflict")
+    assert conflict.item_shape is None
+    assert not isinstance(data.data_loader(conflict, 2, [0, 1], 2, None).collate_fn, loading.SharedBatches)
 
 
 def test_spawned_workers_fill_the_ring_too(tiny):
