@@ -449,7 +449,7 @@ class DAModel(nn.Module):
             raise ValueError(f"DAModel: expected a clip (B, S*T={self.segments}*{self.frames}, C, H, W), "
                              f"got {tuple(clip.shape)}")
         clip = clip.contiguous()        # the loader's clips are channels-last in memory (data.crop_pixels)
-        if clip.dtype == torch.uint8:   # pixels -> [0, 1], then ImageNet's mean and std, on this device (= data.normalize)
+        if clip.dtype == torch.uint8:   # pixels -> [0, 1], then ImageNet's mean and std, here (= data.normalize)
             clip = clip.float().div_(255.0).sub_(self.pixel_mean).div_(self.pixel_std)
         (B, _, C, H, W), S, out = clip.shape, self.segments, None
         x = clip.reshape(B * S, self.frames, C, H, W)                # (B*S, T, C, H, W) one row per segment
