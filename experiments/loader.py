@@ -24,6 +24,7 @@ on --videos videos of --dataset at --data-root (copied by links into a temporary
 is prepared in full).
 """
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -90,13 +91,24 @@ def order(n, clips, batch):
     return np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need].tolist()
 
 
-def loader_rate(ds, items, args):
-    """Clips/s per worker of a DataLoader over `items`, timed after its first batch (the workers are up)."""
-    threads, workers = torch.get_num_threads(), args.workers
-    if workers == 0:  # in this process, set up as a worker is
+@contextlib.contextmanager
+def like_a_worker(really=True):
+    """This process set up as a loader worker is (support/loading.py): one torch and one decoder thread."""
+    threads = torch.get_num_threads()
+    if really:
         torch.set_num_threads(1)
         decode.THREADS = 1
     try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        decode.THREADS = 0
+
+
+def loader_rate(ds, items, args):
+    """Clips/s per worker of a DataLoader over `items`, timed after its first batch (the workers are up)."""
+    workers = args.workers
+    with like_a_worker(workers == 0):  # in this process: set up as a worker is
         loader = data.data_loader(ds, args.batch_size, items, workers, ds.item_shape, pin=False)  # train.py's, CPU side
         it = iter(loader)
         next(it)
@@ -105,9 +117,6 @@ def loader_rate(ds, items, args):
             n += clip.shape[0]
         del it
         return n / (time.perf_counter() - t0) / max(1, workers)
-    finally:
-        torch.set_num_threads(threads)
-        decode.THREADS = 0
 
 
 def clip_indices(ds, k):
@@ -168,10 +177,8 @@ def stages(ds, items, rates):
     worker): "decode" (decode.read_frames of the item's frames) and "crop" (data.crop_pixels with its box
     and flip), each timed around itself clip by clip; "rest of the item" = ds[k]'s time (a loop of its
     own) less those two; "hand-over" = a worker's time per clip (the plain row) less this process's."""
-    threads, clock, spent = torch.get_num_threads(), time.perf_counter, {"decode": 0.0, "crop": 0.0}
-    torch.set_num_threads(1)
-    decode.THREADS = 1
-    try:
+    clock, spent = time.perf_counter, {"decode": 0.0, "crop": 0.0}
+    with like_a_worker():
         for k in items:
             idx, rng = clip_indices(ds, k)
             t0 = clock()
@@ -189,9 +196,6 @@ def stages(ds, items, rates):
         for k in items:
             ds[k]
         item = clock() - t0
-    finally:
-        torch.set_num_threads(threads)
-        decode.THREADS = 0
     out = {k: 1000 * v / len(items) for k, v in spent.items()}
     out["rest of the item"] = 1000 * item / len(items) - out["decode"] - out["crop"]
     out["hand-over"] = 1000 / rates["plain"] - 1000 / rates["plain, in this process"]
